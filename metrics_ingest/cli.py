@@ -1,0 +1,198 @@
+"""The `metrics-ingest` command: argparse -> Settings -> serve / db migrate / db query / purge."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sqlite3
+import sys
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from metrics_ingest import __version__, migrations, retention
+from metrics_ingest.app import create_app, server_options
+from metrics_ingest.auth import remembered_token
+from metrics_ingest.config import OPTIONS, ConfigError, Settings, load_settings
+from metrics_ingest.logs import configure_logging
+
+log = logging.getLogger("metrics_ingest.cli")
+
+DB_OPTION = next(option for option in OPTIONS if option.field == "db_path")
+
+
+# Flags spelled differently from the serve flag of the same setting.
+FLAG_NAMES = {"purge": {"retention_days": "--days"}}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="metrics-ingest",
+        description="Push endpoint for metrics: HTTP in, SQLite inside, Prometheus and JSON out.",
+    )
+    parser.add_argument("--version", action="version", version=f"metrics-ingest {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="migrate the schema, then serve HTTP")
+    for option in OPTIONS:
+        serve.add_argument(option.flag, dest=option.field, metavar=option.env,
+                           help=f"{option.help} (env {option.env})")
+
+    db = commands.add_parser("db", help="database commands")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
+    migrate = db_commands.add_parser("migrate", help="apply the sql/ migrations (idempotent)")
+    migrate.add_argument("--db", dest="db_path", help=DB_OPTION.help)
+    query = db_commands.add_parser("query", help="run ad-hoc SQL and print the result")
+    query.add_argument("sql", help='e.g. "SELECT * FROM metrics LIMIT 10"')
+    query.add_argument("--db", dest="db_path", help=DB_OPTION.help)
+    query.add_argument("--json", action="store_true", help="print a JSON array of objects")
+
+    purge = commands.add_parser("purge", help="delete expired samples now and print the count")
+    purge.add_argument("--days", dest="retention_days", help="keep this many days "
+                       "(default METRICS_RETENTION_DAYS or 7)")
+    purge.add_argument("--db", dest="db_path", help=DB_OPTION.help)
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    flags = {option.field: getattr(args, option.field, None) for option in OPTIONS}
+    return load_settings(os.environ, flags, FLAG_NAMES.get(args.command))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from(args)
+        configure_logging(settings.log_format, settings.log_level)
+        handler = COMMANDS[(args.command, getattr(args, "db_command", None))]
+        return handler(settings, args)
+    except ConfigError as exc:
+        sys.stderr.write(f"metrics-ingest: error: {exc}\n")
+        return 2
+    except (sqlite3.Error, OSError, ValueError) as exc:
+        sys.stderr.write(f"metrics-ingest: error: {exc}\n")
+        return 1
+
+
+# -- serve ----------------------------------------------------------------------------------
+
+
+def with_push_token(settings: Settings) -> Settings:
+    """Use the configured tokens, or the one remembered next to the database (made once)."""
+    if settings.auth_tokens:
+        return settings
+    token, path, created = remembered_token(settings.db_path)
+    log.warning("METRICS_AUTH_TOKEN is not set: %s the push token in %s",
+                "generated" if created else "using", path)
+    return settings.replace(auth_tokens=(token,))
+
+
+async def serve_until_signalled(settings: Settings) -> None:
+    runner = web.AppRunner(create_app(settings), handle_signals=False, **server_options())
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        for address in runner.addresses:
+            host, port = address[0], address[1]
+            log.info("listening on http://%s:%d (database %s)", host, port, settings.db_path)
+        await stop.wait()
+        log.info("signal received: refusing new pushes, draining the queue")
+    finally:
+        started = time.monotonic()
+        await runner.cleanup()
+        log.info("stopped cleanly in %.2f s", time.monotonic() - started)
+
+
+def event_loop_runner() -> asyncio.Runner:
+    """uvloop when it is installed (the `fast` extra), else asyncio's own loop."""
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    return asyncio.Runner(loop_factory=factory)
+
+
+def run(coro: Coroutine[Any, Any, Any]) -> Any:
+    with event_loop_runner() as runner:
+        return runner.run(coro)
+
+
+def serve(settings: Settings, args: argparse.Namespace) -> int:
+    settings = with_push_token(settings)
+    run(serve_until_signalled(settings))
+    return 0
+
+
+# -- db and purge ---------------------------------------------------------------------------
+
+
+def db_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    applied = migrations.migrate(settings.db_path)
+    sys.stdout.write(
+        f"applied {len(applied)} migration(s) to {settings.db_path}"
+        + (f": {', '.join(applied)}\n" if applied else " (schema up to date)\n"))
+    return 0
+
+
+def db_query(settings: Settings, args: argparse.Namespace) -> int:
+    if not settings.db_path.exists():
+        raise ValueError(f"no database at {settings.db_path} (set --db or METRICS_DB_PATH)")
+    conn = sqlite3.connect(f"file:{settings.db_path}?mode=rw", uri=True, isolation_level=None)
+    try:
+        cursor = conn.execute(args.sql)
+        columns = [column[0] for column in cursor.description or ()]
+        rows = cursor.fetchall()
+    finally:
+        conn.close()
+    if args.json:
+        sys.stdout.write(orjson.dumps([dict(zip(columns, row, strict=True)) for row in rows],
+                                      option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        sys.stdout.write(format_table(columns, rows))
+    return 0
+
+
+def format_table(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
+    """A plain aligned text table, with the row count underneath."""
+    if not columns:
+        return "(no result set)\n"
+    cells = [columns] + [["NULL" if value is None else str(value) for value in row]
+                         for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    lines = [" | ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+             .rstrip() for line in cells]
+    lines.insert(1, "-+-".join("-" * width for width in widths))
+    lines.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    return "\n".join(lines) + "\n"
+
+
+def purge(settings: Settings, args: argparse.Namespace) -> int:
+    if not settings.db_path.exists():
+        raise ValueError(f"no database at {settings.db_path} (set --db or METRICS_DB_PATH)")
+    migrations.migrate(settings.db_path)
+    deleted = run(retention.purge_database(settings.db_path, settings.retention_days, time.time()))
+    sys.stdout.write(
+        f"purged {deleted} samples older than {settings.retention_days} days "
+        f"from {settings.db_path}\n")
+    return 0
+
+
+COMMANDS: dict[tuple[str, str | None], Callable[[Settings, argparse.Namespace], int]] = {
+    ("serve", None): serve,
+    ("db", "migrate"): db_migrate,
+    ("db", "query"): db_query,
+    ("purge", None): purge,
+}

@@ -1,0 +1,188 @@
+"""Settings: the one place that reads the environment, and the validation of every value."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from cronsim import CronSim, CronSimError
+
+LogFormat = Literal["text", "json"]
+Synchronous = Literal["full", "normal"]
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message names the variable and fits on one line."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service needs to run, validated; built by `load_settings`."""
+
+    host: str = "127.0.0.1"
+    port: int = 8787
+    db_path: Path = Path("data/metrics.db")
+    auth_tokens: tuple[str, ...] = ()
+    read_token: str | None = None
+    retention_days: int = 7
+    allowed_origin: str = "*"
+    purge_cron: str = "0 2 * * *"
+    max_body_bytes: int = 10 * 1024 * 1024
+    export_window: int = 600
+    export_timestamps: bool = True
+    queue_max_samples: int = 100_000
+    batch_max_samples: int = 10_000
+    synchronous: Synchronous = "full"
+    log_format: LogFormat = "text"
+    log_level: str = "INFO"
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _integer(low: int, high: int | None = None) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        text = raw.strip()
+        if not text.lstrip("-").isdigit() or len(text) > 18:
+            raise ValueError(f"must be an integer, got {raw!r}")
+        value = int(text)
+        if value < low or (high is not None and value > high):
+            bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise ValueError(f"must be {bounds}, got {value}")
+        return value
+
+    return parse
+
+
+def _boolean(raw: str) -> bool:
+    text = raw.strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"must be true or false, got {raw!r}")
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        text = raw.strip().lower()
+        if text not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}, got {raw!r}")
+        return text
+
+    return parse
+
+
+def _text(raw: str) -> str:
+    if not raw.strip():
+        raise ValueError("must not be empty")
+    return raw.strip()
+
+
+def _path(raw: str) -> Path:
+    return Path(_text(raw))
+
+
+def parse_token_list(raw: str) -> tuple[str, ...]:
+    """Comma-separated tokens: spaces around entries trimmed, empty entries ignored."""
+    tokens = tuple(token.strip() for token in raw.split(",") if token.strip())
+    if not tokens:
+        raise ValueError("holds no token (a comma-separated list of non-empty tokens)")
+    return tokens
+
+
+def parse_cron(raw: str) -> str:
+    spec = raw.strip()
+    try:
+        CronSim(spec, datetime.now(UTC))
+    except CronSimError as exc:
+        raise ValueError(f"is not a valid cron expression ({exc}): {raw!r}") from None
+    return spec
+
+
+def _log_level(raw: str) -> str:
+    return _choice("debug", "info", "warning", "error")(raw).upper()
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its field in `Settings`, its environment variable and its CLI flag."""
+
+    field: str
+    env: str
+    flag: str
+    parse: Callable[[str], Any]
+    help: str
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("host", "METRICS_HOST", "--host", _text, "address to listen on"),
+    Option("port", "METRICS_PORT", "--port", _integer(0, 65535),
+           "port to listen on (0 picks a free one, logged at start)"),
+    Option("db_path", "METRICS_DB_PATH", "--db", _path, "SQLite database file"),
+    Option("auth_tokens", "METRICS_AUTH_TOKEN", "--auth-token", parse_token_list,
+           "bearer token(s) for pushes, comma-separated"),
+    Option("read_token", "METRICS_READ_TOKEN", "--read-token", _text,
+           "bearer token required by read endpoints"),
+    Option("retention_days", "METRICS_RETENTION_DAYS", "--retention-days", _integer(1, 36500),
+           "days of samples kept"),
+    Option("allowed_origin", "ALLOWED_ORIGIN", "--allowed-origin", _text,
+           "value of Access-Control-Allow-Origin"),
+    Option("purge_cron", "METRICS_PURGE_CRON", "--purge-cron", parse_cron,
+           "retention purge schedule, cron syntax, UTC"),
+    Option("max_body_bytes", "METRICS_MAX_BODY_BYTES", "--max-body-bytes", _integer(1024),
+           "largest request body, raw and inflated"),
+    Option("export_window", "METRICS_EXPORT_WINDOW", "--export-window", _integer(1),
+           "seconds: /metrics exports series whose newest sample is at most this old"),
+    Option("export_timestamps", "METRICS_EXPORT_TIMESTAMPS", "--export-timestamps", _boolean,
+           "write sample timestamps on /metrics (true/false)"),
+    Option("queue_max_samples", "METRICS_QUEUE_MAX_SAMPLES", "--queue-max-samples",
+           _integer(1), "samples waiting for the writer before pushes get 503"),
+    Option("batch_max_samples", "METRICS_BATCH_MAX_SAMPLES", "--batch-max-samples",
+           _integer(1), "most samples committed in one transaction"),
+    Option("synchronous", "METRICS_SYNCHRONOUS", "--synchronous", _choice("full", "normal"),
+           "full: a 200 survives power loss; normal: survives a process crash only"),
+    Option("log_format", "METRICS_LOG_FORMAT", "--log-format", _choice("text", "json"),
+           "log lines as text or JSON"),
+    Option("log_level", "METRICS_LOG_LEVEL", "--log-level", _log_level,
+           "debug, info, warning or error"),
+)
+
+
+def load_settings(
+    environ: Mapping[str, str],
+    flags: Mapping[str, str | None] | None = None,
+    flag_names: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build `Settings` from the environment, with CLI flag values (raw strings) overriding.
+
+    Raises ConfigError naming the variable (and the flag when the flag gave the value;
+    `flag_names` renames flags for commands that spell them differently, e.g. purge --days).
+    """
+    flags = flags or {}
+    flag_names = flag_names or {}
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        raw = flags.get(option.field)
+        origin = flag_names.get(option.field, option.flag)
+        if raw is None:
+            raw = environ.get(option.env)
+            origin = option.env
+        if raw is None:
+            continue
+        try:
+            values[option.field] = option.parse(raw)
+        except ValueError as exc:
+            name = option.env if origin == option.env else f"{origin} ({option.env})"
+            raise ConfigError(f"{name} {exc}") from None
+    settings = Settings(**values)
+    if settings.batch_max_samples > settings.queue_max_samples:
+        raise ConfigError(
+            "METRICS_BATCH_MAX_SAMPLES must not exceed METRICS_QUEUE_MAX_SAMPLES "
+            f"({settings.batch_max_samples} > {settings.queue_max_samples})"
+        )
+    return settings

@@ -1,0 +1,108 @@
+"""API errors carry their HTTP status; one middleware renders them all in SPEC's error shape."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from metrics_ingest.validation import FieldError
+
+log = logging.getLogger("metrics_ingest.errors")
+
+
+class ApiError(Exception):
+    """An error answer: `status`, a message naming what was wrong, optional field errors."""
+
+    status = 500
+    reason = "error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        errors: Sequence[FieldError] = (),
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.errors = list(errors)
+        self.headers = dict(headers or {})
+
+
+class BadRequest(ApiError):
+    status = 400
+
+
+class Unauthorized(ApiError):
+    status = 401
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": 'Bearer realm="metrics-ingest"'})
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+
+
+class UnsupportedMediaType(ApiError):
+    status = 415
+
+
+class ServiceUnavailable(ApiError):
+    status = 503
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
+def json_response(
+    body: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
+    )
+
+
+def error_response(
+    status: int,
+    message: str,
+    errors: Sequence[FieldError] = (),
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    body: dict[str, Any] = {"status": "error", "error": message}
+    if errors:
+        body["errors"] = [{"path": error.path, "error": error.error} for error in errors]
+    return json_response(body, status=status, headers=headers)
+
+
+# aiohttp's own errors (no route, wrong method, body too large) get plain words of ours.
+HTTP_MESSAGES = {
+    404: "no such endpoint",
+    405: "method not allowed",
+    413: "request body too large",
+}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Render every failure as `{"status": "error", "error": ...}`; never leak a traceback."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except ApiError as exc:
+        return error_response(exc.status, exc.message, exc.errors, exc.headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+        message = HTTP_MESSAGES.get(exc.status, exc.reason.lower())
+        if exc.status == 405:
+            message = f"method {request.method} not allowed; allowed: {headers.get('Allow', '')}"
+        return error_response(exc.status, message, headers=headers)
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return error_response(500, "internal error")

@@ -1,0 +1,30 @@
+"""Every piece of application state, as typed `web.AppKey`s (no module-level state anywhere)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiosqlite
+from aiohttp import web
+
+from metrics_ingest.config import Settings
+from metrics_ingest.telemetry import Telemetry
+from metrics_ingest.writer import PushQueue, Writer
+
+
+@dataclass
+class Lifecycle:
+    """Flipped by on_shutdown so pushes get 503 while the writer drains what it holds."""
+
+    accepting: bool = True
+
+
+SETTINGS = web.AppKey("settings", Settings)
+CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
+TELEMETRY = web.AppKey("telemetry", Telemetry)
+LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+READER = web.AppKey("reader", aiosqlite.Connection)
+WRITE_CONN = web.AppKey("write_conn", aiosqlite.Connection)
+QUEUE = web.AppKey("queue", PushQueue)
+WRITER = web.AppKey("writer", Writer)

@@ -1,0 +1,81 @@
+"""Retention: which samples have expired, the scheduled purge (aiocron, UTC), and the CLI purge."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC
+from pathlib import Path
+
+import aiocron
+
+from metrics_ingest import storage
+from metrics_ingest.telemetry import Telemetry
+from metrics_ingest.writer import Closed, PushQueue, Writer
+
+log = logging.getLogger("metrics_ingest.retention")
+
+DAY_SECONDS = 86400
+
+
+def cutoff_for(retention_days: int, now: float) -> int:
+    """Samples with a timestamp strictly before this are expired."""
+    return int(now) - retention_days * DAY_SECONDS
+
+
+async def purge(writer: Writer, telemetry: Telemetry, retention_days: int, now: float) -> int:
+    """Run one purge through the writer and record its outcome; returns the samples deleted."""
+    started = time.monotonic()
+    deleted = await writer.request_purge(cutoff_for(retention_days, now))
+    telemetry.purged_samples += deleted
+    telemetry.last_purge = time.time()
+    log.info("purge: deleted %d samples older than %d days in %.2f s",
+             deleted, retention_days, time.monotonic() - started)
+    return deleted
+
+
+@asynccontextmanager
+async def scheduled_purge(
+    spec: str, writer: Writer, telemetry: Telemetry, retention_days: int
+) -> AsyncIterator[aiocron.Cron]:
+    """Run the purge on the cron schedule (UTC) while the context is open."""
+
+    async def run_once() -> None:
+        try:
+            await purge(writer, telemetry, retention_days, time.time())
+        except Closed:
+            log.info("scheduled purge interrupted by shutdown; the next run finishes it")
+        except Exception:
+            # A failed purge must not kill the schedule; the next run tries again.
+            log.exception("scheduled purge failed")
+
+    job = aiocron.crontab(spec, func=run_once, start=False, tz=UTC)
+    job.start()
+    try:
+        yield job
+    finally:
+        job.stop()
+
+
+async def purge_database(db_path: Path, retention_days: int, now: float) -> int:
+    """The `metrics-ingest purge` command: the same chunked purge, on a writer of its own.
+
+    Safe beside a running server: each chunk is a short transaction, and the server's writer
+    notices the outside commit (PRAGMA data_version) and reloads its series map.
+    """
+    conn = await storage.open_writer(db_path, "full")
+    try:
+        queue = PushQueue(1)
+        writer = Writer(conn, queue, Telemetry(), 1)
+        task = asyncio.create_task(writer.run())
+        try:
+            deleted = await purge(writer, Telemetry(), retention_days, now)
+        finally:
+            queue.close()
+            await task
+        return deleted
+    finally:
+        await conn.close()

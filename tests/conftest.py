@@ -1,0 +1,178 @@
+"""Fixtures: real settings over a real SQLite file in tmp_path, and the real app on a port."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from metrics_ingest.app import create_app, server_options
+from metrics_ingest.config import Settings
+
+TOKEN = "test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Clock:
+    """A settable clock for the app: `now` is real time unless a test pins it."""
+
+    pinned: float | None = None
+
+    def __call__(self) -> float:
+        return time.time() if self.pinned is None else self.pinned
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(db_path=tmp_path / "metrics.db", auth_tokens=(TOKEN,))
+
+
+ClientFactory = Callable[..., Any]
+
+
+@pytest.fixture
+async def make_client(
+    aiohttp_client: Any, clock: Clock
+) -> Callable[[Settings], Any]:
+    """Start the full app (migrations, writer, cron) for given settings; stopped after the test."""
+
+    async def start(settings: Settings) -> TestClient[web.Request, web.Application]:
+        # TestServer ignores constructor kwargs; started here, it keeps the production options
+        # (auto_decompress off above all) and aiohttp_client reuses the running server.
+        server = TestServer(create_app(settings, clock))
+        await server.start_server(**server_options())
+        client: TestClient[web.Request, web.Application] = await aiohttp_client(server)
+        return client
+
+    return start
+
+
+@pytest.fixture
+async def client(
+    make_client: Callable[[Settings], Any], settings: Settings
+) -> TestClient[web.Request, web.Application]:
+    started: TestClient[web.Request, web.Application] = await make_client(settings)
+    return started
+
+
+async def poll(predicate: Callable[[], bool], seconds: float = 10.0) -> None:
+    """Wait for a condition with a deadline, yielding to the loop between looks."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not predicate():
+        assert loop.time() < deadline, "condition not reached before the deadline"
+        await asyncio.sleep(0.005)
+
+
+async def run_tool(*command: str, stdin: str) -> tuple[int, str]:
+    """Run an external checker without blocking the loop; returns (exit code, stdout+stderr)."""
+    process = await asyncio.create_subprocess_exec(
+        *command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT)
+    output, _ = await asyncio.wait_for(process.communicate(stdin.encode()), 60)
+    assert process.returncode is not None
+    return process.returncode, output.decode()
+
+
+def rows(db_path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Read the database as a user would, on a separate connection."""
+    conn = sqlite3.connect(db_path)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def promtool() -> str | None:
+    """promtool's path; missing is a failure in CI (which installs it), a skip elsewhere."""
+    path = shutil.which("promtool")
+    if path is None and os.environ.get("CI"):
+        pytest.fail("promtool is required in CI (Debian package prometheus)")
+    return path
+
+
+@dataclass
+class Service:
+    """The real `metrics-ingest serve` as a subprocess."""
+
+    process: subprocess.Popen[str]
+    url: str
+    db_path: Path
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll with a deadline (never a bare sleep to synchronise)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def start_service(tmp_path: Path, env: dict[str, str] | None = None,
+                  args: tuple[str, ...] = ()) -> Service:
+    db_path = tmp_path / "data" / "metrics.db"
+    port = free_port()
+    log_path = tmp_path / f"serve-{port}.log"
+    full_env = {**os.environ, "METRICS_AUTH_TOKEN": TOKEN, **(env or {})}
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "metrics_ingest", "serve", "--port", str(port),
+             "--db", str(db_path), *args],
+            cwd=tmp_path, env=full_env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    service = Service(process, f"http://127.0.0.1:{port}", db_path, log_path)
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"serve exited early:\n{service.log()}")
+        return "listening on" in service.log()
+
+    wait_until(ready, 30, "the server to listen")
+    return service
+
+
+@pytest.fixture
+def service_factory(tmp_path: Path) -> Iterator[Callable[..., Service]]:
+    started: list[Service] = []
+
+    def factory(env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> Service:
+        service = start_service(tmp_path, env, args)
+        started.append(service)
+        return service
+
+    yield factory
+    for service in started:
+        if service.process.poll() is None:
+            service.process.kill()
+            service.process.wait(10)

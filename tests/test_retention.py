@@ -1,0 +1,122 @@
+"""The retention purge: chunked deletes through the writer, the cron job, and the CLI beside a
+running server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from metrics_ingest import migrations, retention, storage, writer
+from metrics_ingest.config import Settings
+from metrics_ingest.keys import TELEMETRY, WRITER
+from metrics_ingest.telemetry import Telemetry
+from metrics_ingest.validation import Sample
+from metrics_ingest.writer import Push, PushQueue, Writer
+from tests.conftest import AUTH, rows
+
+Client = TestClient[web.Request, web.Application]
+NOW = 1_795_000_000
+DAY = 86400
+
+
+@pytest.fixture
+async def running_writer(tmp_path: Path) -> AsyncIterator[Writer]:
+    db_path = tmp_path / "metrics.db"
+    migrations.migrate(db_path)
+    conn = await storage.open_writer(db_path, "normal")
+    queue = PushQueue(1_000_000)
+    w = Writer(conn, queue, Telemetry(), 100_000)
+    task = asyncio.create_task(w.run())
+    yield w
+    queue.close()
+    await task
+    await conn.close()
+
+
+async def write(w: Writer, samples: list[Sample]) -> None:
+    push = Push(samples, NOW)
+    w.queue.put(push)
+    await push.done
+
+
+async def test_purge_deletes_only_expired_in_chunks(
+    running_writer: Writer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer, "PURGE_CHUNK_ROWS", 7)
+    old = NOW - 8 * DAY
+    # 30 series sharing one old timestamp: chunk boundaries fall inside one timestamp.
+    await write(running_writer, [Sample("hpc", f"m{i}", "", old, i) for i in range(30)])
+    await write(running_writer, [Sample("hpc", "m0", "", old + t, 1) for t in range(1, 11)])
+    await write(running_writer, [Sample("hpc", "m1", "", NOW - DAY, 5),
+                                 Sample("hpc", "kept", "", NOW, 1)])
+    deleted = await retention.purge(running_writer, running_writer.telemetry, 7, NOW)
+    assert deleted == 40
+    db = tmp_path / "metrics.db"
+    assert rows(db, "SELECT metric_name, timestamp FROM metrics ORDER BY metric_name") == [
+        ("kept", NOW), ("m1", NOW - DAY)]
+    # Series with nothing left are forgotten; the others keep their newest sample.
+    assert rows(db, "SELECT metric_name FROM series ORDER BY metric_name") == [("kept",), ("m1",)]
+    assert rows(db, "SELECT count(*) FROM latest") == [(2,)]
+    assert running_writer.telemetry.purged_samples == 40
+    assert running_writer.telemetry.last_purge is not None
+    # Writing to a forgotten series again creates it afresh.
+    await write(running_writer, [Sample("hpc", "m5", "", NOW, 9)])
+    assert rows(db, "SELECT metric_value FROM metrics WHERE metric_name = 'm5'") == [(9.0,)]
+
+
+async def test_purge_of_nothing(running_writer: Writer) -> None:
+    assert await retention.purge(running_writer, running_writer.telemetry, 7, NOW) == 0
+
+
+async def test_pushes_are_answered_between_purge_chunks(
+    running_writer: Writer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer, "PURGE_CHUNK_ROWS", 100)
+    old = NOW - 30 * DAY
+    await write(running_writer, [Sample("hpc", f"m{i % 50}", "", old + i, 1) for i in range(5000)])
+    purge = asyncio.ensure_future(running_writer.request_purge(NOW - 7 * DAY))
+    pushed = asyncio.ensure_future(write(running_writer, [Sample("hpc", "live", "", NOW, 1)]))
+    done, _ = await asyncio.wait({purge, pushed}, return_when=asyncio.FIRST_COMPLETED)
+    # 50 chunks are needed; the push must not wait behind all of them.
+    assert pushed in done
+    assert await purge == 5000
+
+
+async def test_scheduled_purge_runs_in_utc(running_writer: Writer) -> None:
+    telemetry = running_writer.telemetry
+    async with retention.scheduled_purge("0 2 * * *", running_writer, telemetry, 7) as job:
+        assert job.tz == UTC
+        assert job.handle is not None
+        await job.func()  # what the schedule calls
+        assert telemetry.last_purge is not None
+    assert job.handle is None
+
+
+async def test_cli_purge_beside_running_server(client: Client, settings: Settings) -> None:
+    old = NOW - 30 * DAY
+    push = {"source": "hpc", "timestamp": old, "metrics": {"a": 1, "b": 2}}
+    assert (await client.post("/ingest", json=push, headers=AUTH)).status == 200
+    # `metrics-ingest purge` runs on its own connection while the server holds its own.
+    deleted = await retention.purge_database(settings.db_path, 7, NOW)
+    assert deleted == 2
+    assert rows(settings.db_path, "SELECT count(*) FROM series") == [(0,)]
+    # The server notices the outside commit and does not reuse the forgotten series ids.
+    fresh = {"source": "hpc", "metrics": {"a": 3}}
+    assert (await client.post("/ingest", json=fresh, headers=AUTH)).status == 200
+    assert rows(settings.db_path, "SELECT metric_name, metric_value FROM metrics") == [("a", 3.0)]
+
+
+async def test_purge_shows_in_self_metrics(client: Client, settings: Settings) -> None:
+    push = {"source": "hpc", "timestamp": NOW - 30 * DAY, "metrics": {"a": 1}}
+    assert (await client.post("/ingest", json=push, headers=AUTH)).status == 200
+    app = client.app
+    assert await retention.purge(app[WRITER], app[TELEMETRY], 7, NOW) == 1
+    text = await (await client.get("/metrics")).text()
+    assert "metrics_ingest_purged_samples_total 1\n" in text
+    assert "metrics_ingest_last_purge_timestamp_seconds " in text
