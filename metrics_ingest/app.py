@@ -111,7 +111,10 @@ async def writer_context(app: web.Application) -> AsyncIterator[None]:
     yield
     # Pushes already queued are committed and answered before the database closes.
     queue.close()
-    await task
+    try:
+        await task
+    except Exception:
+        log.exception("the writer task had failed; queued pushes were answered 503")
 
 
 async def purge_context(app: web.Application) -> AsyncIterator[None]:

@@ -181,6 +181,12 @@ class Writer:
         except sqlite3.Error as exc:
             self._fail(pushes, exc)
             return
+        except BaseException:
+            # A bug or a cancellation: the pushes in hand must still get an answer.
+            for push in pushes:
+                if not push.done.done():
+                    push.done.set_exception(Closed("the writer stopped"))
+            raise
         finally:
             self.in_flight = 0
         for series_id, name, source, labels in new_series:

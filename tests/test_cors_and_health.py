@@ -72,3 +72,31 @@ async def test_health(client: Client) -> None:
     assert (live.status, await live.json()) == (200, {"status": "ok"})
     ready = await client.get("/readyz")
     assert (ready.status, await ready.json()) == (200, {"status": "ready"})
+
+
+async def test_shutting_down_refuses_pushes(client: Client) -> None:
+    await client.app.shutdown()  # what SIGTERM triggers first: intake stops
+    response = await client.post("/ingest", json={"source": "hpc", "metrics": {"a": 1}},
+                                 headers=AUTH)
+    assert response.status == 503
+    assert response.headers["Retry-After"]
+    assert "shutting down" in (await response.json())["error"]
+    ready = await client.get("/readyz")
+    assert ready.status == 503
+    assert await ready.json() == {"status": "error", "error": "shutting down"}
+
+
+async def test_dead_writer_fails_pushes_instead_of_hanging(client: Client) -> None:
+    from metrics_ingest.keys import WRITE_CONN, WRITER
+
+    await client.app[WRITE_CONN].close()  # the writer's next use of it raises: its task dies
+    response = await client.post("/ingest", json={"source": "hpc", "metrics": {"a": 1}},
+                                 headers=AUTH)
+    assert response.status == 503
+    assert not client.app[WRITER].alive
+    ready = await client.get("/readyz")
+    assert ready.status == 503
+    assert "writer" in (await ready.json())["error"]
+    again = await client.post("/ingest", json={"source": "hpc", "metrics": {"a": 1}},
+                              headers=AUTH)
+    assert again.status == 503
