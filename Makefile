@@ -18,6 +18,10 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[fast,test]'
 	touch $(VENV)/.installed $@
 
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[fast,test,bench]'
+	touch $(VENV)/.installed $(VENV)/.installed-test $@
+
 run: $(VENV)/.installed
 	$(BIN)/metrics-ingest serve
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 import os
 import secrets
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
-
-log = logging.getLogger("metrics_ingest.auth")
+from typing import ClassVar
 
 TOKEN_FILE_NAME = "auth-token"
 
@@ -25,23 +24,71 @@ def presented_token(header: str | None, schemes: Iterable[str] = ("bearer",)) ->
     return token.strip()
 
 
-def _digest(token: str) -> bytes:
+def digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
 
 
-def token_matches(candidate: str | None, accepted: Iterable[str]) -> bool:
-    """Compare against every accepted token, always all of them, on fixed-length digests.
+def digest_matches(candidate: str | None, accepted: Iterable[bytes]) -> bool:
+    """Compare against every accepted token digest, always all of them.
 
-    Neither the position of the first differing byte, the token's length, nor which entry of the
-    list matched changes the time taken.
+    Comparing fixed-length digests, neither the position of the first differing byte, the
+    token's length, nor which entry of the list matched changes the time taken.
     """
     if candidate is None:
         return False
-    probe = _digest(candidate)
+    probe = digest(candidate)
     matched = False
-    for token in accepted:
-        matched |= hmac.compare_digest(probe, _digest(token))
+    for expected in accepted:
+        matched |= hmac.compare_digest(probe, expected)
     return matched
+
+
+def token_matches(candidate: str | None, accepted: Iterable[str]) -> bool:
+    return digest_matches(candidate, [digest(token) for token in accepted])
+
+
+@dataclass(frozen=True)
+class AuthPolicy:
+    """Who may push and who may read, as token digests computed once at start.
+
+    Authorization headers that passed the constant-time check are remembered (a few at most),
+    so a pusher's next request is one dict lookup: the check costs ~5 us per request inside the
+    busy server (bench/README.md). A lookup can only hit with the exact accepted header, and
+    comparing strings in a dict happens only after a full 64-bit (salted) hash match, so the
+    lookup reveals nothing about a wrong token.
+    """
+
+    push: tuple[bytes, ...]
+    read: tuple[bytes, ...] | None  # None: reads are public
+    accepted_push: dict[str, bool] = field(default_factory=dict, compare=False)
+    accepted_read: dict[str, bool] = field(default_factory=dict, compare=False)
+
+    MAX_REMEMBERED: ClassVar[int] = 64
+
+    @classmethod
+    def from_tokens(cls, push_tokens: Iterable[str], read_token: str | None) -> AuthPolicy:
+        push = tuple(digest(token) for token in push_tokens)
+        # A push token is the stronger credential: it reads too.
+        read = None if read_token is None else (digest(read_token), *push)
+        return cls(push, read)
+
+    def may_push(self, authorization: str | None) -> bool:
+        return self._check(authorization, self.push, self.accepted_push)
+
+    def may_read(self, authorization: str | None) -> bool:
+        return self.read is None or self._check(authorization, self.read, self.accepted_read)
+
+    def _check(self, authorization: str | None, digests: tuple[bytes, ...],
+               accepted: dict[str, bool]) -> bool:
+        if authorization is None:
+            return False
+        if authorization in accepted:
+            return True
+        if not digest_matches(presented_token(authorization), digests):
+            return False
+        if len(accepted) < self.MAX_REMEMBERED:
+            accepted[authorization] = True
+        return True
 
 
 def remembered_token(db_path: Path) -> tuple[str, Path, bool]:

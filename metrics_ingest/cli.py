@@ -95,7 +95,8 @@ def with_push_token(settings: Settings) -> Settings:
 
 
 async def serve_until_signalled(settings: Settings) -> None:
-    runner = web.AppRunner(create_app(settings), handle_signals=False, **server_options())
+    app = create_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, **server_options(app))
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

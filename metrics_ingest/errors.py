@@ -87,22 +87,14 @@ HTTP_MESSAGES = {
 }
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Render every failure as `{"status": "error", "error": ...}`; never leak a traceback."""
-    try:
-        response: web.StreamResponse = await handler(request)
-        return response
-    except ApiError as exc:
+def render_failure(request: web.Request, exc: ApiError | web.HTTPException) -> web.Response:
+    """SPEC's error shape for an API error or one of aiohttp's (404, 405, ...)."""
+    if isinstance(exc, ApiError):
         return error_response(exc.status, exc.message, exc.errors, exc.headers)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
+    if exc.status >= 400:
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
         message = HTTP_MESSAGES.get(exc.status, exc.reason.lower())
         if exc.status == 405:
             message = f"method {request.method} not allowed; allowed: {headers.get('Allow', '')}"
         return error_response(exc.status, message, headers=headers)
-    except Exception:
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        return error_response(500, "internal error")
+    raise exc  # a redirect or other non-error answer: let aiohttp send it

@@ -8,7 +8,10 @@ from dataclasses import dataclass
 import aiosqlite
 from aiohttp import web
 
+from metrics_ingest.auth import AuthPolicy
 from metrics_ingest.config import Settings
+from metrics_ingest.logs import AccessLogSink
+from metrics_ingest.storage import WriteConnection
 from metrics_ingest.telemetry import Telemetry
 from metrics_ingest.writer import PushQueue, Writer
 
@@ -25,6 +28,9 @@ CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 TELEMETRY = web.AppKey("telemetry", Telemetry)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 READER = web.AppKey("reader", aiosqlite.Connection)
-WRITE_CONN = web.AppKey("write_conn", aiosqlite.Connection)
+WRITE_CONN = web.AppKey("write_conn", WriteConnection)
+AUTH = web.AppKey("auth", AuthPolicy)
+CORS_HEADERS: web.AppKey[dict[str, str]] = web.AppKey("cors_headers")
+ACCESS_LOG = web.AppKey("access_log", AccessLogSink)
 QUEUE = web.AppKey("queue", PushQueue)
 WRITER = web.AppKey("writer", Writer)

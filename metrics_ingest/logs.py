@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import sys
 import time
 from typing import Any
@@ -13,6 +15,9 @@ from aiohttp.abc import AbstractAccessLogger
 
 from metrics_ingest.config import LogFormat
 
+ACCESS_LOGGER = "metrics_ingest.access"
+TEXT_FORMAT = "%(asctime)sZ %(levelname)s %(name)s: %(message)s"
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -22,7 +27,6 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        entry.update(getattr(record, "fields", {}))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(entry).decode()
@@ -33,8 +37,7 @@ def configure_logging(log_format: LogFormat, level: str) -> None:
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        formatter = logging.Formatter("%(asctime)sZ %(levelname)s %(name)s: %(message)s",
-                                      "%Y-%m-%dT%H:%M:%S")
+        formatter = logging.Formatter(TEXT_FORMAT, "%Y-%m-%dT%H:%M:%S")
         formatter.converter = time.gmtime
         handler.setFormatter(formatter)
     root = logging.getLogger()
@@ -42,19 +45,76 @@ def configure_logging(log_format: LogFormat, level: str) -> None:
     root.setLevel(level)
 
 
-class AccessLog(AbstractAccessLogger):
-    """`METHOD path status duration`: the path without its query string, so tokens passed in a
-    query by mistake never reach the log."""
+class AccessLogSink:
+    """Request log lines, buffered and written to stderr about ten times a second.
 
-    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        if not self.logger.isEnabledFor(logging.INFO):
+    The logging module costs ~25 us a line (a quarter of a small push's CPU, measured with
+    bench/compare W1); formatting into a buffer costs ~2 us. At most the last 0.1 s of request
+    lines can be lost if the process is killed; stored data never depends on them.
+    """
+
+    FLUSH_SECONDS = 0.1
+    FLUSH_BYTES = 64 * 1024
+
+    def __init__(self, log_format: LogFormat, fd: int | None = None) -> None:
+        self.json = log_format == "json"
+        self.fd = sys.stderr.fileno() if fd is None else fd
+        self._lines: list[str] = []
+        self._size = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._second = -1
+        self._stamp = ""
+
+    def write(self, method: str, path: str, status: int, seconds: float) -> None:
+        now = time.time()
+        if self.json:
+            line = orjson.dumps({
+                "time": round(now, 3), "level": "info", "logger": ACCESS_LOGGER,
+                "message": f"{method} {path} {status} {seconds * 1000:.1f}ms",
+                "method": method, "path": path, "status": status,
+                "duration_ms": round(seconds * 1000, 2)}).decode() + "\n"
+        else:
+            second = int(now)
+            if second != self._second:
+                self._second = second
+                self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            line = (f"{self._stamp}Z INFO {ACCESS_LOGGER}: {method} {path} {status} "
+                    f"{seconds * 1000:.1f}ms\n")
+        self._lines.append(line)
+        self._size += len(line)
+        if self._size >= self.FLUSH_BYTES:
+            self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.FLUSH_SECONDS, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._lines:
             return
-        self.logger.info(
-            "%s %s %d %.1fms", request.method, request.path, response.status, time * 1000,
-            extra={"fields": {"method": request.method, "path": request.path,
-                              "status": response.status, "duration_ms": round(time * 1000, 2)}},
-        )
+        data = "".join(self._lines).encode("utf-8", "replace")
+        self._lines.clear()
+        self._size = 0
+        try:
+            while data:
+                written = os.write(self.fd, data)
+                data = data[written:]
+        except BlockingIOError:
+            pass  # stderr is a full non-blocking pipe: drop the rest rather than stall requests
 
-    @property
-    def enabled(self) -> bool:
-        return self.logger.isEnabledFor(logging.INFO)
+
+def access_log_class(sink: AccessLogSink) -> type[AbstractAccessLogger]:
+    """aiohttp makes one access logger per connection; all of them write to `sink`."""
+
+    class AccessLog(AbstractAccessLogger):
+        def log(self, request: web.BaseRequest, response: web.StreamResponse,
+                time: float) -> None:
+            # The path without its query string: a token passed in a query never reaches logs.
+            sink.write(request.method, request.path, response.status, time)
+
+        @property
+        def enabled(self) -> bool:
+            return True
+
+    return AccessLog

@@ -66,7 +66,8 @@ async def purge_database(db_path: Path, retention_days: int, now: float) -> int:
     Safe beside a running server: each chunk is a short transaction, and the server's writer
     notices the outside commit (PRAGMA data_version) and reloads its series map.
     """
-    conn = await storage.open_writer(db_path, "full")
+    conn = storage.WriteConnection(db_path, "full")
+    await conn.open()
     try:
         queue = PushQueue(1)
         writer = Writer(conn, queue, Telemetry(), 1)

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
-from collections.abc import Iterable, Sequence
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import aiosqlite
+import orjson
 
 from metrics_ingest.config import Synchronous
 
+T = TypeVar("T")
 SeriesKey = tuple[str, str, str]  # (metric_name, source, labels) - the series' unique key
 
 # -- writer ---------------------------------------------------------------------------------
@@ -26,6 +32,23 @@ UPSERT_SAMPLE = (
 )
 UPSERT_LATEST = (
     "INSERT INTO latest (series_id, timestamp, value) VALUES (?, ?, ?)"
+    " ON CONFLICT (series_id) DO UPDATE SET timestamp = excluded.timestamp,"
+    " value = excluded.value WHERE excluded.timestamp >= latest.timestamp"
+)
+# The same two upserts fed one JSON array of rows: a whole batch is a single sqlite3_step,
+# which runs with the GIL released. executemany releases and re-takes the GIL around every
+# row, and each re-take waits on the busy event-loop thread (bench/README.md, "Writer").
+# Doubles survive the JSON round trip exactly (orjson writes the shortest exact form).
+UPSERT_SAMPLES_JSON = (
+    "INSERT INTO samples (timestamp, series_id, value)"
+    " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),"
+    " json_extract(value, '$[2]') FROM json_each(?) WHERE true"
+    " ON CONFLICT (timestamp, series_id) DO UPDATE SET value = excluded.value"
+)
+UPSERT_LATEST_JSON = (
+    "INSERT INTO latest (series_id, timestamp, value)"
+    " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),"
+    " json_extract(value, '$[2]') FROM json_each(?) WHERE true"
     " ON CONFLICT (series_id) DO UPDATE SET timestamp = excluded.timestamp,"
     " value = excluded.value WHERE excluded.timestamp >= latest.timestamp"
 )
@@ -85,21 +108,68 @@ class StoredSample(NamedTuple):
     labels: str
 
 
-async def open_writer(db_path: Path, synchronous: Synchronous) -> aiosqlite.Connection:
-    """The single write connection: autocommit mode (the writer issues BEGIN/COMMIT itself)."""
-    conn = await aiosqlite.connect(db_path, isolation_level=None)
+class WriteConnection:
+    """The single write connection, confined to a thread of its own.
+
+    `call(fn)` runs `fn(connection)` on that thread, so a whole transaction (BEGIN ... COMMIT)
+    costs the event loop one round trip; with one aiosqlite call per statement a batch took six,
+    each waiting behind a full loop iteration of request handlers (bench/README.md, "Writer").
+    Calls run one at a time, in order.
+    """
+
+    def __init__(self, db_path: Path, synchronous: Synchronous) -> None:
+        self.db_path = db_path
+        self.synchronous = synchronous
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        self._conn: sqlite3.Connection | None = None
+
+    async def open(self) -> None:
+        self._conn = await self._run(self._connect)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            # full: the WAL is fsynced at every commit, so an acknowledged push survives power
+            # loss. normal: fsync only at checkpoints; survives a process crash, not an OS crash.
+            conn.execute(SET_SYNCHRONOUS[self.synchronous])
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.execute("PRAGMA cache_size=-8192")  # KiB; inserts append, 8 MiB holds the hot edge
+            conn.execute("PRAGMA temp_store=MEMORY")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` with the connection on the writer thread; its exceptions propagate."""
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("the write connection is closed")
+        return await self._run(lambda: fn(conn))
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await self._run(conn.close)
+        self._executor.shutdown(wait=True)
+
+
+@contextmanager
+def immediate_transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK (and re-raise) on any error: all or nothing."""
+    db.execute("BEGIN IMMEDIATE")
     try:
-        await conn.execute("PRAGMA journal_mode=WAL")
-        # full: the WAL is fsynced at every commit, so an acknowledged push survives power loss.
-        # normal: fsync only at checkpoints; survives a process crash, not an OS crash.
-        await conn.execute(SET_SYNCHRONOUS[synchronous])
-        await conn.execute("PRAGMA busy_timeout=5000")
-        await conn.execute("PRAGMA cache_size=-65536")
-        await conn.execute("PRAGMA temp_store=MEMORY")
+        yield
+        db.execute("COMMIT")
     except BaseException:
-        await conn.close()
+        if db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
         raise
-    return conn
 
 
 async def open_reader(db_path: Path) -> aiosqlite.Connection:
@@ -107,7 +177,7 @@ async def open_reader(db_path: Path) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(f"file:{db_path}?mode=ro", uri=True, isolation_level=None)
     try:
         await conn.execute("PRAGMA busy_timeout=5000")
-        await conn.execute("PRAGMA cache_size=-32768")
+        await conn.execute("PRAGMA cache_size=-16384")  # KiB
         await conn.execute("PRAGMA query_only=ON")
     except BaseException:
         await conn.close()
@@ -115,49 +185,49 @@ async def open_reader(db_path: Path) -> aiosqlite.Connection:
     return conn
 
 
-async def data_version(conn: aiosqlite.Connection) -> int:
+def data_version(db: sqlite3.Connection) -> int:
     """Changes whenever another connection commits: how the writer notices an outside purge."""
-    rows = list(await conn.execute_fetchall(SELECT_DATA_VERSION))
-    return int(rows[0][0])
+    return int(db.execute(SELECT_DATA_VERSION).fetchone()[0])
 
 
-async def load_series(conn: aiosqlite.Connection) -> dict[SeriesKey, int]:
-    rows = await conn.execute_fetchall(SELECT_ALL_SERIES)
+def load_series(db: sqlite3.Connection) -> dict[SeriesKey, int]:
+    rows = db.execute(SELECT_ALL_SERIES).fetchall()
     return {(name, source, labels): series_id for series_id, name, source, labels in rows}
 
 
-async def insert_rows(
-    conn: aiosqlite.Connection,
+def insert_rows(
+    db: sqlite3.Connection,
     new_series: Sequence[tuple[int, str, str, str]],
-    samples: Iterable[tuple[int, int, float]],
-    latest: Iterable[tuple[int, int, float]],
+    samples: list[tuple[int, int, float]],
+    latest: list[tuple[int, int, float]],
 ) -> None:
-    """Write one batch's rows; the caller owns the surrounding transaction."""
+    """Write one batch's rows; the caller owns the surrounding transaction.
+
+    Rows in the same batch with the same key: the last one wins (json_each keeps array order).
+    """
     if new_series:
-        await conn.executemany(INSERT_SERIES, new_series)
-    await conn.executemany(UPSERT_SAMPLE, samples)
-    await conn.executemany(UPSERT_LATEST, latest)
+        db.executemany(INSERT_SERIES, new_series)
+    db.execute(UPSERT_SAMPLES_JSON, (orjson.dumps(samples),))
+    db.execute(UPSERT_LATEST_JSON, (orjson.dumps(latest),))
 
 
-async def purge_chunk(conn: aiosqlite.Connection, cutoff: int, chunk: int) -> tuple[int, bool]:
+def purge_chunk(db: sqlite3.Connection, cutoff: int, chunk: int) -> tuple[int, bool]:
     """Delete up to `chunk` of the oldest samples older than `cutoff`; the caller commits.
 
     Returns (rows deleted, finished). Deleting a leading key range keeps every chunk cheap.
     """
-    rows = list(await conn.execute_fetchall(SELECT_PURGE_BOUNDARY, (cutoff, chunk)))
-    if not rows:
-        cursor = await conn.execute(DELETE_SAMPLES_BEFORE, (cutoff,))
-        return cursor.rowcount, True
-    timestamp, series_id = rows[0]
-    cursor = await conn.execute(DELETE_SAMPLES_BEFORE_KEY, (timestamp, timestamp, series_id))
-    return cursor.rowcount, False
+    boundary = db.execute(SELECT_PURGE_BOUNDARY, (cutoff, chunk)).fetchone()
+    if boundary is None:
+        return db.execute(DELETE_SAMPLES_BEFORE, (cutoff,)).rowcount, True
+    timestamp, series_id = boundary
+    return db.execute(DELETE_SAMPLES_BEFORE_KEY, (timestamp, timestamp, series_id)).rowcount, False
 
 
-async def purge_expired_series(conn: aiosqlite.Connection, cutoff: int) -> int:
+def purge_expired_series(db: sqlite3.Connection, cutoff: int) -> int:
     """Forget series whose newest sample is older than `cutoff` (their samples are gone)."""
-    cursor = await conn.execute(DELETE_EXPIRED_SERIES, (cutoff,))
-    await conn.execute(DELETE_EXPIRED_LATEST, (cutoff,))
-    return cursor.rowcount
+    forgotten = db.execute(DELETE_EXPIRED_SERIES, (cutoff,)).rowcount
+    db.execute(DELETE_EXPIRED_LATEST, (cutoff,))
+    return forgotten
 
 
 async def fresh_series(conn: aiosqlite.Connection, since: int) -> list[FreshSeries]:

@@ -9,17 +9,23 @@ import sqlite3
 import time
 from collections import deque
 from dataclasses import dataclass, field
-
-import aiosqlite
+from itertools import repeat
+from operator import attrgetter
+from typing import cast
 
 from metrics_ingest import storage
-from metrics_ingest.storage import SeriesKey
+from metrics_ingest.storage import WriteConnection
 from metrics_ingest.telemetry import Telemetry
-from metrics_ingest.validation import Sample
+from metrics_ingest.validation import SampleGroup
 
 log = logging.getLogger("metrics_ingest.writer")
 
 PURGE_CHUNK_ROWS = 5000
+
+NewSeries = tuple[int, str, str, str]  # (id, metric_name, source, labels)
+SampleRow = tuple[int, int, float]  # (timestamp, series_id, value)
+LatestRow = tuple[int, int, float]  # (series_id, timestamp, value)
+NO_SERIES: dict[str, int] = {}
 
 
 class Overloaded(Exception):
@@ -38,7 +44,8 @@ class StorageFailed(Exception):
 class Push:
     """A validated push waiting for its commit; `done` resolves after the commit (or fails)."""
 
-    samples: list[Sample]
+    groups: list[SampleGroup]
+    samples: int
     received_at: float
     done: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
@@ -68,10 +75,10 @@ class PushQueue:
         """Queue a push whole, or raise Overloaded/Closed without queueing any of it."""
         if self.closed:
             raise Closed("the service is shutting down")
-        if self.samples + len(push.samples) > self.max_samples:
+        if self.samples + push.samples > self.max_samples:
             raise Overloaded(f"the write queue is full ({self.samples} samples waiting)")
         self._pushes.append(push)
-        self.samples += len(push.samples)
+        self.samples += push.samples
         self.wake.set()
 
     def take(self, max_samples: int) -> list[Push]:
@@ -79,7 +86,7 @@ class PushQueue:
         taken: list[Push] = []
         total = 0
         while self._pushes:
-            size = len(self._pushes[0].samples)
+            size = self._pushes[0].samples
             if taken and total + size > max_samples:
                 break
             taken.append(self._pushes.popleft())
@@ -95,6 +102,78 @@ class PushQueue:
         return len(self._pushes)
 
 
+class SeriesIndex:
+    """Series ids by (source, labels) then metric name; used only on the writer thread.
+
+    Ids are allocated here, which is safe because this is the only writer. If another
+    connection commits (`metrics-ingest purge` beside the server), PRAGMA data_version changes
+    and the map is reloaded before it is used again.
+    """
+
+    def __init__(self) -> None:
+        self.ids: dict[tuple[str, str], dict[str, int]] = {}
+        self.next_id = 1
+        self.data_version = -1
+
+    def refresh(self, db: sqlite3.Connection) -> None:
+        version = storage.data_version(db)
+        if version != self.data_version:
+            self.reload(db)
+            self.data_version = version
+
+    def reload(self, db: sqlite3.Connection) -> None:
+        ids: dict[tuple[str, str], dict[str, int]] = {}
+        highest = 0
+        for (name, source, labels), series_id in storage.load_series(db).items():
+            ids.setdefault((source, labels), {})[name] = series_id
+            highest = max(highest, series_id)
+        self.ids = ids
+        self.next_id = highest + 1
+
+    def rows(self, pushes: list[Push]) -> tuple[list[NewSeries], list[SampleRow], list[LatestRow]]:
+        """Series to create, sample rows, and the newest sample of each series in the batch.
+
+        New series are not adopted until `adopt` (after the commit), so a rolled-back batch
+        leaves the map as the database is.
+        """
+        new_series: list[NewSeries] = []
+        pending: dict[tuple[str, str], dict[str, int]] = {}
+        sample_rows: list[SampleRow] = []
+        newest: dict[int, LatestRow] = {}
+        # Oldest first (a stable sort keeps queue order among equal timestamps), so a later
+        # group's sample of a series is always the newer one and can simply overwrite.
+        groups = sorted((group for push in pushes for group in push.groups),
+                        key=attrgetter("timestamp"))
+        for group in groups:
+            key = (group.source, group.labels)
+            found = list(map(self.ids.get(key, NO_SERIES).get, group.names))
+            ids = (self._with_new_ids(group, found, pending.setdefault(key, {}), new_series)
+                   if None in found else cast(list[int], found))
+            stamps = repeat(group.timestamp, len(ids))
+            sample_rows.extend(zip(stamps, ids, group.values, strict=False))
+            newest.update(zip(ids, zip(ids, repeat(group.timestamp), group.values,
+                                       strict=False), strict=True))
+        return new_series, sample_rows, list(newest.values())
+
+    def _with_new_ids(self, group: SampleGroup, ids: list[int | None],
+                      pending: dict[str, int], new_series: list[NewSeries]) -> list[int]:
+        """Fill in the ids of series not yet in the map, allocating the unseen ones."""
+        filled: list[int] = []
+        for name, series_id in zip(group.names, ids, strict=True):
+            if series_id is None:
+                series_id = pending.get(name)
+                if series_id is None:
+                    series_id = pending[name] = self.next_id + len(new_series)
+                    new_series.append((series_id, name, group.source, group.labels))
+            filled.append(series_id)
+        return filled
+
+    def adopt(self, new_series: list[NewSeries]) -> None:
+        for series_id, name, source, labels in new_series:
+            self.ids.setdefault((source, labels), {})[name] = series_id
+        self.next_id += len(new_series)
+
+
 class Writer:
     """Owns the write connection and every write made through it.
 
@@ -105,12 +184,12 @@ class Writer:
 
     def __init__(
         self,
-        conn: aiosqlite.Connection,
+        db: WriteConnection,
         queue: PushQueue,
         telemetry: Telemetry,
         batch_max_samples: int,
     ) -> None:
-        self.conn = conn
+        self.db = db
         self.queue = queue
         self.telemetry = telemetry
         self.batch_max_samples = batch_max_samples
@@ -118,9 +197,7 @@ class Writer:
         self.alive = False
         self.in_flight = 0  # samples in the transaction being committed now
         self.last_error: str | None = None
-        self._series: dict[SeriesKey, int] = {}
-        self._next_series_id = 1
-        self._data_version = -1
+        self.series = SeriesIndex()
         self._purges: deque[PurgeJob] = deque()
 
     async def run(self) -> None:
@@ -135,10 +212,10 @@ class Writer:
         finally:
             self.alive = False
             self.queue.close()
-            leftover = self.queue.take(self.queue.samples + 1) if len(self.queue) else []
-            for push in leftover:
-                if not push.done.done():
-                    push.done.set_exception(Closed("the writer stopped"))
+            while len(self.queue):
+                for push in self.queue.take(self.queue.max_samples):
+                    if not push.done.done():
+                        push.done.set_exception(Closed("the writer stopped"))
             for job in self._purges:
                 if not job.done.done():
                     job.done.set_exception(Closed("the writer stopped before the purge finished"))
@@ -166,18 +243,18 @@ class Writer:
 
     async def _commit(self, pushes: list[Push]) -> None:
         started = time.perf_counter()
-        new_series: list[tuple[int, str, str, str]] = []
-        self.in_flight = sum(len(push.samples) for push in pushes)
+        self.in_flight = sum(push.samples for push in pushes)
+        series = self.series
+
+        def transaction(db: sqlite3.Connection) -> None:
+            with storage.immediate_transaction(db):
+                series.refresh(db)
+                new_series, sample_rows, latest_rows = series.rows(pushes)
+                storage.insert_rows(db, new_series, sample_rows, latest_rows)
+            series.adopt(new_series)
+
         try:
-            await self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                await self._refresh_series()
-                new_series, sample_rows, latest_rows = self._rows(pushes)
-                await storage.insert_rows(self.conn, new_series, sample_rows, latest_rows)
-                await self.conn.execute("COMMIT")
-            except BaseException:
-                await self._rollback()
-                raise
+            await self.db.call(transaction)
         except sqlite3.Error as exc:
             self._fail(pushes, exc)
             return
@@ -189,9 +266,6 @@ class Writer:
             raise
         finally:
             self.in_flight = 0
-        for series_id, name, source, labels in new_series:
-            self._series[(name, source, labels)] = series_id
-        self._next_series_id += len(new_series)
         self.healthy = True
         self.last_error = None
         self._record(pushes, time.perf_counter() - started)
@@ -199,54 +273,16 @@ class Writer:
             if not push.done.done():
                 push.done.set_result(None)
 
-    async def _refresh_series(self) -> None:
-        """Reload the series map if another connection (e.g. `metrics-ingest purge`) committed."""
-        version = await storage.data_version(self.conn)
-        if version != self._data_version:
-            await self._reload_series()
-            self._data_version = version
-
-    async def _reload_series(self) -> None:
-        self._series = await storage.load_series(self.conn)
-        self._next_series_id = max(self._series.values(), default=0) + 1
-
-    def _rows(
-        self, pushes: list[Push]
-    ) -> tuple[list[tuple[int, str, str, str]], list[tuple[int, int, float]],
-               list[tuple[int, int, float]]]:
-        """Series to create, sample rows, and the newest sample of each series in the batch."""
-        series = self._series
-        pending: dict[SeriesKey, int] = {}
-        new_series: list[tuple[int, str, str, str]] = []
-        sample_rows: list[tuple[int, int, float]] = []
-        newest: dict[int, tuple[int, int, float]] = {}
-        next_id = self._next_series_id
-        for push in pushes:
-            for sample in push.samples:
-                key = (sample.name, sample.source, sample.labels)
-                series_id = series.get(key) or pending.get(key)
-                if series_id is None:
-                    series_id = pending[key] = next_id
-                    new_series.append((next_id, sample.name, sample.source, sample.labels))
-                    next_id += 1
-                row = (sample.timestamp, series_id, sample.value)
-                sample_rows.append(row)
-                current = newest.get(series_id)
-                if current is None or sample.timestamp >= current[1]:
-                    newest[series_id] = (series_id, sample.timestamp, sample.value)
-        return new_series, sample_rows, list(newest.values())
-
     def _record(self, pushes: list[Push], seconds: float) -> None:
         per_source: dict[str, int] = {}
         total = 0
         for push in pushes:
-            for sample in push.samples:
-                per_source[sample.source] = per_source.get(sample.source, 0) + 1
-            total += len(push.samples)
+            for group in push.groups:
+                per_source[group.source] = per_source.get(group.source, 0) + len(group.names)
+            total += push.samples
         self.telemetry.count_committed(per_source)
         self.telemetry.batch_samples.observe(total)
         self.telemetry.flush_duration.observe(seconds)
-        log.debug("flush: %d pushes, %d samples in %.1f ms", len(pushes), total, seconds * 1000)
 
     def _fail(self, pushes: list[Push], exc: sqlite3.Error) -> None:
         self.healthy = False
@@ -256,29 +292,22 @@ class Writer:
             if not push.done.done():
                 push.done.set_exception(StorageFailed(f"the database refused the write: {exc}"))
 
-    async def _rollback(self) -> None:
-        if self.conn.in_transaction:
-            try:
-                await self.conn.execute("ROLLBACK")
-            except sqlite3.Error as exc:
-                log.warning("rollback failed: %s", exc)
-
     async def _purge_step(self) -> None:
         """One chunk of the oldest purge request, in its own short transaction."""
         job = self._purges[0]
+        series = self.series
+
+        def chunk(db: sqlite3.Connection) -> tuple[int, bool]:
+            with storage.immediate_transaction(db):
+                series.refresh(db)
+                deleted, finished = storage.purge_chunk(db, job.cutoff, PURGE_CHUNK_ROWS)
+                forgotten = storage.purge_expired_series(db, job.cutoff) if finished else 0
+            if forgotten:
+                series.reload(db)
+            return deleted, finished
+
         try:
-            await self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                await self._refresh_series()
-                deleted, finished = await storage.purge_chunk(
-                    self.conn, job.cutoff, PURGE_CHUNK_ROWS)
-                forgotten = 0
-                if finished:
-                    forgotten = await storage.purge_expired_series(self.conn, job.cutoff)
-                await self.conn.execute("COMMIT")
-            except BaseException:
-                await self._rollback()
-                raise
+            deleted, finished = await self.db.call(chunk)
         except sqlite3.Error as exc:
             self._purges.popleft()
             log.error("purge failed after %d samples: %s", job.deleted, exc)
@@ -288,7 +317,5 @@ class Writer:
         job.deleted += deleted
         if finished:
             self._purges.popleft()
-            if forgotten:
-                await self._reload_series()
             if not job.done.done():
                 job.done.set_result(job.deleted)

@@ -59,8 +59,9 @@ async def make_client(
     async def start(settings: Settings) -> TestClient[web.Request, web.Application]:
         # TestServer ignores constructor kwargs; started here, it keeps the production options
         # (auto_decompress off above all) and aiohttp_client reuses the running server.
-        server = TestServer(create_app(settings, clock))
-        await server.start_server(**server_options())
+        app = create_app(settings, clock)
+        server = TestServer(app)
+        await server.start_server(**server_options(app))
         client: TestClient[web.Request, web.Application] = await aiohttp_client(server)
         return client
 

@@ -266,14 +266,14 @@ async def test_storage_failure_gets_503_and_recovers(client: Client, settings: S
     assert (await client.post("/ingest", json=WORKER_PUSH, headers=AUTH)).status == 200
     conn = client.app[WRITE_CONN]
     # A full disk, as SQLite sees one: the file may not grow past its current size.
-    await conn.execute("PRAGMA max_page_count = 1")
+    await conn.call(lambda db: db.execute("PRAGMA max_page_count = 1"))
     big = {"source": "hpc", "metrics": {f"m{i}": i for i in range(3000)}}
     response = await client.post("/ingest", json=big, headers=AUTH)
     assert response.status == 503
     assert "database" in (await response.json())["error"]
     assert (await client.get("/readyz")).status == 503
     assert len(stored(settings)) == 2
-    await conn.execute("PRAGMA max_page_count = 1073741823")
+    await conn.call(lambda db: db.execute("PRAGMA max_page_count = 1073741823"))
     assert (await client.post("/ingest", json=big, headers=AUTH)).status == 200
     assert (await client.get("/readyz")).status == 200
     assert len(stored(settings)) == 3002

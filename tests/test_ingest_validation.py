@@ -9,7 +9,7 @@ import pytest
 from metrics_ingest.validation import (
     MAX_ERRORS,
     PushInvalid,
-    Sample,
+    SampleGroup,
     canonical_labels,
     parse_push,
     push_source,
@@ -31,10 +31,8 @@ def errors_of(payload: Any, now: float = NOW) -> list[tuple[str, str]]:
 def test_worker_payload() -> None:
     payload = {"source": "hpc", "timestamp": 1_749_999_000,
                "metrics": {"slurm_pending_jobs": 42, "slurm_running_jobs": 10.5}}
-    assert parse_push(payload, NOW) == [
-        Sample("hpc", "slurm_pending_jobs", "", 1_749_999_000, 42.0),
-        Sample("hpc", "slurm_running_jobs", "", 1_749_999_000, 10.5),
-    ]
+    assert parse_push(payload, NOW) == [SampleGroup(
+        "hpc", "", 1_749_999_000, ["slurm_pending_jobs", "slurm_running_jobs"], [42.0, 10.5])]
 
 
 @pytest.mark.parametrize(("timestamp", "expected"), [
@@ -100,8 +98,8 @@ def test_metric_rules(metrics: Any, path: str, error: str) -> None:
 
 
 def test_metric_names_allow_colons_and_big_values() -> None:
-    samples = parse_push(push(metrics={"job:rate5m": 2**64, "neg": -0.0}), NOW)
-    assert [(s.name, s.value) for s in samples] == [("job:rate5m", float(2**64)), ("neg", 0.0)]
+    [group] = parse_push(push(metrics={"job:rate5m": 2**64, "neg": -0.0}), NOW)
+    assert (group.names, group.values) == (["job:rate5m", "neg"], [float(2**64), 0.0])
 
 
 def test_labels_are_canonical() -> None:
@@ -147,6 +145,7 @@ def test_errors_are_capped() -> None:
 def test_batch_is_all_or_nothing() -> None:
     good = push()
     assert len(parse_push([good, good], NOW)) == 2
+    assert sum(len(group.names) for group in parse_push([good, good], NOW)) == 2
     assert errors_of([good, {"source": "x"}, "no"]) == [
         ("[1].metrics", "is required and must be a non-empty object"),
         ("[2]", "must be a JSON object"),
@@ -168,3 +167,24 @@ def test_push_source_for_counters() -> None:
     assert push_source([push(), push(source="b")]) is None
     assert push_source({"source": "bad source"}) is None
     assert push_source("junk") is None
+
+
+@pytest.mark.parametrize(("metrics", "valid"), [
+    ({"a" * 200: 1}, True),
+    ({"a" * 201: 1}, False),
+    ({"my_metrics_ingest_total": 1}, True),
+    ({"ok": 1, "metrics_ingest_x": 2}, False),
+    ({"ok": 1, "bad\nname": 2}, False),
+    ({"ok": 1, "": 2}, False),
+    ({"ok": 1, "x": 10**400}, False),
+    ({"ok": 1, "x": True}, False),
+    ({"ok": 1.5, "x": -7, ":colon": 0}, True),
+])
+def test_fast_and_slow_paths_agree(metrics: dict[str, Any], valid: bool) -> None:
+    payload = push(metrics=metrics)
+    if valid:
+        [group] = parse_push(payload, NOW)
+        assert group.names == list(metrics)
+        assert group.values == [float(v) for v in metrics.values()]
+    else:
+        assert errors_of(payload)

@@ -16,7 +16,7 @@ from metrics_ingest import migrations, retention, storage, writer
 from metrics_ingest.config import Settings
 from metrics_ingest.keys import TELEMETRY, WRITER
 from metrics_ingest.telemetry import Telemetry
-from metrics_ingest.validation import Sample
+from metrics_ingest.validation import SampleGroup
 from metrics_ingest.writer import Push, PushQueue, Writer
 from tests.conftest import AUTH, rows
 
@@ -29,7 +29,8 @@ DAY = 86400
 async def running_writer(tmp_path: Path) -> AsyncIterator[Writer]:
     db_path = tmp_path / "metrics.db"
     migrations.migrate(db_path)
-    conn = await storage.open_writer(db_path, "normal")
+    conn = storage.WriteConnection(db_path, "normal")
+    await conn.open()
     queue = PushQueue(1_000_000)
     w = Writer(conn, queue, Telemetry(), 100_000)
     task = asyncio.create_task(w.run())
@@ -39,8 +40,12 @@ async def running_writer(tmp_path: Path) -> AsyncIterator[Writer]:
     await conn.close()
 
 
-async def write(w: Writer, samples: list[Sample]) -> None:
-    push = Push(samples, NOW)
+def Sample(source: str, name: str, labels: str, timestamp: int, value: float) -> SampleGroup:
+    return SampleGroup(source, labels, timestamp, [name], [float(value)])
+
+
+async def write(w: Writer, samples: list[SampleGroup]) -> None:
+    push = Push(samples, len(samples), NOW)
     w.queue.put(push)
     await push.done
 

@@ -14,13 +14,13 @@ from metrics_ingest.errors import (
     PayloadTooLarge,
     ServiceUnavailable,
     UnsupportedMediaType,
-    json_response,
 )
 from metrics_ingest.keys import CLOCK, LIFECYCLE, QUEUE, SETTINGS, TELEMETRY
-from metrics_ingest.validation import PushInvalid, Sample, parse_push, push_source
+from metrics_ingest.validation import PushInvalid, SampleGroup, parse_push, push_source
 from metrics_ingest.writer import Closed, Overloaded, Push, StorageFailed
 
 JSON_TYPES = ("application/json", "application/x-www-form-urlencoded")
+JSON_HEADERS = {"Content-Type": "application/json"}
 
 REJECTION_REASONS = {400: "invalid", 413: "too_large", 415: "unsupported_type", 503: "overload"}
 
@@ -40,15 +40,17 @@ def decode_json(body: bytes) -> Any:
         raise BadRequest(f"body is not valid JSON: {exc}") from None
 
 
-async def commit(request: web.Request, samples: list[Sample], now: float) -> None:
-    """Queue the samples and wait for the transaction holding them to commit."""
+async def commit(request: web.Request, groups: list[SampleGroup], now: float) -> int:
+    """Queue the samples and wait for the transaction holding them to commit; returns their
+    number."""
     if not request.app[LIFECYCLE].accepting:
         raise ServiceUnavailable("the service is shutting down; retry against its successor")
     queue = request.app[QUEUE]
-    if len(samples) > queue.max_samples:
+    count = sum(len(group.names) for group in groups)
+    if count > queue.max_samples:
         raise PayloadTooLarge(
-            f"the push holds {len(samples)} samples; at most {queue.max_samples} fit in one push")
-    push = Push(samples, now)
+            f"the push holds {count} samples; at most {queue.max_samples} fit in one push")
+    push = Push(groups, count, now)
     try:
         queue.put(push)
     except Overloaded as exc:
@@ -59,9 +61,10 @@ async def commit(request: web.Request, samples: list[Sample], now: float) -> Non
         await push.done
     except (StorageFailed, Closed) as exc:
         raise StorageUnavailable(str(exc)) from None
-    telemetry = request.app[TELEMETRY]
-    for source in {sample.source for sample in samples}:
-        telemetry.last_push[source] = now
+    last_push = request.app[TELEMETRY].last_push
+    for group in groups:
+        last_push[group.source] = now
+    return count
 
 
 class StorageUnavailable(ServiceUnavailable):
@@ -79,13 +82,13 @@ async def ingest(request: web.Request) -> web.Response:
         body = await read_body(request, request.app[SETTINGS].max_body_bytes)
         payload = decode_json(body)
         try:
-            samples = parse_push(payload, now)
+            groups = parse_push(payload, now)
         except PushInvalid as exc:
             raise BadRequest(f"invalid push: {exc}", errors=exc.errors) from None
-        await commit(request, samples, now)
+        inserted = await commit(request, groups, now)
     except ApiError as exc:
         reason = "storage" if isinstance(exc, StorageUnavailable) else REJECTION_REASONS.get(
             exc.status, "invalid")
         request.app[TELEMETRY].count_rejected(reason, push_source(payload))
         raise
-    return json_response({"status": "ok", "inserted": len(samples)})
+    return web.Response(body=b'{"status":"ok","inserted":%d}' % inserted, headers=JSON_HEADERS)
