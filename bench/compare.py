@@ -132,8 +132,9 @@ def median_load(plan: Plan, target: Running, script: str, make_args: Callable[[i
 
 
 def ts_base(run: int) -> str:
-    """Each repetition writes its own timestamps (2 days back, 1 day apart), so none replace."""
-    return str(int(time.time()) - 3 * 86400 + run * 86400 // 4)
+    """Each repetition writes its own range of timestamps (one second per request, ranges 15
+    days apart, starting 60 days back), so no sample replaces another and row counts add up."""
+    return str(int(time.time()) - 60 * 86400 + run * 15 * 86400)
 
 
 # -- workloads ------------------------------------------------------------------------------
@@ -272,6 +273,13 @@ def w4(plan: Plan, peers_ok: bool) -> None:
             gz = timed_gets(mi.url + "/metrics", count, {"Accept-Encoding": "gzip"})
             plan.record("W4", "metrics-ingest", f"scrape_gzip_ms_{n}",
                         1000 * statistics.median(gz))
+            # The same scrape when a push landed since the last one (the body is re-rendered).
+            rerender = []
+            for i in range(count):
+                seed.push_one(mi.url, TOKEN, i)
+                rerender += timed_gets(mi.url + "/metrics", 1)
+            plan.record("W4", "metrics-ingest", f"scrape_after_push_ms_{n}",
+                        1000 * statistics.median(rerender))
         finally:
             mi.stop()
     if not peers_ok:

@@ -56,6 +56,17 @@ def seed_metrics_ingest(url: str, token: str, n_series: int) -> None:
     asyncio.run(_post_all(url, token, bodies))
 
 
+def push_one(url: str, token: str, n: int) -> None:
+    """One small push, so the next scrape cannot reuse the previous body."""
+    import urllib.request
+
+    body = orjson.dumps({"source": "seed", "metrics": {"seed_touch": n}})
+    request = urllib.request.Request(url + "/ingest", data=body, method="POST", headers={
+        "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        response.read()
+
+
 def seed_pushgateway(url: str, n_series: int) -> None:
     """The same series as Prometheus text, 100 per group (job=seed, instance=shard)."""
     import urllib.request

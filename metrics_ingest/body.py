@@ -28,14 +28,20 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     encoding = content_encoding(request)
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"request body is larger than {limit} bytes")
-    raw = bytearray()
-    async for chunk in request.content.iter_any():
-        raw += chunk
-        if len(raw) > limit:
-            raise PayloadTooLarge(f"request body is larger than {limit} bytes")
-    if encoding == "identity":
-        return bytes(raw)
-    return inflate(bytes(raw), limit)
+    stream = request.content
+    if stream.is_eof():
+        # The whole (small) body already arrived with the headers: no await, no iterator.
+        raw = stream.read_nowait()
+    else:
+        buffer = bytearray()
+        async for chunk in stream.iter_any():
+            buffer += chunk
+            if len(buffer) > limit:
+                raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+        raw = bytes(buffer)
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+    return raw if encoding == "identity" else inflate(raw, limit)
 
 
 def inflate(data: bytes, limit: int) -> bytes:

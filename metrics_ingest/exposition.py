@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass, field
+from operator import itemgetter
 
 import orjson
 
@@ -12,6 +14,7 @@ from metrics_ingest.storage import FreshSeries
 from metrics_ingest.telemetry import Telemetry
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+INTEGRAL_LIMIT = 2**53  # integral doubles below this print as integers, exactly
 
 
 def escape_label_value(value: str) -> str:
@@ -29,7 +32,7 @@ def format_value(value: float) -> str:
         return "NaN"
     if math.isinf(value):
         return "+Inf" if value > 0 else "-Inf"
-    if value.is_integer() and abs(value) < 2**53:
+    if value.is_integer() and abs(value) < INTEGRAL_LIMIT:
         return str(int(value))
     return repr(value)
 
@@ -47,24 +50,35 @@ def series_labels(source: str, labels: str) -> str:
     return label_block(pairs)
 
 
-def render_stored(rows: Iterable[FreshSeries], with_timestamps: bool) -> list[str]:
-    """Lines for stored series. Rows must be sorted by metric name so families come out whole."""
+def render_stored(
+    rows: Iterable[FreshSeries],
+    with_timestamps: bool,
+    label_blocks: dict[tuple[str, str], str] | None = None,
+) -> list[str]:
+    """Lines for stored series. Rows must be sorted by metric name so families come out whole.
+
+    `label_blocks` memoises the rendered `{source="...",...}` of each (source, labels) and may
+    be kept between calls: many metrics share a label set, and label sets rarely change.
+    """
     lines: list[str] = []
-    label_cache: dict[tuple[str, str], str] = {}
-    for name, group in itertools.groupby(rows, key=lambda row: row.metric_name):
+    blocks = {} if label_blocks is None else label_blocks
+    for name, group in itertools.groupby(rows, key=itemgetter(0)):
         members = list(group)
-        sources = sorted({row.source for row in members})
+        sources = sorted({row[1] for row in members})
         lines.append(f"# HELP {name} {escape_help('Metric from ' + ', '.join(sources))}")
         lines.append(f"# TYPE {name} gauge")
-        for row in members:
-            key = (row.source, row.labels)
-            labels = label_cache.get(key)
-            if labels is None:
-                labels = label_cache[key] = series_labels(row.source, row.labels)
-            line = f"{name}{labels} {format_value(row.value)}"
+        for _, source, labels, value, timestamp in members:
+            block = blocks.get((source, labels))
+            if block is None:
+                block = blocks[(source, labels)] = series_labels(source, labels)
+            if value.is_integer() and -INTEGRAL_LIMIT < value < INTEGRAL_LIMIT:
+                text = str(int(value))
+            else:
+                text = format_value(value)
             if with_timestamps:
-                line += f" {row.timestamp * 1000}"
-            lines.append(line)
+                lines.append(f"{name}{block} {text} {timestamp * 1000}")
+            else:
+                lines.append(f"{name}{block} {text}")
     return lines
 
 
@@ -124,6 +138,21 @@ def render_telemetry(telemetry: Telemetry, queue_samples: int, db_size: int) -> 
     for source, seconds in sorted(telemetry.last_push.items()):
         lines.append(f"{name}{label_block([('source', source)])} {format_value(seconds)}")
     return lines
+
+
+@dataclass
+class StoredBody:
+    """The rendered stored-series part of the last scrape, reused while it is still exact.
+
+    It stays exact until the writer commits anything (`generation` moves) or the oldest series
+    in it ages out of the export window (`expires`). Prometheus usually scrapes more often than
+    HPC pushers push, so most scrapes re-use it; the self-metrics are always rendered fresh.
+    """
+
+    generation: int = -1
+    expires: float = 0.0
+    text: str = ""
+    label_blocks: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 def render_exposition(lines: list[str]) -> bytes:

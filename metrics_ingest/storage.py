@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple, TypeVar, cast
 
 import aiosqlite
 import orjson
@@ -231,8 +231,9 @@ def purge_expired_series(db: sqlite3.Connection, cutoff: int) -> int:
 
 
 async def fresh_series(conn: aiosqlite.Connection, since: int) -> list[FreshSeries]:
+    """Plain row tuples, shaped as FreshSeries (building 100k NamedTuples costs ~15 ms)."""
     rows = await conn.execute_fetchall(SELECT_FRESH_SERIES, (since,))
-    return [FreshSeries(*row) for row in rows]
+    return cast(list[FreshSeries], rows)
 
 
 async def recent_samples(

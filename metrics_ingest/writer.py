@@ -196,6 +196,7 @@ class Writer:
         self.healthy = True
         self.alive = False
         self.in_flight = 0  # samples in the transaction being committed now
+        self.generation = 0  # counts committed changes: readers' caches compare it
         self.last_error: str | None = None
         self.series = SeriesIndex()
         self._purges: deque[PurgeJob] = deque()
@@ -268,6 +269,7 @@ class Writer:
             self.in_flight = 0
         self.healthy = True
         self.last_error = None
+        self.generation += 1
         self._record(pushes, time.perf_counter() - started)
         for push in pushes:
             if not push.done.done():
@@ -315,6 +317,7 @@ class Writer:
                 job.done.set_exception(StorageFailed(f"purge failed: {exc}"))
             return
         job.deleted += deleted
+        self.generation += 1
         if finished:
             self._purges.popleft()
             if not job.done.done():

@@ -166,3 +166,20 @@ async def test_window_and_timestamps_are_settings(
     text = await (await client.get("/metrics")).text()
     assert 'new{source="hpc"} 1\n' in text
     assert "old{" not in text
+
+
+async def test_scrapes_see_every_commit_and_every_expiry(client: Client, clock: Clock) -> None:
+    clock.pinned = NOW
+    await push(client, {"source": "hpc", "timestamp": NOW - 10, "metrics": {"jobs": 1}})
+    first = await (await client.get("/metrics")).text()
+    assert f'jobs{{source="hpc"}} 1 {(NOW - 10) * 1000}' in first
+    again = await (await client.get("/metrics")).text()
+    stored = first.split("# HELP metrics_ingest_")[0]
+    assert again.split("# HELP metrics_ingest_")[0] == stored  # nothing was written: same series
+    await push(client, {"source": "hpc", "timestamp": NOW - 5, "metrics": {"jobs": 2}})
+    second = await (await client.get("/metrics")).text()
+    assert f'jobs{{source="hpc"}} 2 {(NOW - 5) * 1000}' in second
+    clock.pinned = NOW - 5 + 600  # the last second the series is still fresh
+    assert 'jobs{source="hpc"} 2' in await (await client.get("/metrics")).text()
+    clock.pinned = NOW - 5 + 601
+    assert "jobs{" not in await (await client.get("/metrics")).text()
