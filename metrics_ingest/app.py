@@ -15,7 +15,7 @@ from metrics_ingest.auth import AuthPolicy
 from metrics_ingest.config import Settings
 from metrics_ingest.errors import ApiError, Unauthorized, error_response, render_failure
 from metrics_ingest.exposition import StoredBody
-from metrics_ingest.handlers.api import api_metrics, api_sources
+from metrics_ingest.handlers.api import api_metrics, api_sources, openapi_document
 from metrics_ingest.handlers.exposition import metrics
 from metrics_ingest.handlers.health import healthz, readyz
 from metrics_ingest.handlers.ingest import ingest
@@ -113,6 +113,7 @@ ENDPOINTS: tuple[tuple[str, str, Access, dict[str, Handler]], ...] = (
     ("api_sources", "/api/sources", "read", {"GET": api_sources}),
     ("healthz", "/healthz", "open", {"GET": healthz}),
     ("readyz", "/readyz", "open", {"GET": readyz}),
+    ("openapi", "/api/openapi.json", "open", {"GET": openapi_document}),
 )
 
 

@@ -32,6 +32,7 @@ class Settings:
     allowed_origin: str = "*"
     purge_cron: str = "0 2 * * *"
     max_body_bytes: int = 10 * 1024 * 1024
+    body_timeout: int = 30
     export_window: int = 600
     export_timestamps: bool = True
     queue_max_samples: int = 100_000
@@ -47,7 +48,8 @@ class Settings:
 def _integer(low: int, high: int | None = None) -> Callable[[str], int]:
     def parse(raw: str) -> int:
         text = raw.strip()
-        if not text.lstrip("-").isdigit() or len(text) > 18:
+        digits = text.removeprefix("-")
+        if not (digits.isascii() and digits.isdigit()) or len(text) > 18:
             raise ValueError(f"must be an integer, got {raw!r}")
         value = int(text)
         if value < low or (high is not None and value > high):
@@ -136,6 +138,8 @@ OPTIONS: tuple[Option, ...] = (
            "retention purge schedule, cron syntax, UTC"),
     Option("max_body_bytes", "METRICS_MAX_BODY_BYTES", "--max-body-bytes", _integer(1024),
            "largest request body, raw and inflated"),
+    Option("body_timeout", "METRICS_BODY_TIMEOUT", "--body-timeout", _integer(1, 3600),
+           "seconds a push may take to send its body before it gets 408"),
     Option("export_window", "METRICS_EXPORT_WINDOW", "--export-window", _integer(1),
            "seconds: /metrics exports series whose newest sample is at most this old"),
     Option("export_timestamps", "METRICS_EXPORT_TIMESTAMPS", "--export-timestamps", _boolean,

@@ -44,6 +44,10 @@ class Unauthorized(ApiError):
         super().__init__(message, headers={"WWW-Authenticate": 'Bearer realm="metrics-ingest"'})
 
 
+class RequestTimeout(ApiError):
+    status = 408
+
+
 class PayloadTooLarge(ApiError):
     status = 413
 

@@ -68,6 +68,9 @@ DELETE_EXPIRED_SERIES = (
     "DELETE FROM series WHERE id IN (SELECT series_id FROM latest WHERE timestamp < ?)"
 )
 DELETE_EXPIRED_LATEST = "DELETE FROM latest WHERE timestamp < ?"
+WRITE_PROBE = "INSERT OR REPLACE INTO probe (id, written_at) VALUES (1, ?)"
+GROW_PROBE = "INSERT OR REPLACE INTO probe (id, written_at, filler) VALUES (2, ?, zeroblob(?))"
+PROBE_GROWTH_BYTES = 256 * 1024
 
 # -- reads ----------------------------------------------------------------------------------
 
@@ -221,6 +224,23 @@ def purge_chunk(db: sqlite3.Connection, cutoff: int, chunk: int) -> tuple[int, b
         return db.execute(DELETE_SAMPLES_BEFORE, (cutoff,)).rowcount, True
     timestamp, series_id = boundary
     return db.execute(DELETE_SAMPLES_BEFORE_KEY, (timestamp, timestamp, series_id)).rowcount, False
+
+
+def write_probe(db: sqlite3.Connection, now: int) -> None:
+    """Raise sqlite3.Error unless the database takes writes and can grow.
+
+    First 256 KiB are allocated and rolled back (nothing reaches the disk, but SQLite checks
+    that the file may grow), then one small row is committed (a read-only file, or a WAL that
+    cannot be appended to, fails here).
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute(GROW_PROBE, (now, PROBE_GROWTH_BYTES))
+    finally:
+        if db.in_transaction:  # SQLITE_FULL may already have rolled it back
+            db.execute("ROLLBACK")
+    with immediate_transaction(db):
+        db.execute(WRITE_PROBE, (now,))
 
 
 def purge_expired_series(db: sqlite3.Connection, cutoff: int) -> int:

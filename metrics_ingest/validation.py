@@ -250,10 +250,9 @@ def parse_push(payload: Any, now: float) -> list[SampleGroup]:
 def push_source(payload: Any) -> str | None:
     """The source a push names, when it names exactly one valid one (for rejection counters)."""
     items = payload if isinstance(payload, list) else [payload]
-    sources = {
-        item.get("source") for item in items[:MAX_ERRORS] if isinstance(item, dict)
-    }
-    if len(sources) != 1:
+    named = [item.get("source") for item in items[:MAX_ERRORS] if isinstance(item, dict)]
+    sources = {source for source in named if isinstance(source, str)}
+    if len(sources) != 1 or len(named) != len(items[:MAX_ERRORS]):
         return None
     source = sources.pop()
-    return source if isinstance(source, str) and SOURCE_RE.fullmatch(source) else None
+    return source if SOURCE_RE.fullmatch(source) else None

@@ -242,6 +242,21 @@ class Writer:
         self.queue.wake.set()
         return job.done
 
+    async def probe(self) -> None:
+        """Prove the database takes writes now; on success the writer is healthy again.
+
+        Runs on the writer thread between batches (calls there run one at a time). Raises
+        StorageFailed with SQLite's words otherwise.
+        """
+        try:
+            await self.db.call(lambda db: storage.write_probe(db, int(time.time())))
+        except sqlite3.Error as exc:
+            self.healthy = False
+            self.last_error = str(exc)
+            raise StorageFailed(f"the database refused a probe write: {exc}") from None
+        self.healthy = True
+        self.last_error = None
+
     async def _commit(self, pushes: list[Push]) -> None:
         started = time.perf_counter()
         self.in_flight = sum(push.samples for push in pushes)

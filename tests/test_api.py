@@ -121,3 +121,10 @@ async def test_read_token_when_configured(
 async def test_reads_are_public_by_default(client: Client) -> None:
     for path in ("/api/metrics", "/api/sources", "/metrics"):
         assert (await client.get(path)).status == 200
+
+
+@pytest.mark.parametrize("limit", ["²", "١٢", "12\u0663"])
+async def test_non_ascii_digits_are_a_400_not_a_crash(client: Client, limit: str) -> None:
+    response = await client.get("/api/metrics", params={"limit": limit})
+    assert response.status == 400
+    assert (await response.json())["error"].startswith("limit")

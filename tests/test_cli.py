@@ -55,10 +55,10 @@ def test_migrate_is_idempotent_and_query_prints(tmp_path: Path) -> None:
     db = tmp_path / "nested" / "m.db"
     first = cli("db", "migrate", "--db", str(db), cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    assert "applied 1 migration(s)" in first.stdout
+    assert "applied 2 migration(s)" in first.stdout
     second = cli("db", "migrate", "--db", str(db), cwd=tmp_path)
     assert "schema up to date" in second.stdout
-    assert rows(db, "SELECT version FROM schema_version") == [(1,)]
+    assert rows(db, "SELECT version FROM schema_version") == [(1,), (2,)]
     assert rows(db, "PRAGMA journal_mode") == [("wal",)]
 
     conn = sqlite3.connect(db)

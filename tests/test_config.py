@@ -31,6 +31,7 @@ def test_every_variable_is_read() -> None:
         "METRICS_AUTH_TOKEN": " a , ,b,", "METRICS_READ_TOKEN": "r",
         "METRICS_RETENTION_DAYS": "30", "ALLOWED_ORIGIN": "https://dash.example",
         "METRICS_PURGE_CRON": "*/5 * * * *", "METRICS_MAX_BODY_BYTES": "2048",
+        "METRICS_BODY_TIMEOUT": "5",
         "METRICS_EXPORT_WINDOW": "120", "METRICS_EXPORT_TIMESTAMPS": "false",
         "METRICS_QUEUE_MAX_SAMPLES": "500", "METRICS_BATCH_MAX_SAMPLES": "50",
         "METRICS_SYNCHRONOUS": "normal", "METRICS_LOG_FORMAT": "json", "METRICS_LOG_LEVEL": "debug",
@@ -39,7 +40,7 @@ def test_every_variable_is_read() -> None:
     assert settings == Settings(
         host="0.0.0.0", port=9000, db_path=Path("/tmp/x.db"), auth_tokens=("a", "b"),
         read_token="r", retention_days=30, allowed_origin="https://dash.example",
-        purge_cron="*/5 * * * *", max_body_bytes=2048, export_window=120,
+        purge_cron="*/5 * * * *", max_body_bytes=2048, body_timeout=5, export_window=120,
         export_timestamps=False, queue_max_samples=500, batch_max_samples=50,
         synchronous="normal", log_format="json", log_level="DEBUG",
     )

@@ -71,7 +71,7 @@ async def test_health(client: Client) -> None:
     live = await client.get("/healthz")
     assert (live.status, await live.json()) == (200, {"status": "ok"})
     ready = await client.get("/readyz")
-    assert (ready.status, await ready.json()) == (200, {"status": "ready"})
+    assert (ready.status, await ready.json()) == (200, {"status": "ready", "queued_samples": 0})
 
 
 async def test_shutting_down_refuses_pushes(client: Client) -> None:

@@ -22,7 +22,8 @@ def test_every_setting_is_documented() -> None:
 def test_every_endpoint_has_a_curl_example() -> None:
     app = create_app(Settings(auth_tokens=("x",)))
     paths = {resource.canonical for resource in app.router.resources()} - {"/{path}"}
-    assert paths == {"/ingest", "/metrics", "/api/metrics", "/api/sources", "/healthz", "/readyz"}
+    assert paths == {"/ingest", "/metrics", "/api/metrics", "/api/sources", "/healthz", "/readyz",
+                     "/api/openapi.json"}
     for path in paths:
         assert f"127.0.0.1:8787{path}" in README, path
 

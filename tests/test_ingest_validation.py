@@ -167,6 +167,8 @@ def test_push_source_for_counters() -> None:
     assert push_source([push(), push(source="b")]) is None
     assert push_source({"source": "bad source"}) is None
     assert push_source("junk") is None
+    assert push_source([{"source": {}}, {"source": []}]) is None  # unhashable, not a crash
+    assert push_source([push(), "junk"]) is None
 
 
 @pytest.mark.parametrize(("metrics", "valid"), [

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from metrics_ingest import storage
+from metrics_ingest import openapi, storage
 from metrics_ingest.errors import BadRequest, json_response
 from metrics_ingest.keys import CLOCK, READER, SETTINGS
 
@@ -37,7 +37,8 @@ def parse_window(raw: str, retention_days: int) -> int:
 
 
 def parse_limit(raw: str) -> int:
-    if not raw.isdigit() or len(raw) > 6 or not 1 <= int(raw) <= MAX_LIMIT:
+    # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 6 or not 1 <= int(raw) <= MAX_LIMIT:
         raise BadRequest(f"limit must be an integer from 1 to {MAX_LIMIT}, got {raw[:32]!r}")
     return int(raw)
 
@@ -74,6 +75,10 @@ async def api_metrics(request: web.Request) -> web.Response:
             item["labels"] = orjson.Fragment(row.labels)
         body.append(item)
     return json_response(body)
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    return json_response(openapi.document())
 
 
 async def api_sources(request: web.Request) -> web.Response:

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from metrics_ingest.errors import error_response, json_response
-from metrics_ingest.keys import LIFECYCLE, WRITER
+from metrics_ingest.keys import LIFECYCLE, QUEUE, WRITER
+from metrics_ingest.writer import StorageFailed
+
+# Above this share of METRICS_QUEUE_MAX_SAMPLES, readiness reports overload so a load balancer
+# sends pushes elsewhere before they start getting 503.
+OVERLOAD_SHARE = 0.9
+PROBE_SECONDS = 3.0
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -13,11 +21,22 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    writer = request.app[WRITER]
-    if not request.app[LIFECYCLE].accepting:
+    """503 while shutting down, overloaded, without a writer, or while the database refuses
+    writes. After a failed write it probes the database itself, so readiness comes back as
+    soon as the fault is cleared, without waiting for a push to succeed."""
+    app = request.app
+    writer = app[WRITER]
+    queue = app[QUEUE]
+    if not app[LIFECYCLE].accepting:
         return error_response(503, "shutting down")
     if not writer.alive:
         return error_response(503, "the writer task has stopped")
+    if queue.samples >= OVERLOAD_SHARE * queue.max_samples:
+        return error_response(
+            503, f"overloaded: {queue.samples} of {queue.max_samples} queued samples")
     if not writer.healthy:
-        return error_response(503, f"the last write failed: {writer.last_error}")
-    return json_response({"status": "ready"})
+        try:
+            await asyncio.wait_for(writer.probe(), PROBE_SECONDS)
+        except (StorageFailed, TimeoutError) as exc:
+            return error_response(503, f"the database refuses writes: {exc or 'probe timed out'}")
+    return json_response({"status": "ready", "queued_samples": queue.samples})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -12,6 +13,7 @@ from metrics_ingest.errors import (
     ApiError,
     BadRequest,
     PayloadTooLarge,
+    RequestTimeout,
     ServiceUnavailable,
     UnsupportedMediaType,
 )
@@ -22,7 +24,8 @@ from metrics_ingest.writer import Closed, Overloaded, Push, StorageFailed
 JSON_TYPES = ("application/json", "application/x-www-form-urlencoded")
 JSON_HEADERS = {"Content-Type": "application/json"}
 
-REJECTION_REASONS = {400: "invalid", 413: "too_large", 415: "unsupported_type", 503: "overload"}
+REJECTION_REASONS = {
+    400: "invalid", 408: "timeout", 413: "too_large", 415: "unsupported_type", 503: "overload"}
 
 
 def check_json_type(request: web.Request) -> None:
@@ -79,7 +82,14 @@ async def ingest(request: web.Request) -> web.Response:
     payload: Any = None
     try:
         check_json_type(request)
-        body = await read_body(request, request.app[SETTINGS].max_body_bytes)
+        settings = request.app[SETTINGS]
+        try:
+            # A client trickling its body holds only its own connection, and only this long.
+            async with asyncio.timeout(settings.body_timeout):
+                body = await read_body(request, settings.max_body_bytes)
+        except TimeoutError:
+            raise RequestTimeout(
+                f"the body did not arrive within {settings.body_timeout} s") from None
         payload = decode_json(body)
         try:
             groups = parse_push(payload, now)

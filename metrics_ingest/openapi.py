@@ -1,0 +1,170 @@
+"""The OpenAPI 3 description of the HTTP API, served at /api/openapi.json.
+
+Built in code from the same limits the validator uses, and kept true by tests (every route is
+described, and schemathesis exercises the live app against it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from metrics_ingest import __version__
+from metrics_ingest.validation import MAX_LABEL_VALUE, MAX_LABELS, MAX_METRIC_NAME
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["status", "error"],
+    "properties": {
+        "status": {"const": "error"},
+        "error": {"type": "string", "description": "what was wrong, naming the field"},
+        "errors": {
+            "type": "array",
+            "maxItems": 100,
+            "items": {
+                "type": "object",
+                "required": ["path", "error"],
+                "properties": {"path": {"type": "string"}, "error": {"type": "string"}},
+            },
+        },
+    },
+}
+
+PUSH_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["source", "metrics"],
+    "properties": {
+        "source": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
+        "timestamp": {
+            "description": "Unix seconds within [now - 365 days, now + 1 hour]; default: receipt",
+            "oneOf": [{"type": "integer"}, {"type": "number"},
+                      {"type": "string", "pattern": "^[0-9]{1,12}$"}],
+        },
+        "metrics": {
+            "type": "object",
+            "minProperties": 1,
+            "propertyNames": {"pattern": f"^[a-zA-Z_:][a-zA-Z0-9_:]{{0,{MAX_METRIC_NAME - 1}}}$"},
+            "additionalProperties": {"type": "number"},
+        },
+        "labels": {
+            "type": "object",
+            "maxProperties": MAX_LABELS,
+            "propertyNames": {"pattern": "^[a-zA-Z_][a-zA-Z0-9_]*$"},
+            "additionalProperties": {"type": "string", "minLength": 1,
+                                     "maxLength": MAX_LABEL_VALUE},
+        },
+    },
+}
+
+WINDOW_PARAMETER: dict[str, Any] = {
+    "name": "window", "in": "query", "required": False,
+    "description": "<positive integer><s|m|h|d|w>, default 1h, at most the retention period",
+    "schema": {"type": "string", "pattern": "^[1-9][0-9]{0,9}[smhdw]$"},
+}
+
+
+def error(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def document() -> dict[str, Any]:
+    # Reads are public unless METRICS_READ_TOKEN is set.
+    read_security: list[dict[str, list[str]]] = [{}, {"bearer": []}]
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "metrics-ingest", "version": __version__,
+                 "description": "Push metrics over HTTP; read them as Prometheus text or JSON."},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"Error": ERROR_SCHEMA, "Push": PUSH_SCHEMA},
+        },
+        "paths": {
+            "/ingest": {"post": {
+                "summary": "Push samples; answered after they are committed",
+                "security": [{"bearer": []}],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "oneOf": [{"$ref": "#/components/schemas/Push"},
+                              {"type": "array", "minItems": 1,
+                               "items": {"$ref": "#/components/schemas/Push"}}]}}}},
+                "responses": {
+                    "200": {"description": "committed", "content": {"application/json": {
+                        "schema": {"type": "object", "required": ["status", "inserted"],
+                                   "properties": {"status": {"const": "ok"},
+                                                  "inserted": {"type": "integer"}}}}}},
+                    "400": error("invalid JSON or an invalid field; nothing stored"),
+                    "401": error("missing or wrong bearer token"),
+                    "408": error("the body did not arrive in time"),
+                    "413": error("body or push too large"),
+                    "415": error("unsupported Content-Type or Content-Encoding"),
+                    "503": error("overloaded, shutting down or storage failure; see Retry-After"),
+                },
+            }},
+            "/metrics": {"get": {
+                "summary": "Prometheus text exposition 0.0.4 of fresh series and self-metrics",
+                "security": read_security,
+                "responses": {
+                    "200": {"description": "exposition", "content": {
+                        "text/plain": {"schema": {"type": "string"}}}},
+                    "401": error("read token required"),
+                },
+            }},
+            "/api/metrics": {"get": {
+                "summary": "Samples in a window, newest first",
+                "security": read_security,
+                "parameters": [
+                    {"name": "source", "in": "query", "required": False,
+                     "schema": {"type": "string", "minLength": 1, "maxLength": 256}},
+                    {"name": "metric", "in": "query", "required": False,
+                     "schema": {"type": "string", "minLength": 1, "maxLength": 256}},
+                    WINDOW_PARAMETER,
+                    {"name": "limit", "in": "query", "required": False,
+                     "schema": {"type": "integer", "minimum": 1, "maximum": 50000}},
+                ],
+                "responses": {
+                    "200": {"description": "samples", "content": {"application/json": {
+                        "schema": {"type": "array", "items": {
+                            "type": "object",
+                            "required": ["source", "timestamp", "metric_name", "metric_value"],
+                            "properties": {
+                                "source": {"type": "string"},
+                                "timestamp": {"type": "integer"},
+                                "metric_name": {"type": "string"},
+                                "metric_value": {"type": "number"},
+                                "labels": {"type": "object",
+                                           "additionalProperties": {"type": "string"}},
+                            }}}}}},
+                    "400": error("a bad parameter, named in the error"),
+                    "401": error("read token required"),
+                },
+            }},
+            "/api/sources": {"get": {
+                "summary": "Sources with a sample in the window, sorted",
+                "security": read_security,
+                "parameters": [WINDOW_PARAMETER],
+                "responses": {
+                    "200": {"description": "sources", "content": {"application/json": {
+                        "schema": {"type": "array", "items": {"type": "string"}}}}},
+                    "400": error("a bad window"),
+                    "401": error("read token required"),
+                },
+            }},
+            "/healthz": {"get": {
+                "summary": "Liveness", "security": [],
+                "responses": {"200": {"description": "serving", "content": {
+                    "application/json": {"schema": {"type": "object"}}}}},
+            }},
+            "/readyz": {"get": {
+                "summary": "Readiness: pushes can be committed now", "security": [],
+                "responses": {
+                    "200": {"description": "ready", "content": {
+                        "application/json": {"schema": {"type": "object"}}}},
+                    "503": error("shutting down, overloaded, or the database refuses writes"),
+                },
+            }},
+            "/api/openapi.json": {"get": {
+                "summary": "This document", "security": [],
+                "responses": {"200": {"description": "OpenAPI 3 document", "content": {
+                    "application/json": {"schema": {"type": "object"}}}}},
+            }},
+        },
+    }
