@@ -6,15 +6,18 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from aiohttp import web
 
 from metrics_ingest import migrations, retention, storage
-from metrics_ingest.auth import AuthPolicy
+from metrics_ingest.auth import AuthPolicy, bearer
 from metrics_ingest.config import Settings
 from metrics_ingest.errors import ApiError, Unauthorized, error_response, render_failure
 from metrics_ingest.exposition import StoredBody
+from metrics_ingest.handlers import influx as influx_handlers
+from metrics_ingest.handlers import remote_write as remote_write_handlers
 from metrics_ingest.handlers.api import api_metrics, api_sources, openapi_document
 from metrics_ingest.handlers.exposition import metrics
 from metrics_ingest.handlers.health import healthz, readyz
@@ -54,7 +57,15 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Access = Literal["push", "read", "open"]
 
 
-def endpoint(path: str, access: Access, handlers: dict[str, Handler]) -> Handler:
+Credentials = Callable[[web.Request], str | None]
+
+
+def bearer_token(request: web.Request) -> str | None:
+    return bearer(request.headers)
+
+
+def endpoint(path: str, access: Access, handlers: dict[str, Handler],
+             credentials: Credentials = bearer_token) -> Handler:
     """Wrap one path's handlers with what every request goes through, in one plain call:
 
     CORS preflight -> method dispatch (405 with Allow) -> bearer auth, before any body is read
@@ -78,7 +89,7 @@ def endpoint(path: str, access: Access, handlers: dict[str, Handler]) -> Handler
                     raise web.HTTPMethodNotAllowed(request.method, handlers)
             else:
                 if access != "open":
-                    check_auth(app, request, access)
+                    check_auth(app, request, access, credentials)
                 response = await handler(request)
         except (ApiError, web.HTTPException) as exc:
             response = render_failure(request, exc)
@@ -93,27 +104,42 @@ def endpoint(path: str, access: Access, handlers: dict[str, Handler]) -> Handler
     return handle
 
 
-def check_auth(app: web.Application, request: web.Request, access: Access) -> None:
+def check_auth(app: web.Application, request: web.Request, access: Access,
+               credentials: Credentials) -> None:
     """Pushes need a push token; reads need the read token when one is set."""
     policy = app[AUTH]
-    authorization = request.headers.get("Authorization")
+    token = credentials(request)
     if access == "push":
-        if not policy.may_push(authorization):
+        if not policy.may_push(token):
             app[TELEMETRY].count_rejected("auth")
-            raise Unauthorized("missing or invalid bearer token" if authorization is None
+            raise Unauthorized("missing or invalid bearer token" if token is None
                                else "invalid bearer token")
-    elif not policy.may_read(authorization):
+    elif not policy.may_read(token):
         raise Unauthorized("this endpoint needs the read token")
 
 
-ENDPOINTS: tuple[tuple[str, str, Access, dict[str, Handler]], ...] = (
-    ("ingest", "/ingest", "push", {"POST": ingest}),
-    ("metrics", "/metrics", "read", {"GET": metrics}),
-    ("api_metrics", "/api/metrics", "read", {"GET": api_metrics}),
-    ("api_sources", "/api/sources", "read", {"GET": api_sources}),
-    ("healthz", "/healthz", "open", {"GET": healthz}),
-    ("readyz", "/readyz", "open", {"GET": readyz}),
-    ("openapi", "/api/openapi.json", "open", {"GET": openapi_document}),
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    path: str
+    access: Access
+    handlers: dict[str, Handler]
+    credentials: Credentials = bearer_token
+
+
+ENDPOINTS = (
+    Endpoint("ingest", "/ingest", "push", {"POST": ingest}),
+    Endpoint("influx_v1", "/write", "push", {"POST": influx_handlers.write_v1},
+             influx_handlers.credentials),
+    Endpoint("influx_v2", "/api/v2/write", "push", {"POST": influx_handlers.write_v2},
+             influx_handlers.credentials),
+    Endpoint("remote_write", "/api/v1/write", "push", {"POST": remote_write_handlers.receive}),
+    Endpoint("metrics", "/metrics", "read", {"GET": metrics}),
+    Endpoint("api_metrics", "/api/metrics", "read", {"GET": api_metrics}),
+    Endpoint("api_sources", "/api/sources", "read", {"GET": api_sources}),
+    Endpoint("healthz", "/healthz", "open", {"GET": healthz}),
+    Endpoint("readyz", "/readyz", "open", {"GET": readyz}),
+    Endpoint("openapi", "/api/openapi.json", "open", {"GET": openapi_document}),
 )
 
 
@@ -185,8 +211,9 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> we
     app[TELEMETRY] = Telemetry()
     app[LIFECYCLE] = Lifecycle()
     app[STORED_BODY] = StoredBody()
-    for name, path, access, handlers in ENDPOINTS:
-        app.router.add_route("*", path, endpoint(path, access, handlers), name=name)
+    for spec in ENDPOINTS:
+        handle = endpoint(spec.path, spec.access, spec.handlers, spec.credentials)
+        app.router.add_route("*", spec.path, handle, name=spec.name)
     # Everything else: SPEC's JSON 404, with CORS, through the same wrapper.
     app.router.add_route("*", "/{path:.*}", endpoint("unmatched", "open", {}), name="unmatched")
     app.cleanup_ctx.extend([access_log_context, database_context, writer_context, purge_context])

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -51,11 +53,10 @@ def token_matches(candidate: str | None, accepted: Iterable[str]) -> bool:
 class AuthPolicy:
     """Who may push and who may read, as token digests computed once at start.
 
-    Authorization headers that passed the constant-time check are remembered (a few at most),
-    so a pusher's next request is one dict lookup: the check costs ~5 us per request inside the
-    busy server (bench/README.md). A lookup can only hit with the exact accepted header, and
-    comparing strings in a dict happens only after a full 64-bit (salted) hash match, so the
-    lookup reveals nothing about a wrong token.
+    Tokens that passed the constant-time check are remembered (a few at most), so a pusher's
+    next request is one dict lookup: the check costs ~5 us per request inside the busy server
+    (bench/README.md). A lookup can only hit with the exact accepted token, and a dict compares
+    strings only after a full 64-bit salted hash match, so it reveals nothing about a wrong one.
     """
 
     push: tuple[bytes, ...]
@@ -72,23 +73,45 @@ class AuthPolicy:
         read = None if read_token is None else (digest(read_token), *push)
         return cls(push, read)
 
-    def may_push(self, authorization: str | None) -> bool:
-        return self._check(authorization, self.push, self.accepted_push)
+    def may_push(self, token: str | None) -> bool:
+        return self._check(token, self.push, self.accepted_push)
 
-    def may_read(self, authorization: str | None) -> bool:
-        return self.read is None or self._check(authorization, self.read, self.accepted_read)
+    def may_read(self, token: str | None) -> bool:
+        return self.read is None or self._check(token, self.read, self.accepted_read)
 
-    def _check(self, authorization: str | None, digests: tuple[bytes, ...],
+    def _check(self, token: str | None, digests: tuple[bytes, ...],
                accepted: dict[str, bool]) -> bool:
-        if authorization is None:
+        if token is None:
             return False
-        if authorization in accepted:
+        if token in accepted:
             return True
-        if not digest_matches(presented_token(authorization), digests):
+        if not digest_matches(token, digests):
             return False
         if len(accepted) < self.MAX_REMEMBERED:
-            accepted[authorization] = True
+            accepted[token] = True
         return True
+
+
+def bearer(request_headers: Mapping[str, str]) -> str | None:
+    """The token of `Authorization: Bearer <token>`."""
+    return presented_token(request_headers.get("Authorization"))
+
+
+def influx_credentials(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+    """What Influx clients send: `Bearer` or `Token <t>` (v2, influxdb-client), Basic auth
+    with the token as password (Telegraf's v1 output), or the v1 `?p=` parameter."""
+    authorization = headers.get("Authorization")
+    token = presented_token(authorization, ("bearer", "token"))
+    if token is not None:
+        return token
+    basic = presented_token(authorization, ("basic",))
+    if basic is not None:
+        try:
+            decoded = base64.b64decode(basic, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return decoded.partition(":")[2] or None
+    return query.get("p") or None
 
 
 def remembered_token(db_path: Path) -> tuple[str, Path, bool]:

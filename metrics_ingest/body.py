@@ -26,6 +26,12 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     inflates, and it never inflates more than `limit` + 1 bytes (a gzip bomb stops there).
     """
     encoding = content_encoding(request)
+    raw = await read_raw(request, limit)
+    return raw if encoding == "identity" else inflate(raw, limit)
+
+
+async def read_raw(request: web.Request, limit: int) -> bytes:
+    """The body as sent, whatever its encoding; 413 past `limit` bytes."""
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"request body is larger than {limit} bytes")
     stream = request.content
@@ -41,7 +47,7 @@ async def read_body(request: web.Request, limit: int) -> bytes:
         raw = bytes(buffer)
     if len(raw) > limit:
         raise PayloadTooLarge(f"request body is larger than {limit} bytes")
-    return raw if encoding == "identity" else inflate(raw, limit)
+    return raw
 
 
 def inflate(data: bytes, limit: int) -> bytes:

@@ -14,6 +14,7 @@ from metrics_ingest.storage import FreshSeries
 from metrics_ingest.telemetry import Telemetry
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 INTEGRAL_LIMIT = 2**53  # integral doubles below this print as integers, exactly
 
 
@@ -23,6 +24,37 @@ def escape_label_value(value: str) -> str:
 
 def escape_help(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+@dataclass(frozen=True)
+class Format:
+    """What differs between Prometheus text 0.0.4 and OpenMetrics 1.0.0 in our output."""
+
+    content_type: str
+    openmetrics: bool
+
+    def help(self, name: str, text: str) -> str:
+        escaped = escape_help(text)
+        if self.openmetrics:
+            escaped = escaped.replace('"', '\\"')
+        return f"# HELP {name} {escaped}"
+
+    def type(self, name: str, kind: str) -> str:
+        # OpenMetrics names a counter family without the _total its samples carry.
+        if self.openmetrics and kind == "counter":
+            name = name.removesuffix("_total")
+        return f"# TYPE {name} {kind}"
+
+    def stamp(self, seconds: int) -> str:
+        return str(seconds) if self.openmetrics else str(seconds * 1000)
+
+    @property
+    def trailer(self) -> str:
+        return "# EOF\n" if self.openmetrics else ""
+
+
+TEXT = Format(CONTENT_TYPE, openmetrics=False)
+OPENMETRICS = Format(OPENMETRICS_CONTENT_TYPE, openmetrics=True)
 
 
 def format_value(value: float) -> str:
@@ -54,6 +86,7 @@ def render_stored(
     rows: Iterable[FreshSeries],
     with_timestamps: bool,
     label_blocks: dict[tuple[str, str], str] | None = None,
+    fmt: Format = TEXT,
 ) -> list[str]:
     """Lines for stored series. Rows must be sorted by metric name so families come out whole.
 
@@ -65,8 +98,9 @@ def render_stored(
     for name, group in itertools.groupby(rows, key=itemgetter(0)):
         members = list(group)
         sources = sorted({row[1] for row in members})
-        lines.append(f"# HELP {name} {escape_help('Metric from ' + ', '.join(sources))}")
-        lines.append(f"# TYPE {name} gauge")
+        lines.append(fmt.help(name, "Metric from " + ", ".join(sources)))
+        lines.append(fmt.type(name, "gauge"))
+        stamp = fmt.stamp
         for _, source, labels, value, timestamp in members:
             block = blocks.get((source, labels))
             if block is None:
@@ -76,36 +110,46 @@ def render_stored(
             else:
                 text = format_value(value)
             if with_timestamps:
-                lines.append(f"{name}{block} {text} {timestamp * 1000}")
+                lines.append(f"{name}{block} {text} {stamp(timestamp)}")
             else:
                 lines.append(f"{name}{block} {text}")
     return lines
 
 
-def family(name: str, kind: str, help_text: str) -> list[str]:
-    return [f"# HELP {name} {escape_help(help_text)}", f"# TYPE {name} {kind}"]
+def family(name: str, kind: str, help_text: str, fmt: Format = TEXT) -> list[str]:
+    return [fmt.help(name.removesuffix("_total") if fmt.openmetrics and kind == "counter"
+                     else name, help_text), fmt.type(name, kind)]
 
 
-def render_telemetry(telemetry: Telemetry, queue_samples: int, db_size: int) -> list[str]:
+def render_telemetry(telemetry: Telemetry, queue_samples: int, db_size: int,
+                     fmt: Format = TEXT) -> list[str]:
     """Lines for the `metrics_ingest_*` families, in a stable order."""
     lines: list[str] = []
     name = "metrics_ingest_samples_received_total"
-    lines += family(name, "counter", "Samples committed to the database, by source.")
+    lines += family(name, "counter", "Samples committed to the database, by source.", fmt)
     for source, count in sorted(telemetry.samples_received.items()):
         lines.append(f"{name}{label_block([('source', source)])} {count}")
 
     name = "metrics_ingest_requests_total"
-    lines += family(name, "counter", "HTTP requests answered, by route and status code.")
+    lines += family(name, "counter", "HTTP requests answered, by route and status code.", fmt)
     for (route, code), count in sorted(telemetry.requests.items()):
         lines.append(f"{name}{label_block([('route', route), ('code', code)])} {count}")
 
     name = "metrics_ingest_rejected_pushes_total"
-    lines += family(name, "counter", "Pushes refused, by reason and (when known) source.")
+    lines += family(name, "counter", "Pushes refused, by reason and (when known) source.", fmt)
     for pairs, count in sorted(telemetry.rejected_pushes.items()):
         lines.append(f"{name}{label_block(pairs)} {count}")
 
+    name = "metrics_ingest_dropped_samples_total"
+    lines += family(name, "counter",
+                    "Samples skipped from accepted pushes (remote_write), by format and reason.",
+                    fmt)
+    for (push_format, reason), count in sorted(telemetry.dropped_samples.items()):
+        lines.append(f"{name}{label_block([('format', push_format), ('reason', reason)])} "
+                     f"{count}")
+
     name = "metrics_ingest_queue_samples"
-    lines += family(name, "gauge", "Samples waiting for the writer.")
+    lines += family(name, "gauge", "Samples waiting for the writer.", fmt)
     lines.append(f"{name} {queue_samples}")
 
     for name, help_text, histogram in (
@@ -114,27 +158,27 @@ def render_telemetry(telemetry: Telemetry, queue_samples: int, db_size: int) -> 
         ("metrics_ingest_flush_duration_seconds", "Time to commit one batch.",
          telemetry.flush_duration),
     ):
-        lines += family(name, "histogram", help_text)
+        lines += family(name, "histogram", help_text, fmt)
         for bound, count in histogram.cumulative():
             lines.append(f"{name}_bucket{label_block([('le', bound)])} {count}")
         lines.append(f"{name}_sum {format_value(histogram.total)}")
         lines.append(f"{name}_count {histogram.count}")
 
     name = "metrics_ingest_db_size_bytes"
-    lines += family(name, "gauge", "Size of the database file and its WAL.")
+    lines += family(name, "gauge", "Size of the database file and its WAL.", fmt)
     lines.append(f"{name} {db_size}")
 
     name = "metrics_ingest_purged_samples_total"
-    lines += family(name, "counter", "Samples deleted by the retention purge.")
+    lines += family(name, "counter", "Samples deleted by the retention purge.", fmt)
     lines.append(f"{name} {telemetry.purged_samples}")
 
     name = "metrics_ingest_last_purge_timestamp_seconds"
-    lines += family(name, "gauge", "Unix time the last retention purge finished.")
+    lines += family(name, "gauge", "Unix time the last retention purge finished.", fmt)
     if telemetry.last_purge is not None:
         lines.append(f"{name} {format_value(telemetry.last_purge)}")
 
     name = "metrics_ingest_last_push_timestamp_seconds"
-    lines += family(name, "gauge", "Unix time of the last accepted push, by source.")
+    lines += family(name, "gauge", "Unix time of the last accepted push, by source.", fmt)
     for source, seconds in sorted(telemetry.last_push.items()):
         lines.append(f"{name}{label_block([('source', source)])} {format_value(seconds)}")
     return lines
@@ -149,11 +193,42 @@ class StoredBody:
     HPC pushers push, so most scrapes re-use it; the self-metrics are always rendered fresh.
     """
 
-    generation: int = -1
-    expires: float = 0.0
-    text: str = ""
+    entries: dict[Format, tuple[int, float, str]] = field(default_factory=dict)
     label_blocks: dict[tuple[str, str], str] = field(default_factory=dict)
 
+    def get(self, fmt: Format, generation: int, now: float) -> str | None:
+        """The cached text for `fmt` if nothing was written since and nothing has expired."""
+        entry = self.entries.get(fmt)
+        if entry is None or entry[0] != generation or now >= entry[1]:
+            return None
+        return entry[2]
 
-def render_exposition(lines: list[str]) -> bytes:
-    return ("\n".join(lines) + "\n").encode()
+    def put(self, fmt: Format, generation: int, expires: float, text: str) -> None:
+        self.entries[fmt] = (generation, expires, text)
+
+
+def render_exposition(lines: list[str], fmt: Format = TEXT) -> bytes:
+    return ("\n".join(lines) + "\n" + fmt.trailer).encode()
+
+
+def negotiate(accept: str) -> Format:
+    """OpenMetrics 1.0.0 when the Accept header prefers it (as Prometheus' does), else text.
+
+    The highest `q` wins; among equals, the one listed first.
+    """
+    best, best_q = TEXT, -1.0
+    for entry in accept.split(","):
+        media, *params = (part.strip() for part in entry.split(";"))
+        q = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        kind = media.lower()
+        if q > best_q and kind in ("application/openmetrics-text", "text/plain", "*/*", "text/*"):
+            best = OPENMETRICS if kind == "application/openmetrics-text" else TEXT
+            best_q = q
+    return best

@@ -67,6 +67,31 @@ def error(description: str) -> dict[str, Any]:
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
+def line_protocol_write(summary: str, database: str, precisions: list[str]) -> dict[str, Any]:
+    return {
+        "summary": summary,
+        "security": [{"bearer": []}],
+        "parameters": [
+            {"name": database, "in": "query", "required": False,
+             "description": "the default source", "schema": {"type": "string"}},
+            {"name": "source", "in": "query", "required": False, "schema": {"type": "string"}},
+            {"name": "precision", "in": "query", "required": False,
+             "schema": {"type": "string", "enum": precisions}},
+        ],
+        "requestBody": {"required": True, "content": {"text/plain": {
+            "schema": {"type": "string"}}}},
+        "responses": {
+            "204": {"description": "stored"},
+            "400": error("a malformed line (named by number), a string field, or no source"),
+            "401": error("missing or wrong token"),
+            "408": error("the body did not arrive in time"),
+            "413": error("body or push too large"),
+            "415": error("not line protocol"),
+            "503": error("overloaded, shutting down or storage failure; see Retry-After"),
+        },
+    }
+
+
 def document() -> dict[str, Any]:
     # Reads are public unless METRICS_READ_TOKEN is set.
     read_security: list[dict[str, list[str]]] = [{}, {"bearer": []}]
@@ -97,6 +122,28 @@ def document() -> dict[str, Any]:
                     "413": error("body or push too large"),
                     "415": error("unsupported Content-Type or Content-Encoding"),
                     "503": error("overloaded, shutting down or storage failure; see Retry-After"),
+                },
+            }},
+            "/write": {"post": line_protocol_write(
+                "InfluxDB v1 write: line protocol", "db",
+                ["n", "ns", "u", "ms", "s", "m", "h"])},
+            "/api/v2/write": {"post": line_protocol_write(
+                "InfluxDB v2 write: line protocol", "bucket", ["ns", "us", "ms", "s"])},
+            "/api/v1/write": {"post": {
+                "summary": "Prometheus remote_write 1.0 (snappy-compressed protobuf)",
+                "security": [{"bearer": []}],
+                "parameters": [{"name": "source", "in": "query", "required": False,
+                                "schema": {"type": "string"}}],
+                "requestBody": {"required": True, "content": {"application/x-protobuf": {
+                    "schema": {"type": "string", "format": "binary"}}}},
+                "responses": {
+                    "204": {"description": "stored"},
+                    "400": error("not a WriteRequest (the sender drops it)"),
+                    "401": error("missing or wrong bearer token"),
+                    "408": error("the body did not arrive in time"),
+                    "413": error("body too large"),
+                    "415": error("not snappy, or not remote_write 1.0"),
+                    "503": error("overloaded or storage failure: the sender retries"),
                 },
             }},
             "/metrics": {"get": {

@@ -55,6 +55,8 @@ class Telemetry:
     last_push: dict[str, float] = field(default_factory=dict)
     batch_samples: Histogram = field(default_factory=lambda: Histogram(BATCH_BUCKETS))
     flush_duration: Histogram = field(default_factory=lambda: Histogram(FLUSH_BUCKETS))
+    dropped_samples: defaultdict[tuple[str, str], int] = field(
+        default_factory=lambda: defaultdict(int))
     purged_samples: int = 0
     last_purge: float | None = None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from metrics_ingest.app import create_app
+from metrics_ingest.app import ENDPOINTS, create_app
 from metrics_ingest.config import OPTIONS, Settings
 from tests.conftest import REPO
 
@@ -22,8 +22,7 @@ def test_every_setting_is_documented() -> None:
 def test_every_endpoint_has_a_curl_example() -> None:
     app = create_app(Settings(auth_tokens=("x",)))
     paths = {resource.canonical for resource in app.router.resources()} - {"/{path}"}
-    assert paths == {"/ingest", "/metrics", "/api/metrics", "/api/sources", "/healthz", "/readyz",
-                     "/api/openapi.json"}
+    assert paths == {spec.path for spec in ENDPOINTS}
     for path in paths:
         assert f"127.0.0.1:8787{path}" in README, path
 

@@ -30,7 +30,7 @@ schema = schemathesis.openapi.from_dict(DOCUMENT)
 
 
 def test_every_route_is_described() -> None:
-    routes = {(path, method.lower()) for _, path, _, handlers in ENDPOINTS for method in handlers}
+    routes = {(spec.path, method.lower()) for spec in ENDPOINTS for method in spec.handlers}
     described = {(path, method) for path, item in DOCUMENT["paths"].items() for method in item}
     assert described == routes
 
@@ -58,7 +58,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 
 
 @pytest.mark.slow
-@schema.parametrize()
+# remote_write bodies are snappy protobuf, which schemathesis cannot generate; that endpoint
+# is exercised by its own decoder tests and by a real Prometheus (test_prometheus_e2e).
+@schema.exclude(path="/api/v1/write").parametrize()
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 def test_live_api_conforms(case: schemathesis.Case, live: Service) -> None:
