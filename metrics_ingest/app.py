@@ -17,6 +17,7 @@ from metrics_ingest.config import Settings
 from metrics_ingest.errors import ApiError, Unauthorized, error_response, render_failure
 from metrics_ingest.exposition import StoredBody
 from metrics_ingest.handlers import influx as influx_handlers
+from metrics_ingest.handlers import pushgateway as pushgateway_handlers
 from metrics_ingest.handlers import remote_write as remote_write_handlers
 from metrics_ingest.handlers.api import api_metrics, api_sources, openapi_document
 from metrics_ingest.handlers.exposition import metrics
@@ -135,6 +136,10 @@ ENDPOINTS = (
              influx_handlers.credentials),
     Endpoint("remote_write", "/api/v1/write", "push", {"POST": remote_write_handlers.receive}),
     Endpoint("metrics", "/metrics", "read", {"GET": metrics}),
+    Endpoint("pushgateway", "/metrics/{grouping:.+}", "push",
+             {"PUT": pushgateway_handlers.push, "POST": pushgateway_handlers.push,
+              "DELETE": pushgateway_handlers.push},
+             influx_handlers.credentials),
     Endpoint("api_metrics", "/api/metrics", "read", {"GET": api_metrics}),
     Endpoint("api_sources", "/api/sources", "read", {"GET": api_sources}),
     Endpoint("healthz", "/healthz", "open", {"GET": healthz}),

@@ -101,7 +101,7 @@ def render_stored(
         lines.append(fmt.help(name, "Metric from " + ", ".join(sources)))
         lines.append(fmt.type(name, "gauge"))
         stamp = fmt.stamp
-        for _, source, labels, value, timestamp in members:
+        for _, source, labels, value, timestamp, pinned in members:
             block = blocks.get((source, labels))
             if block is None:
                 block = blocks[(source, labels)] = series_labels(source, labels)
@@ -109,7 +109,7 @@ def render_stored(
                 text = str(int(value))
             else:
                 text = format_value(value)
-            if with_timestamps:
+            if with_timestamps and not pinned:
                 lines.append(f"{name}{block} {text} {stamp(timestamp)}")
             else:
                 lines.append(f"{name}{block} {text}")

@@ -92,6 +92,43 @@ def line_protocol_write(summary: str, database: str, precisions: list[str]) -> d
     }
 
 
+def pushgateway_operation(method: str) -> dict[str, Any]:
+    meaning = {"put": "replace the whole group", "post": "replace the pushed families",
+               "delete": "remove the group from /metrics"}[method]
+    operation: dict[str, Any] = {
+        "summary": f"Pushgateway API: {meaning}",
+        "security": [{"bearer": []}],
+        "parameters": [{
+            "name": "grouping", "in": "path", "required": True,
+            "description": "job/<job>{/<label>/<value>}; `<name>@base64/<value>` for values "
+                           "holding `/`", "schema": {"type": "string"}}],
+        "responses": {
+            "401": error("missing or wrong token"),
+            "400": error("a bad grouping path or body, or a sample with a timestamp"),
+            "503": error("overloaded, shutting down or storage failure; see Retry-After"),
+        },
+    }
+    if method == "delete":
+        operation["responses"]["202"] = {"description": "the group is no longer exported",
+                                         "content": {"application/json": {"schema": {
+                                             "type": "object"}}}}
+    else:
+        operation["parameters"].append({
+            "name": "timestamp", "in": "query", "required": False,
+            "description": "Unix seconds the samples carry (a late, spooled push); "
+                           "default: now", "schema": {"type": "string", "pattern": "^[0-9]+$"}})
+        operation["requestBody"] = {"required": False, "content": {"text/plain": {
+            "schema": {"type": "string"}}}}
+        operation["responses"].update({
+            "200": {"description": "committed", "content": {"application/json": {
+                "schema": {"type": "object"}}}},
+            "408": error("the body did not arrive in time"),
+            "413": error("body or push too large"),
+            "415": error("not the text format"),
+        })
+    return operation
+
+
 def document() -> dict[str, Any]:
     # Reads are public unless METRICS_READ_TOKEN is set.
     read_security: list[dict[str, list[str]]] = [{}, {"bearer": []}]
@@ -146,6 +183,8 @@ def document() -> dict[str, Any]:
                     "503": error("overloaded or storage failure: the sender retries"),
                 },
             }},
+            "/metrics/{grouping}": {method: pushgateway_operation(method) for method in (
+                "put", "post", "delete")},
             "/metrics": {"get": {
                 "summary": "Prometheus text exposition 0.0.4 of fresh series and self-metrics",
                 "security": read_security,

@@ -33,8 +33,9 @@ UPSERT_SAMPLE = (
 UPSERT_LATEST = (
     "INSERT INTO latest (series_id, timestamp, value) VALUES (?, ?, ?)"
     " ON CONFLICT (series_id) DO UPDATE SET timestamp = excluded.timestamp,"
-    " value = excluded.value WHERE excluded.timestamp >= latest.timestamp"
+    " value = excluded.value, hidden = 0 WHERE excluded.timestamp >= latest.timestamp"
 )
+
 # The same two upserts fed one JSON array of rows: a whole batch is a single sqlite3_step,
 # which runs with the GIL released. executemany releases and re-takes the GIL around every
 # row, and each re-take waits on the busy event-loop thread (bench/README.md, "Writer").
@@ -50,7 +51,30 @@ UPSERT_LATEST_JSON = (
     " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),"
     " json_extract(value, '$[2]') FROM json_each(?) WHERE true"
     " ON CONFLICT (series_id) DO UPDATE SET timestamp = excluded.timestamp,"
-    " value = excluded.value WHERE excluded.timestamp >= latest.timestamp"
+    " value = excluded.value, hidden = 0 WHERE excluded.timestamp >= latest.timestamp"
+)
+
+# -- push groups (the Pushgateway API) -----------------------------------------------------
+
+UPSERT_GROUP = (
+    "INSERT INTO push_groups (source, grouping, pushed_at) VALUES (?, ?, ?)"
+    " ON CONFLICT (source, grouping) DO UPDATE SET pushed_at = excluded.pushed_at RETURNING id"
+)
+SELECT_GROUP = "SELECT id FROM push_groups WHERE source = ? AND grouping = ?"
+SELECT_GROUP_MEMBERS = "SELECT series_id, family FROM group_series WHERE group_id = ?"
+DELETE_GROUP_MEMBER = "DELETE FROM group_series WHERE group_id = ? AND series_id = ?"
+INSERT_GROUP_MEMBER = (
+    "INSERT OR REPLACE INTO group_series (group_id, series_id, family) VALUES (?, ?, ?)"
+)
+DELETE_GROUP = "DELETE FROM push_groups WHERE id = ?"
+HIDE_SERIES = "UPDATE latest SET hidden = 1, pinned = 0 WHERE series_id = ?"
+PIN_SERIES = "UPDATE latest SET pinned = 1, hidden = 0 WHERE series_id = ?"
+DELETE_EXPIRED_MEMBERS = (
+    "DELETE FROM group_series"
+    " WHERE series_id IN (SELECT series_id FROM latest WHERE timestamp < ?)"
+)
+DELETE_EMPTY_GROUPS = (
+    "DELETE FROM push_groups WHERE id NOT IN (SELECT DISTINCT group_id FROM group_series)"
 )
 
 # -- retention ------------------------------------------------------------------------------
@@ -70,6 +94,7 @@ DELETE_EXPIRED_SERIES = (
 DELETE_EXPIRED_LATEST = "DELETE FROM latest WHERE timestamp < ?"
 WRITE_PROBE = "INSERT OR REPLACE INTO probe (id, written_at) VALUES (1, ?)"
 GROW_PROBE = "INSERT OR REPLACE INTO probe (id, written_at, filler) VALUES (2, ?, zeroblob(?))"
+DELETE_GROW_PROBE = "DELETE FROM probe WHERE id = 2"
 PROBE_GROWTH_BYTES = 256 * 1024
 
 # -- reads ----------------------------------------------------------------------------------
@@ -77,9 +102,10 @@ PROBE_GROWTH_BYTES = 256 * 1024
 # Walks the series unique index in (metric_name, source, labels) order: families come out
 # grouped and sorted without a sort step.
 SELECT_FRESH_SERIES = (
-    "SELECT s.metric_name, s.source, s.labels, l.value, l.timestamp"
+    "SELECT s.metric_name, s.source, s.labels, l.value, l.timestamp, l.pinned"
     " FROM series s JOIN latest l ON l.series_id = s.id"
-    " WHERE l.timestamp >= ? ORDER BY s.metric_name, s.source, s.labels"
+    " WHERE l.hidden = 0 AND (l.timestamp >= ? OR l.pinned = 1)"
+    " ORDER BY s.metric_name, s.source, s.labels"
 )
 SELECT_RECENT_SAMPLES = (
     "SELECT s.source, x.timestamp, s.metric_name, x.value, s.labels"
@@ -101,6 +127,7 @@ class FreshSeries(NamedTuple):
     labels: str
     value: float
     timestamp: int
+    pinned: int  # 1: a push-group member, exported whatever its age, without a timestamp
 
 
 class StoredSample(NamedTuple):
@@ -227,24 +254,54 @@ def purge_chunk(db: sqlite3.Connection, cutoff: int, chunk: int) -> tuple[int, b
 
 
 def write_probe(db: sqlite3.Connection, now: int) -> None:
-    """Raise sqlite3.Error unless the database takes writes and can grow.
+    """Raise sqlite3.Error unless 256 KiB can really be written and committed now.
 
-    First 256 KiB are allocated and rolled back (nothing reaches the disk, but SQLite checks
-    that the file may grow), then one small row is committed (a read-only file, or a WAL that
-    cannot be appended to, fails here).
+    Used only while the writer is unhealthy. A one-page write is not enough: on a nearly full
+    disk it can fit where a push cannot, and readiness would flap. The blob is committed (so
+    the WAL must grow and the disk must take it), then deleted again.
     """
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        db.execute(GROW_PROBE, (now, PROBE_GROWTH_BYTES))
-    finally:
-        if db.in_transaction:  # SQLITE_FULL may already have rolled it back
-            db.execute("ROLLBACK")
     with immediate_transaction(db):
+        db.execute(GROW_PROBE, (now, PROBE_GROWTH_BYTES))
+    with immediate_transaction(db):
+        db.execute(DELETE_GROW_PROBE)
         db.execute(WRITE_PROBE, (now,))
+
+
+def apply_group_push(db: sqlite3.Connection, op: str, source: str, grouping: str,
+                     members: dict[int, str], pushed_families: set[str], now: float) -> None:
+    """Make a push group's exported series what a PUT, POST or DELETE says (Pushgateway
+    semantics); the caller owns the transaction, which also holds the push's samples.
+
+    PUT: the pushed series become the whole group. POST: they replace the group's series of
+    the pushed families. DELETE: the group exports nothing. Series that leave a group are
+    hidden from /metrics; their stored samples stay until retention.
+    """
+    if op == "delete":
+        row = db.execute(SELECT_GROUP, (source, grouping)).fetchone()
+        if row is None:
+            return
+        group_id = row[0]
+        old = db.execute(SELECT_GROUP_MEMBERS, (group_id,)).fetchall()
+        db.executemany(HIDE_SERIES, [(series_id,) for series_id, _ in old])
+        db.executemany(DELETE_GROUP_MEMBER, [(group_id, series_id) for series_id, _ in old])
+        db.execute(DELETE_GROUP, (group_id,))
+        return
+    group_id = db.execute(UPSERT_GROUP, (source, grouping, now)).fetchone()[0]
+    old = db.execute(SELECT_GROUP_MEMBERS, (group_id,)).fetchall()
+    replaced = [series_id for series_id, family in old
+                if op == "put" or family in pushed_families]
+    gone = [series_id for series_id in replaced if series_id not in members]
+    db.executemany(DELETE_GROUP_MEMBER, [(group_id, series_id) for series_id in replaced])
+    db.executemany(HIDE_SERIES, [(series_id,) for series_id in gone])
+    db.executemany(INSERT_GROUP_MEMBER,
+                   [(group_id, series_id, family) for series_id, family in members.items()])
+    db.executemany(PIN_SERIES, [(series_id,) for series_id in members])
 
 
 def purge_expired_series(db: sqlite3.Connection, cutoff: int) -> int:
     """Forget series whose newest sample is older than `cutoff` (their samples are gone)."""
+    db.execute(DELETE_EXPIRED_MEMBERS, (cutoff,))
+    db.execute(DELETE_EMPTY_GROUPS)
     forgotten = db.execute(DELETE_EXPIRED_SERIES, (cutoff,)).rowcount
     db.execute(DELETE_EXPIRED_LATEST, (cutoff,))
     return forgotten

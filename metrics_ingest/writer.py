@@ -14,6 +14,7 @@ from operator import attrgetter
 from typing import cast
 
 from metrics_ingest import storage
+from metrics_ingest.pushgateway import GroupPush
 from metrics_ingest.storage import WriteConnection
 from metrics_ingest.telemetry import Telemetry
 from metrics_ingest.validation import SampleGroup
@@ -49,6 +50,7 @@ class Push:
     received_at: float
     done: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
+    group: GroupPush | None = None  # a Pushgateway-API push: what it does to its group
 
 
 @dataclass(eq=False)
@@ -114,6 +116,7 @@ class SeriesIndex:
         self.ids: dict[tuple[str, str], dict[str, int]] = {}
         self.next_id = 1
         self.data_version = -1
+        self._pending: dict[tuple[str, str], dict[str, int]] = {}
 
     def refresh(self, db: sqlite3.Connection) -> None:
         version = storage.data_version(db)
@@ -138,6 +141,7 @@ class SeriesIndex:
         """
         new_series: list[NewSeries] = []
         pending: dict[tuple[str, str], dict[str, int]] = {}
+        self._pending = pending
         sample_rows: list[SampleRow] = []
         newest: dict[int, LatestRow] = {}
         # Oldest first (a stable sort keeps queue order among equal timestamps), so a later
@@ -168,10 +172,28 @@ class SeriesIndex:
             filled.append(series_id)
         return filled
 
+    def id_of(self, source: str, labels: str, name: str) -> int:
+        """The id of a series of the batch being written (known, or new in this batch)."""
+        key = (source, labels)
+        found = self.ids.get(key, NO_SERIES).get(name)
+        return found if found is not None else self._pending[key][name]
+
     def adopt(self, new_series: list[NewSeries]) -> None:
         for series_id, name, source, labels in new_series:
             self.ids.setdefault((source, labels), {})[name] = series_id
         self.next_id += len(new_series)
+        self._pending = {}
+
+
+def apply_group(db: sqlite3.Connection, series: SeriesIndex, push: Push) -> None:
+    """A Pushgateway-API push's effect on its group, in the transaction of its samples."""
+    group = push.group
+    assert group is not None
+    members = {series.id_of(sample_group.source, sample_group.labels, name):
+               group.families[name]
+               for sample_group in push.groups for name in sample_group.names}
+    storage.apply_group_push(db, group.op, group.grouping.source, group.grouping.key, members,
+                             group.pushed_families, push.received_at)
 
 
 class Writer:
@@ -267,6 +289,9 @@ class Writer:
                 series.refresh(db)
                 new_series, sample_rows, latest_rows = series.rows(pushes)
                 storage.insert_rows(db, new_series, sample_rows, latest_rows)
+                for push in pushes:
+                    if push.group is not None:
+                        apply_group(db, series, push)
             series.adopt(new_series)
 
         try:

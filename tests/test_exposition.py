@@ -29,9 +29,9 @@ NOW = 1_795_000_000
 
 def test_golden_stored_series() -> None:
     rows = [
-        FreshSeries("slurm_pending_jobs", "hpc", "", 42.0, NOW),
-        FreshSeries("slurm_pending_jobs", "hpc2", '{"partition":"gpu"}', 3.5, NOW - 60),
-        FreshSeries("temp", "server", '{"room":"a\\"b\\\\c\\nd"}', -0.0, NOW),
+        FreshSeries("slurm_pending_jobs", "hpc", "", 42.0, NOW, 0),
+        FreshSeries("slurm_pending_jobs", "hpc2", '{"partition":"gpu"}', 3.5, NOW - 60, 0),
+        FreshSeries("temp", "server", '{"room":"a\\"b\\\\c\\nd"}', -0.0, NOW, 0),
     ]
     assert render_exposition(render_stored(rows, with_timestamps=True)).decode() == (
         "# HELP slurm_pending_jobs Metric from hpc, hpc2\n"

@@ -143,8 +143,8 @@ label_values = st.text(min_size=1, max_size=30).filter(lambda v: "\x00" not in v
                           st.floats(allow_nan=False, allow_infinity=False)),
                 min_size=1, max_size=8, unique_by=lambda row: (row[0], row[1])))
 def test_exposition_escapes_whatever_was_pushed(series: list[tuple[str, str, float]]) -> None:
-    rows = sorted(("fuzzed", source, orjson.dumps({"note": note}).decode(), value, 1_795_000_000)
-                  for source, note, value in series)
+    rows = sorted(("fuzzed", source, orjson.dumps({"note": note}).decode(), value,
+                   1_795_000_000, 0) for source, note, value in series)
     text = render_exposition(render_stored(rows, with_timestamps=True)).decode()
     [family] = list(text_string_to_metric_families(text))
     assert family.name == "fuzzed"

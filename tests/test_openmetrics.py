@@ -32,7 +32,7 @@ def test_negotiation(accept: str, chosen: object) -> None:
 
 
 def test_golden_openmetrics_series() -> None:
-    rows = [("jobs", "hpc", '{"q":"a\\"b"}', 42.0, NOW), ("jobs", "web", "", 0.5, NOW - 60)]
+    rows = [("jobs", "hpc", '{"q":"a\\"b"}', 42.0, NOW, 0), ("jobs", "web", "", 0.5, NOW - 60, 0)]
     assert "\n".join(render_stored(rows, True, fmt=OPENMETRICS)) == (
         '# HELP jobs Metric from hpc, web\n'
         '# TYPE jobs gauge\n'

@@ -26,7 +26,8 @@ async def stored_part(request: web.Request, fmt: Format, now: float) -> str:
     if len(cache.label_blocks) > 2 * len(rows) + 1000:
         cache.label_blocks.clear()  # label sets that no longer export
     lines = render_stored(rows, settings.export_timestamps, cache.label_blocks, fmt)
-    oldest = min((row[4] for row in rows), default=math.inf)
+    # Pinned series (push-group members) never age out; the others do.
+    oldest = min((row[4] for row in rows if not row[5]), default=math.inf)
     text = "\n".join(lines) + "\n" if lines else ""
     # A series with timestamp t is exported while int(now) - window <= t.
     cache.put(fmt, generation, oldest + settings.export_window + 1, text)

@@ -18,6 +18,7 @@ from metrics_ingest.errors import (
     ServiceUnavailable,
 )
 from metrics_ingest.keys import CLOCK, LIFECYCLE, QUEUE, SETTINGS, TELEMETRY
+from metrics_ingest.pushgateway import GroupPush
 from metrics_ingest.validation import PushInvalid, SampleGroup
 from metrics_ingest.writer import Closed, Overloaded, Push, StorageFailed
 
@@ -56,9 +57,10 @@ def parsed(parse: Callable[[], T]) -> T:
         raise BadRequest(f"invalid push: {exc}", errors=exc.errors) from None
 
 
-async def commit(request: web.Request, groups: list[SampleGroup], now: float) -> int:
-    """Queue the samples and wait for the transaction holding them to commit; returns their
-    number."""
+async def commit(request: web.Request, groups: list[SampleGroup], now: float,
+                 group: GroupPush | None = None) -> int:
+    """Queue the samples (and, for the Pushgateway API, what the push does to its group) and
+    wait for the transaction holding them to commit; returns the number of samples."""
     if not request.app[LIFECYCLE].accepting:
         raise ServiceUnavailable("the service is shutting down; retry against its successor")
     queue = request.app[QUEUE]
@@ -66,7 +68,7 @@ async def commit(request: web.Request, groups: list[SampleGroup], now: float) ->
     if count > queue.max_samples:
         raise PayloadTooLarge(
             f"the push holds {count} samples; at most {queue.max_samples} fit in one push")
-    push = Push(groups, count, now)
+    push = Push(groups, count, now, group=group)
     try:
         queue.put(push)
     except Overloaded as exc:
@@ -78,8 +80,8 @@ async def commit(request: web.Request, groups: list[SampleGroup], now: float) ->
     except (StorageFailed, Closed) as exc:
         raise StorageUnavailable(str(exc)) from None
     last_push = request.app[TELEMETRY].last_push
-    for group in groups:
-        last_push[group.source] = now
+    for sample_group in groups:
+        last_push[sample_group.source] = now
     return count
 
 

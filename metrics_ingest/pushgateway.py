@@ -1,0 +1,184 @@
+"""Pure parsing for the Pushgateway-compatible API: the grouping path (with `@base64` parts) and
+Prometheus text bodies (through prometheus_client's parser) into samples and group families."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Literal
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from metrics_ingest.validation import (
+    LABEL_NAME_RE,
+    MAX_LABEL_VALUE,
+    MAX_LABELS,
+    METRIC_NAME_RE,
+    RESERVED_PREFIX,
+    SOURCE_RE,
+    FieldError,
+    PushInvalid,
+    SampleGroup,
+    canonical_labels,
+    shorten,
+)
+
+GroupOp = Literal["put", "post", "delete"]
+
+
+@dataclass(frozen=True)
+class Grouping:
+    source: str  # the job
+    labels: dict[str, str]
+
+    @property
+    def key(self) -> str:
+        return canonical_labels(self.labels)
+
+
+@dataclass
+class GroupPush:
+    """What a PUT/POST/DELETE asks of one group, beside the samples it carries."""
+
+    op: GroupOp
+    grouping: Grouping
+    # metric name -> the family it was pushed in, for every sample of this push
+    families: dict[str, str] = field(default_factory=dict)
+    # every family the body declared, even one with no sample left (POST replaces it too)
+    pushed_families: set[str] = field(default_factory=set)
+
+
+def go_float(value: float) -> str:
+    """A float as Go's strconv.FormatFloat(v, 'g', -1, 64) writes it, which is how the
+    Pushgateway (and Prometheus' own clients) print bucket bounds and quantiles: `1`, `0.25`,
+    `1e+06`, `+Inf`. Python's repr would give `1.0`, `1000000.0`: other label values."""
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if math.isnan(value):
+        return "NaN"
+    if value == 0:
+        return "-0" if math.copysign(1.0, value) < 0 else "0"
+    sign, digits, exponent = Decimal(repr(value)).normalize().as_tuple()
+    assert isinstance(exponent, int)
+    text = "".join(map(str, digits))
+    point = len(text) + exponent  # position of the decimal point within `text`
+    exp = point - 1
+    if exp < -4 or exp >= 6:  # Go: %e below 1e-4 or from 1e6 on, for the shortest form
+        mantissa = text[0] + ("." + text[1:] if len(text) > 1 else "")
+        formatted = f"{mantissa}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
+    elif point <= 0:
+        formatted = "0." + "0" * -point + text
+    elif point >= len(text):
+        formatted = text + "0" * (point - len(text))
+    else:
+        formatted = text[:point] + "." + text[point:]
+    return ("-" if sign else "") + formatted
+
+
+# Labels the Pushgateway parses as numbers and prints back canonically, by family type.
+NUMERIC_LABELS = {"histogram": "le", "gaugehistogram": "le", "summary": "quantile"}
+
+
+def decode_part(text: str, encoded: bool, what: str) -> str:
+    if not encoded:
+        return text
+    padded = text + "=" * (-len(text) % 4)
+    try:
+        return base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8")
+    except (binascii.Error, UnicodeError, ValueError):
+        raise PushInvalid([FieldError(what, "is not valid URL-safe base64 of UTF-8")]) from None
+
+
+def parse_grouping(path: str) -> Grouping:
+    """`job/<job>{/<label>/<value>}` (after `/metrics/`), any name with `@base64` taking a
+    URL-safe base64 value, as the Pushgateway defines them."""
+    parts = path.split("/")
+    if len(parts) < 2 or len(parts) % 2:
+        raise PushInvalid([FieldError("path", "must be /metrics/job/<job>{/<label>/<value>}")])
+    labels: dict[str, str] = {}
+    job: str | None = None
+    for raw_name, raw_value in zip(parts[::2], parts[1::2], strict=True):
+        name, _, suffix = raw_name.partition("@")
+        if suffix not in ("", "base64"):
+            raise PushInvalid([FieldError("path", f"unknown encoding @{shorten(suffix)}")])
+        value = decode_part(raw_value, suffix == "base64", f"path label {shorten(name)}")
+        if job is None:
+            if name != "job":
+                raise PushInvalid([FieldError("path", "must start with job/<job>")])
+            job = value
+            continue
+        if not LABEL_NAME_RE.fullmatch(name) or name.startswith("__") or name in (
+                "job", "source"):
+            raise PushInvalid([FieldError(f"path label {shorten(name)}",
+                                          "is not a usable label name")])
+        if not value or len(value) > MAX_LABEL_VALUE:
+            raise PushInvalid([FieldError(f"path label {name}",
+                                          f"needs a value of 1-{MAX_LABEL_VALUE} characters")])
+        labels[name] = value
+    if job is None or not SOURCE_RE.fullmatch(job):
+        raise PushInvalid([FieldError("job", "must be 1-64 characters of A-Z a-z 0-9 _ . - "
+                                             "(it becomes the source)")])
+    return Grouping(job, labels)
+
+
+def parse_text(body: str, grouping: Grouping, now: float,
+               op: GroupOp) -> tuple[list[SampleGroup], GroupPush, int]:
+    """Samples of a text-format push, carrying the push time, with the path labels winning
+    over body labels. Returns (samples, the group operation, samples skipped as non-finite).
+
+    Like the Pushgateway: a sample with its own timestamp is refused.
+    """
+    try:
+        families = list(text_string_to_metric_families(body))
+    except (ValueError, IndexError, TypeError) as exc:
+        raise PushInvalid([FieldError("body", f"is not Prometheus text format: "
+                                              f"{shorten(str(exc), 120)}")]) from None
+    errors: list[FieldError] = []
+    merged: dict[str, SampleGroup] = {}
+    push = GroupPush(op, grouping)
+    skipped = 0
+    stamp = int(now)
+    for family in families:
+        push.pushed_families.add(family.name)
+        for sample in family.samples:
+            where = f"sample {shorten(sample.name)}"
+            if sample.timestamp is not None:
+                errors.append(FieldError(where, "pushed samples must not carry timestamps"))
+                continue
+            if not METRIC_NAME_RE.fullmatch(sample.name) or sample.name.startswith(
+                    RESERVED_PREFIX):
+                errors.append(FieldError(where, "is not a usable metric name"))
+                continue
+            if not math.isfinite(sample.value):
+                skipped += 1  # e.g. a summary quantile before any observation
+                continue
+            labels = {("exported_source" if name == "source" else name): value
+                      for name, value in sample.labels.items() if name != "job" and value}
+            numeric = NUMERIC_LABELS.get(family.type)
+            if numeric in labels:
+                try:
+                    labels[numeric] = go_float(float(labels[numeric]))
+                except ValueError:
+                    errors.append(FieldError(where, f"{numeric} is not a number"))
+                    continue
+            labels.update(grouping.labels)
+            if len(labels) > MAX_LABELS or any(len(v) > MAX_LABEL_VALUE
+                                               for v in labels.values()):
+                errors.append(FieldError(where, f"has more than {MAX_LABELS} labels or a "
+                                                "label value that is too long"))
+                continue
+            key = canonical_labels(labels)
+            group = merged.get(key)
+            if group is None:
+                group = merged[key] = SampleGroup(grouping.source, key, stamp, [], [])
+            group.names.append(sample.name)
+            group.values.append(float(sample.value))
+            push.families[sample.name] = family.name
+        if len(errors) >= 100:
+            break
+    if errors:
+        raise PushInvalid(errors)
+    return list(merged.values()), push, skipped
