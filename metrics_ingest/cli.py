@@ -54,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--db", dest="db_path", help=DB_OPTION.help)
     query.add_argument("--json", action="store_true", help="print a JSON array of objects")
 
+    commands.add_parser("push", add_help=False,
+                        help="push samples or a Prometheus text file from a cron job, with "
+                             "retries and a spool (see metrics-ingest push --help)")
+
     purge = commands.add_parser("purge", help="delete expired samples now and print the count")
     purge.add_argument("--days", dest="retention_days", help="keep this many days "
                        "(default METRICS_RETENTION_DAYS or 7)")
@@ -67,7 +71,13 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["push"]:
+        # The pusher has its own options and needs nothing beyond the standard library.
+        from metrics_ingest import push
+
+        return push.main(arguments[1:])
+    args = build_parser().parse_args(arguments)
     try:
         settings = settings_from(args)
         configure_logging(settings.log_format, settings.log_level)

@@ -142,9 +142,9 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
 
 
 def start_service(tmp_path: Path, env: dict[str, str] | None = None,
-                  args: tuple[str, ...] = ()) -> Service:
+                  args: tuple[str, ...] = (), port: int | None = None) -> Service:
     db_path = tmp_path / "data" / "metrics.db"
-    port = free_port()
+    port = port or free_port()
     log_path = tmp_path / f"serve-{port}.log"
     full_env = {**os.environ, "METRICS_AUTH_TOKEN": TOKEN, **(env or {})}
     with log_path.open("w") as log:
@@ -167,8 +167,9 @@ def start_service(tmp_path: Path, env: dict[str, str] | None = None,
 def service_factory(tmp_path: Path) -> Iterator[Callable[..., Service]]:
     started: list[Service] = []
 
-    def factory(env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> Service:
-        service = start_service(tmp_path, env, args)
+    def factory(env: dict[str, str] | None = None, args: tuple[str, ...] = (),
+                port: int | None = None) -> Service:
+        service = start_service(tmp_path, env, args, port)
         started.append(service)
         return service
 
