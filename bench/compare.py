@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import loadgen, raw_sqlite, report, seed, systems
+from bench import encode, loadgen, raw_sqlite, report, seed, systems
 from bench.systems import TOKEN, Running
 
 BENCH = Path(__file__).resolve().parent
@@ -354,8 +354,52 @@ def w6(plan: Plan, peers_ok: bool) -> None:
         mi.stop()
 
 
+def w8(plan: Plan, peers_ok: bool) -> None:
+    """The formats HPC sites already send, 1,000 samples per request, 16 connections:
+    Influx line protocol, remote_write and Pushgateway text, against the peer that speaks it."""
+    print("W8 formats: 1,000-sample Influx, remote_write and Pushgateway pushes", flush=True)
+    bodies = plan.dir("w8-bodies")
+    count = 20 if plan.quick else 300
+    base = int(time.time()) - 30 * 86400
+    for kind in ("influx", "remote_write", "pushgateway"):
+        encode.write_bodies(bodies / kind, kind, count, base)
+    bearer = f"Bearer {TOKEN}"
+    runs: list[tuple[str, Callable[[Path], Running], str, str, str, str, str | None]] = [
+        ("influx", systems.metrics_ingest, "POST", "/api/v2/write?bucket=bulk&precision=s",
+         bearer, "text/plain", None),
+        ("remote_write", systems.metrics_ingest, "POST", "/api/v1/write", bearer,
+         "application/x-protobuf", "snappy"),
+        ("pushgateway", systems.metrics_ingest, "PUT", "/metrics/job/bulk", bearer,
+         "text/plain", None),
+    ]
+    if peers_ok:
+        runs += [
+            ("influx", systems.victoria_metrics, "POST", "/write?precision=s", "-",
+             "text/plain", None),
+            ("remote_write", systems.victoria_metrics, "POST", "/api/v1/write", "-",
+             "application/x-protobuf", "snappy"),
+            ("pushgateway", systems.pushgateway, "PUT", "/metrics/job/bulk", "-", "text/plain",
+             None),
+        ]
+    for kind, start, method, path, auth, content_type, encoding in runs:
+        target = start(plan.dir(f"w8-{kind}-{start.__name__}"))
+        try:
+            args = [method, path, str(bodies / kind), str(count), auth, content_type]
+            if encoding:
+                args.append(encoding)
+            best, all_runs = median_load(plan, target, "files.lua", lambda i, a=args: a, 16)
+            extra: dict[str, Any] = {}
+            if target.name == "metrics-ingest":
+                extra["samples_committed"] = metric_total(
+                    scrape(target.url), "metrics_ingest_samples_received_total")
+            plan.record("W8", target.name, f"{kind}_samples_per_s", best.rps * 1000,
+                        **best.as_dict(), **extra, runs=[r.rps * 1000 for r in all_runs])
+        finally:
+            target.stop()
+
+
 WORKLOADS: dict[str, Callable[[Plan, bool], None]] = {
-    "W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6,
+    "W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6, "W8": w8,
 }
 
 

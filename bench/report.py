@@ -68,6 +68,18 @@ BARS = [
     Bar("W4 100k ÷ 10k after a push", "the same ratio when every scrape re-renders",
         ratio(("W4", MI, "scrape_after_push_ms_100000"), ("W4", MI, "scrape_after_push_ms_10000")),
         10.0, False, informational=True),
+    Bar("W8 Pushgateway text vs Pushgateway", "samples/s of 1,000-sample PUTs ÷ the "
+        "Pushgateway's", ratio(("W8", MI, "pushgateway_samples_per_s"),
+                               ("W8", "pushgateway", "pushgateway_samples_per_s")),
+        1.0, True, informational=True),
+    Bar("W8 Influx vs VictoriaMetrics", "samples/s of 1,000-line writes ÷ VictoriaMetrics'",
+        ratio(("W8", MI, "influx_samples_per_s"), ("W8", "victoriametrics",
+                                                   "influx_samples_per_s")),
+        1.0, True, informational=True),
+    Bar("W8 remote_write vs VictoriaMetrics", "samples/s of 1,000-sample batches ÷ "
+        "VictoriaMetrics'", ratio(("W8", MI, "remote_write_samples_per_s"),
+                                  ("W8", "victoriametrics", "remote_write_samples_per_s")),
+        1.0, True, informational=True),
     Bar("W5 /api/metrics", "median ms, limit 10000 over 10M samples",
         value_of(("W5", MI, "api_metrics_ms")), 50.0, False),
     Bar("W5 /api/sources", "median ms over 10M samples",

@@ -136,7 +136,7 @@ ENDPOINTS = (
              influx_handlers.credentials),
     Endpoint("remote_write", "/api/v1/write", "push", {"POST": remote_write_handlers.receive}),
     Endpoint("metrics", "/metrics", "read", {"GET": metrics}),
-    Endpoint("pushgateway", "/metrics/{grouping:.+}", "push",
+    Endpoint("pushgateway", "/metrics/{grouping:[\\s\\S]+}", "push",
              {"PUT": pushgateway_handlers.push, "POST": pushgateway_handlers.push,
               "DELETE": pushgateway_handlers.push},
              influx_handlers.credentials),
@@ -220,7 +220,8 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> we
         handle = endpoint(spec.path, spec.access, spec.handlers, spec.credentials)
         app.router.add_route("*", spec.path, handle, name=spec.name)
     # Everything else: SPEC's JSON 404, with CORS, through the same wrapper.
-    app.router.add_route("*", "/{path:.*}", endpoint("unmatched", "open", {}), name="unmatched")
+    app.router.add_route("*", "/{path:[\\s\\S]*}", endpoint("unmatched", "open", {}),
+                         name="unmatched")
     app.cleanup_ctx.extend([access_log_context, database_context, writer_context, purge_context])
     app.on_shutdown.append(stop_accepting)
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from metrics_ingest.validation import (
     MAX_ERRORS,
@@ -32,6 +32,7 @@ TRUE = frozenset({"t", "T", "true", "True", "TRUE"})
 FALSE = frozenset({"f", "F", "false", "False", "FALSE"})
 NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)")
 INTEGER_RE = re.compile(r"[+-]?\d+[iu]")
+TIMESTAMP_RE = re.compile(r"-?\d{1,19}")
 
 
 class LineError(ValueError):
@@ -113,6 +114,37 @@ class Line:
     timestamp: int | None  # in the request's precision
 
 
+def parse_plain_line(text: str) -> Line:
+    """The common case, a line with no backslash and no double quote, split with str methods
+    (C speed); same result as parse_line, which handles escapes and quoted strings."""
+    parts = [part for part in text.split(" ") if part]
+    if len(parts) not in (2, 3):
+        raise LineError("expected `measurement[,tag=value...] field=value[,...] [timestamp]`")
+    measurement, *tag_pairs = parts[0].split(",")
+    if not measurement:
+        raise LineError("the measurement name is empty")
+    tags: dict[str, str] = {}
+    for pair in tag_pairs:
+        key, sep, value = pair.partition("=")
+        if not key or not sep:
+            raise LineError(f"tag {shorten(pair, 32)!r} is not key=value")
+        if not value:
+            raise LineError(f"tag {shorten(pair, 32)!r} has no value")
+        tags[key] = value
+    fields: dict[str, float] = {}
+    for pair in parts[1].split(","):
+        key, sep, value = pair.partition("=")
+        if not key or not sep:
+            raise LineError(f"field {shorten(pair, 32)!r} is not key=value")
+        fields[key] = field_value(value)
+    timestamp = None
+    if len(parts) == 3:
+        if not TIMESTAMP_RE.fullmatch(parts[2]):
+            raise LineError(f"timestamp {shorten(parts[2], 32)!r} is not an integer")
+        timestamp = int(parts[2])
+    return Line(measurement, tags, fields, timestamp)
+
+
 def parse_line(text: str) -> Line:
     # measurement[,tags] fields [timestamp]: spaces separate the three parts
     parts = split_unescaped(text, " ")
@@ -135,7 +167,7 @@ def parse_line(text: str) -> Line:
         fields[unescape(key)] = field_value(value)
     timestamp = None
     if len(parts) == 3:
-        if not re.fullmatch(r"-?\d{1,19}", parts[2]):
+        if not TIMESTAMP_RE.fullmatch(parts[2]):
             raise LineError(f"timestamp {shorten(parts[2], 32)!r} is not an integer")
         timestamp = int(parts[2])
     return Line(measurement, tags, fields, timestamp)
@@ -151,55 +183,95 @@ def parse_body(
     """
     scale = PRECISIONS[precision]
     errors: list[FieldError] = []
-    groups: list[SampleGroup] = []
+    groups: dict[tuple[str, str, int], SampleGroup] = {}
+    names = Names()
     for number, raw_line in enumerate(body.splitlines(), start=1):
         text = raw_line.strip()
         if not text or text.startswith("#"):
             continue
         where = f"line {number}"
         try:
-            line = parse_line(text)
+            line = (parse_line(text) if "\\" in text or '"' in text
+                    else parse_plain_line(text))
         except LineError as exc:
             errors.append(FieldError(where, str(exc)))
         else:
-            group = line_group(line, scale, default_source, now, where, errors)
-            if group is not None:
-                groups.append(group)
+            add_line(line, scale, default_source, now, where, errors, names, groups)
         if len(errors) >= MAX_ERRORS:
             break
     if errors:
         raise PushInvalid(errors)
     if not groups:
         raise PushInvalid([FieldError("", "the body holds no line")])
-    return groups
+    return list(groups.values())
 
 
-def line_group(line: Line, scale: tuple[int, int], default_source: str | None, now: float,
-               where: str, errors: list[FieldError]) -> SampleGroup | None:
-    before = len(errors)
-    tags = dict(line.tags)
-    source = tags.pop("source", None) or default_source
+@dataclass
+class Names:
+    """Per-body memo: a write repeats the same measurements, fields and tag sets, so each is
+    sanitised and validated once. Tag sets map to (source, canonical labels, error)."""
+
+    metrics: dict[tuple[str, str], str] = field(default_factory=dict)
+    tag_sets: dict[tuple[tuple[str, str], ...], tuple[str | None, str, str | None]] = field(
+        default_factory=dict)
+
+    def metric(self, measurement: str, field_key: str) -> str:
+        key = (measurement, field_key)
+        name = self.metrics.get(key)
+        if name is None:
+            name = self.metrics[key] = metric_name(measurement, field_key)
+        return name
+
+    def tag_set(self, tags: dict[str, str],
+                default_source: str | None) -> tuple[str | None, str, str | None]:
+        key = tuple(tags.items())
+        known = self.tag_sets.get(key)
+        if known is None:
+            known = self.tag_sets[key] = resolve_tags(tags, default_source)
+        return known
+
+
+def resolve_tags(tags: dict[str, str],
+                 default_source: str | None) -> tuple[str | None, str, str | None]:
+    """(source, canonical labels, error or None) for one tag set."""
+    remaining = dict(tags)
+    source = remaining.pop("source", None) or default_source
     if source is None or not SOURCE_RE.fullmatch(source):
-        errors.append(FieldError(where, "no valid source: add a `source` tag or ?source=, "
-                                        "1-64 characters of A-Z a-z 0-9 _ . -"))
+        return None, "", ("no valid source: add a `source` tag or ?source=, 1-64 characters "
+                          "of A-Z a-z 0-9 _ . -")
+    if len(remaining) > MAX_LABELS:
+        return None, "", f"more than {MAX_LABELS} tags"
     labels: dict[str, str] = {}
-    for key, value in tags.items():
-        name = label_name(key)
+    for key, value in remaining.items():
         if len(value) > MAX_LABEL_VALUE:
-            errors.append(FieldError(where, f"tag {shorten(key)} is longer than "
-                                            f"{MAX_LABEL_VALUE} characters"))
-        labels[name] = value
-    if len(labels) > MAX_LABELS:
-        errors.append(FieldError(where, f"more than {MAX_LABELS} tags"))
-    names = [metric_name(line.measurement, field) for field in line.fields]
-    for name in names:
+            return None, "", f"tag {shorten(key)} is longer than {MAX_LABEL_VALUE} characters"
+        labels[label_name(key)] = value
+    return source, canonical_labels(labels), None
+
+
+def add_line(line: Line, scale: tuple[int, int], default_source: str | None, now: float,
+             where: str, errors: list[FieldError], names: Names,
+             groups: dict[tuple[str, str, int], SampleGroup]) -> None:
+    """Validate one parsed line and add its fields to the group of its (source, labels,
+    second); lines sharing those become one group (fewer, larger groups for the writer)."""
+    source, labels, problem = names.tag_set(line.tags, default_source)
+    if problem is not None:
+        errors.append(FieldError(where, problem))
+        return
+    metric_names = [names.metric(line.measurement, key) for key in line.fields]
+    for name in metric_names:
         if len(name) > MAX_METRIC_NAME or name.startswith(RESERVED_PREFIX):
             errors.append(FieldError(where, f"metric name {shorten(name)} is too long or "
                                             "reserved"))
+            return
     multiplier, divisor = scale
     raw_seconds = None if line.timestamp is None else line.timestamp * multiplier // divisor
     timestamp = check_timestamp(raw_seconds, now, where, errors)
-    if len(errors) > before or timestamp is None or source is None:
-        return None
-    return SampleGroup(source, canonical_labels(labels), timestamp, names,
-                       list(line.fields.values()))
+    if timestamp is None or source is None:
+        return
+    key = (source, labels, timestamp)
+    group = groups.get(key)
+    if group is None:
+        group = groups[key] = SampleGroup(source, labels, timestamp, [], [])
+    group.names.extend(metric_names)
+    group.values.extend(line.fields.values())

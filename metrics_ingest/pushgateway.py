@@ -1,5 +1,5 @@
 """Pure parsing for the Pushgateway-compatible API: the grouping path (with `@base64` parts) and
-Prometheus text bodies (through prometheus_client's parser) into samples and group families."""
+Prometheus text bodies (metrics_ingest.textformat) into samples and group families."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
 
-from prometheus_client.parser import text_string_to_metric_families
-
+from metrics_ingest import textformat
 from metrics_ingest.validation import (
     LABEL_NAME_RE,
     MAX_LABEL_VALUE,
@@ -132,10 +131,10 @@ def parse_text(body: str, grouping: Grouping, now: float,
     Like the Pushgateway: a sample with its own timestamp is refused.
     """
     try:
-        families = list(text_string_to_metric_families(body))
-    except (ValueError, IndexError, TypeError) as exc:
-        raise PushInvalid([FieldError("body", f"is not Prometheus text format: "
-                                              f"{shorten(str(exc), 120)}")]) from None
+        families = textformat.parse(body)
+    except textformat.TextFormatError as exc:
+        raise PushInvalid([FieldError("body", f"is not Prometheus text format: {exc}")]) \
+            from None
     errors: list[FieldError] = []
     merged: dict[str, SampleGroup] = {}
     push = GroupPush(op, grouping)
@@ -143,20 +142,20 @@ def parse_text(body: str, grouping: Grouping, now: float,
     stamp = int(now)
     for family in families:
         push.pushed_families.add(family.name)
-        for sample in family.samples:
-            where = f"sample {shorten(sample.name)}"
-            if sample.timestamp is not None:
+        for sample_name, sample_labels, sample_value, stamped in family.samples:
+            where = f"sample {shorten(sample_name)}"
+            if stamped:
                 errors.append(FieldError(where, "pushed samples must not carry timestamps"))
                 continue
-            if not METRIC_NAME_RE.fullmatch(sample.name) or sample.name.startswith(
+            if not METRIC_NAME_RE.fullmatch(sample_name) or sample_name.startswith(
                     RESERVED_PREFIX):
                 errors.append(FieldError(where, "is not a usable metric name"))
                 continue
-            if not math.isfinite(sample.value):
+            if not math.isfinite(sample_value):
                 skipped += 1  # e.g. a summary quantile before any observation
                 continue
             labels = {("exported_source" if name == "source" else name): value
-                      for name, value in sample.labels.items() if name != "job" and value}
+                      for name, value in sample_labels.items() if name != "job" and value}
             numeric = NUMERIC_LABELS.get(family.type)
             if numeric in labels:
                 try:
@@ -174,9 +173,9 @@ def parse_text(body: str, grouping: Grouping, now: float,
             group = merged.get(key)
             if group is None:
                 group = merged[key] = SampleGroup(grouping.source, key, stamp, [], [])
-            group.names.append(sample.name)
-            group.values.append(float(sample.value))
-            push.families[sample.name] = family.name
+            group.names.append(sample_name)
+            group.values.append(sample_value)
+            push.families[sample_name] = family.name
         if len(errors) >= 100:
             break
     if errors:

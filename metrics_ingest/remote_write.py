@@ -1,16 +1,21 @@
 """Pure decoding of Prometheus remote_write 1.0: a snappy block holding a protobuf
-WriteRequest, turned into samples. The three messages involved are decoded by hand (below)
-rather than through generated protobuf bindings: it is ~60 lines and no extra dependency."""
+WriteRequest, turned into samples.
+
+The protobuf messages are declared below as a descriptor built in code (no generated files)
+and parsed by the protobuf package's C implementation (upb): 2 ms for 1,000 series, against
+13.5 ms for a hand-written decoder in Python (bench/README.md)."""
 
 from __future__ import annotations
 
 import math
 import re
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import cramjam
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError
 
 from metrics_ingest.validation import (
     FUTURE_LIMIT_SECONDS,
@@ -47,8 +52,6 @@ def decompress(body: bytes, limit: int) -> bytes:
         raise Undecodable(f"not a snappy block: {exc}") from None
 
 
-# -- protobuf wire format --------------------------------------------------------------------
-
 def read_varint(data: bytes, pos: int) -> tuple[int, int]:
     result = 0
     shift = 0
@@ -63,66 +66,34 @@ def read_varint(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def fields(data: bytes) -> Iterator[tuple[int, int, bytes | int]]:
-    """(field number, wire type, value) of each field of one message; unknown ones included."""
-    pos = 0
-    end = len(data)
-    while pos < end:
-        key, pos = read_varint(data, pos)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = read_varint(data, pos)
-            yield number, wire, value
-        elif wire == 1:
-            if pos + 8 > end:
-                raise Undecodable("truncated 64-bit field")
-            yield number, wire, data[pos:pos + 8]
-            pos += 8
-        elif wire == 2:
-            length, pos = read_varint(data, pos)
-            if pos + length > end:
-                raise Undecodable("truncated length-delimited field")
-            yield number, wire, data[pos:pos + length]
-            pos += length
-        elif wire == 5:
-            if pos + 4 > end:
-                raise Undecodable("truncated 32-bit field")
-            yield number, wire, data[pos:pos + 4]
-            pos += 4
-        else:
-            raise Undecodable(f"unsupported wire type {wire}")
+def write_request_class() -> Any:
+    """prometheus.WriteRequest (remote.proto / types.proto), the fields remote_write 1.0
+    uses; native histograms (TimeSeries field 4) are kept as opaque bytes to be counted."""
+    F = descriptor_pb2.FieldDescriptorProto
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="metrics_ingest/remote_write.proto", package="prometheus", syntax="proto3")
+
+    def message(name: str, *fields: tuple[str, int, int, int, str]) -> None:
+        described = proto.message_type.add(name=name)
+        for field_name, number, kind, label, type_name in fields:
+            entry = described.field.add(name=field_name, number=number, type=kind, label=label)
+            if type_name:
+                entry.type_name = type_name
+
+    one, many = F.LABEL_OPTIONAL, F.LABEL_REPEATED
+    message("Label", ("name", 1, F.TYPE_STRING, one, ""), ("value", 2, F.TYPE_STRING, one, ""))
+    message("Sample", ("value", 1, F.TYPE_DOUBLE, one, ""),
+            ("timestamp", 2, F.TYPE_INT64, one, ""))
+    message("TimeSeries", ("labels", 1, F.TYPE_MESSAGE, many, ".prometheus.Label"),
+            ("samples", 2, F.TYPE_MESSAGE, many, ".prometheus.Sample"),
+            ("histograms", 4, F.TYPE_BYTES, many, ""))
+    message("WriteRequest", ("timeseries", 1, F.TYPE_MESSAGE, many, ".prometheus.TimeSeries"))
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("prometheus.WriteRequest"))
 
 
-def as_bytes(value: bytes | int) -> bytes:
-    if isinstance(value, int):
-        raise Undecodable("expected a length-delimited field")
-    return value
-
-
-def label(data: bytes) -> tuple[str, str]:
-    """Label { string name = 1; string value = 2; }"""
-    name = value = ""
-    for number, _, raw in fields(data):
-        try:
-            if number == 1:
-                name = as_bytes(raw).decode("utf-8")
-            elif number == 2:
-                value = as_bytes(raw).decode("utf-8")
-        except UnicodeDecodeError:
-            raise Undecodable("a label is not UTF-8") from None
-    return name, value
-
-
-def sample(data: bytes) -> tuple[float, int]:
-    """Sample { double value = 1; int64 timestamp = 2; } (timestamp in milliseconds)."""
-    value = 0.0
-    timestamp = 0
-    for number, wire, raw in fields(data):
-        if number == 1 and wire == 1:
-            value = struct.unpack("<d", as_bytes(raw))[0]
-        elif number == 2 and wire == 0 and isinstance(raw, int):
-            timestamp = raw - (1 << 64) if raw >= 1 << 63 else raw  # int64 two's complement
-    return value, timestamp
+WRITE_REQUEST = write_request_class()
 
 
 @dataclass
@@ -140,49 +111,59 @@ def source_from(labels: dict[str, str], default: str) -> str:
     return SOURCE_INVALID_RE.sub("_", raw)[:64] or default
 
 
+def resolve_labels(labels: dict[str, str], default_source: str) -> tuple[str, str] | None:
+    """(source, canonical labels) of one series' label set, or None if it cannot be stored."""
+    remaining = dict(labels)
+    source = source_from(remaining, default_source)
+    kept = {name: value for name, value in remaining.items()
+            if not name.startswith("__") and value}
+    if (len(kept) > MAX_LABELS or not all(map(LABEL_NAME_RE.fullmatch, kept))
+            or any(len(value) > MAX_LABEL_VALUE for value in kept.values())):
+        return None
+    return source, canonical_labels(kept)
+
+
 def decode(payload: bytes, default_source: str, now: float) -> Decoded:
-    """WriteRequest { repeated TimeSeries timeseries = 1; ... } -> samples.
+    """WriteRequest -> samples.
 
     Raises Undecodable for a body that is not a WriteRequest (answered 400, not retried).
     Samples that cannot be stored are skipped and counted by reason rather than failing the
     batch: a remote_write sender drops a whole batch on a 4xx. Stale markers are skipped.
     """
+    request = WRITE_REQUEST()
+    try:
+        request.ParseFromString(payload)
+    except DecodeError as exc:
+        raise Undecodable(str(exc)) from None
     decoded = Decoded([])
     merged: dict[tuple[str, str, int], SampleGroup] = {}
-    for number, _, raw in fields(payload):
-        if number != 1:
-            continue  # metadata (3) and anything newer
-        labels: dict[str, str] = {}
-        samples: list[tuple[float, int]] = []
-        for series_field, wire, content in fields(as_bytes(raw)):
-            if series_field == 1:
-                name, label_value = label(as_bytes(content))
-                labels[name] = label_value
-            elif series_field == 2:
-                samples.append(sample(as_bytes(content)))
-            elif series_field == 4 and wire == 2:
-                decoded.drop("native_histogram")
+    # A batch repeats label sets (a target's series share job and instance): each distinct
+    # one is checked and made canonical once.
+    label_sets: dict[tuple[tuple[str, str], ...], tuple[str, str] | None] = {}
+    for series in request.timeseries:
+        if series.histograms:
+            decoded.drop("native_histogram", len(series.histograms))
+        labels = {item.name: item.value for item in series.labels}
+        samples = series.samples
         metric = labels.pop("__name__", "")
         if not METRIC_NAME_RE.fullmatch(metric) or metric.startswith(RESERVED_PREFIX):
             decoded.drop("invalid_name", len(samples))
             continue
-        source = source_from(labels, default_source)
-        kept = {name: value for name, value in labels.items()
-                if not name.startswith("__") and value}
-        if (len(kept) > MAX_LABELS or not all(map(LABEL_NAME_RE.fullmatch, kept))
-                or any(len(value) > MAX_LABEL_VALUE for value in kept.values())):
+        set_key = tuple(labels.items())
+        if set_key not in label_sets:
+            label_sets[set_key] = resolve_labels(labels, default_source)
+        resolved = label_sets[set_key]
+        if resolved is None:
             decoded.drop("invalid_labels", len(samples))
             continue
-        label_key = canonical_labels(kept)
-        for value, millis in samples:
-            if math.isnan(value) and struct.unpack("<Q", struct.pack("<d", value))[0] \
-                    == STALE_NAN_BITS:
-                decoded.drop("stale_marker")
-                continue
+        source, label_key = resolved
+        for point in samples:
+            value = point.value
             if not math.isfinite(value):
-                decoded.drop("non_finite")
+                stale = struct.unpack("<Q", struct.pack("<d", value))[0] == STALE_NAN_BITS
+                decoded.drop("stale_marker" if stale else "non_finite")
                 continue
-            seconds = millis // 1000
+            seconds = point.timestamp // 1000
             if not now - PAST_LIMIT_SECONDS <= seconds <= now + FUTURE_LIMIT_SECONDS:
                 decoded.drop("out_of_range")
                 continue

@@ -281,21 +281,23 @@ def apply_group_push(db: sqlite3.Connection, op: str, source: str, grouping: str
         if row is None:
             return
         group_id = row[0]
-        old = db.execute(SELECT_GROUP_MEMBERS, (group_id,)).fetchall()
-        db.executemany(HIDE_SERIES, [(series_id,) for series_id, _ in old])
-        db.executemany(DELETE_GROUP_MEMBER, [(group_id, series_id) for series_id, _ in old])
+        leaving = db.execute(SELECT_GROUP_MEMBERS, (group_id,)).fetchall()
+        db.executemany(HIDE_SERIES, [(series_id,) for series_id, _ in leaving])
+        db.executemany(DELETE_GROUP_MEMBER, [(group_id, series_id) for series_id, _ in leaving])
         db.execute(DELETE_GROUP, (group_id,))
         return
     group_id = db.execute(UPSERT_GROUP, (source, grouping, now)).fetchone()[0]
-    old = db.execute(SELECT_GROUP_MEMBERS, (group_id,)).fetchall()
-    replaced = [series_id for series_id, family in old
-                if op == "put" or family in pushed_families]
+    old = dict(db.execute(SELECT_GROUP_MEMBERS, (group_id,)).fetchall())
+    replaced = {series_id for series_id, family in old.items()
+                if op == "put" or family in pushed_families}
     gone = [series_id for series_id in replaced if series_id not in members]
-    db.executemany(DELETE_GROUP_MEMBER, [(group_id, series_id) for series_id in replaced])
+    # Only the difference is written: a job re-pushing the same series changes nothing here.
+    added = [(group_id, series_id, family) for series_id, family in members.items()
+             if old.get(series_id) != family]
+    db.executemany(DELETE_GROUP_MEMBER, [(group_id, series_id) for series_id in gone])
     db.executemany(HIDE_SERIES, [(series_id,) for series_id in gone])
-    db.executemany(INSERT_GROUP_MEMBER,
-                   [(group_id, series_id, family) for series_id, family in members.items()])
-    db.executemany(PIN_SERIES, [(series_id,) for series_id in members])
+    db.executemany(INSERT_GROUP_MEMBER, added)
+    db.executemany(PIN_SERIES, [(series_id,) for _, series_id, _ in added])
 
 
 def purge_expired_series(db: sqlite3.Connection, cutoff: int) -> int:

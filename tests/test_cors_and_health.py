@@ -100,3 +100,10 @@ async def test_dead_writer_fails_pushes_instead_of_hanging(client: Client) -> No
     again = await client.post("/ingest", json={"source": "hpc", "metrics": {"a": 1}},
                               headers=AUTH)
     assert again.status == 503
+
+
+async def test_paths_with_newlines_get_json_errors(client: Client) -> None:
+    for path in ("/nope%0Aline", "/metrics/job/a%0Ab"):
+        response = await client.delete(path, headers=AUTH)
+        assert response.content_type == "application/json"
+        assert response.status in (400, 404)

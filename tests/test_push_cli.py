@@ -56,11 +56,10 @@ def test_server_down_then_back(tmp_path: Path, service_factory: Callable[..., Se
     spool = tmp_path / "spool"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    first = run_push("--source", "hpc", "--timeout", "1", "slurm_pending_jobs=1", url=url,
-                     spool=spool)
+    # A metric per run: runs within one second would otherwise replace each other's sample.
+    first = run_push("--source", "hpc", "--timeout", "1", "run_first=1", url=url, spool=spool)
     assert first.returncode == push.EXIT_SPOOLED, first.stderr
-    second = run_push("--source", "hpc", "--timeout", "1", "slurm_pending_jobs=2", url=url,
-                      spool=spool)
+    second = run_push("--source", "hpc", "--timeout", "1", "run_second=2", url=url, spool=spool)
     assert second.returncode == push.EXIT_SPOOLED
     kept = sorted(spool.glob("*.json"))
     assert len(kept) == 2
@@ -69,13 +68,14 @@ def test_server_down_then_back(tmp_path: Path, service_factory: Callable[..., Se
     first_time = json.loads(kept[0].read_text())["created"]
 
     service = service_factory(port=port)
-    third = run_push("--source", "hpc", "slurm_pending_jobs=3", url=url, spool=spool)
+    third = run_push("--source", "hpc", "run_third=3", url=url, spool=spool)
     assert third.returncode == 0, third.stderr
     assert "sent 2 spooled push(es)" in third.stderr
     assert list(spool.glob("*.json")) == []
-    stored = rows(service.db_path, "SELECT timestamp, metric_value FROM metrics"
+    stored = rows(service.db_path, "SELECT timestamp, metric_name, metric_value FROM metrics"
                   " ORDER BY metric_value")
-    assert [value for _, value in stored] == [1.0, 2.0, 3.0]
+    assert [(name, value) for _, name, value in stored] == [
+        ("run_first", 1.0), ("run_second", 2.0), ("run_third", 3.0)]
     assert stored[0][0] == int(first_time)  # the value keeps the time it was measured
 
 

@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from bench.encode import snappy, write_request
 from metrics_ingest.remote_write import Undecodable, decode, decompress
 from metrics_ingest.validation import SampleGroup
 from tests.conftest import AUTH, Clock
@@ -20,34 +21,8 @@ NOW = 1_795_000_000.0
 STALE = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]
 
 
-def varint(value: int) -> bytes:
-    value &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def field(number: int, payload: bytes) -> bytes:
-    return varint(number << 3 | 2) + varint(len(payload)) + payload
-
-
 def encode(series: list[tuple[dict[str, str], list[tuple[float, int]]]]) -> bytes:
-    """A WriteRequest, built the way Prometheus' protobuf marshaller lays it out."""
-    request = b""
-    for labels, samples in series:
-        body = b"".join(field(1, field(1, k.encode()) + field(2, v.encode()))
-                        for k, v in labels.items())
-        for value, millis in samples:
-            body += field(2, varint(1 << 3 | 1) + struct.pack("<d", value)
-                          + varint(2 << 3 | 0) + varint(millis))
-        request += field(1, body)
-    return request
+    return write_request(series)
 
 
 def test_decode_maps_job_name_and_milliseconds() -> None:
@@ -100,10 +75,6 @@ def test_snappy_bomb_is_refused_before_inflating() -> None:
     assert len(bomb) < 300_000
     with pytest.raises(OverflowError):
         decompress(bomb, 1_000_000)
-
-
-def snappy(payload: bytes) -> bytes:
-    return bytes(cramjam.snappy.compress_raw(payload))
 
 
 RW_HEADERS = {"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf",
