@@ -111,12 +111,19 @@ def free_port() -> int:
         return port
 
 
-def promtool() -> str | None:
-    """promtool's path; missing is a failure in CI (which installs it), a skip elsewhere."""
-    path = shutil.which("promtool")
-    if path is None and os.environ.get("CI"):
-        pytest.fail("promtool is required in CI (Debian package prometheus)")
+def required_tool(name: str, package: str) -> str:
+    """A Debian-packaged peer's path: missing fails in CI (.ci/run installs it), skips
+    elsewhere."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is required in CI (Debian package {package})")
+        pytest.skip(f"{name} not installed (Debian package {package})")
     return path
+
+
+def promtool() -> str:
+    return required_tool("promtool", "prometheus")
 
 
 @dataclass

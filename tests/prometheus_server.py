@@ -4,8 +4,6 @@ over a temporary data directory, queried through its own HTTP API, stopped by PI
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import urllib.parse
 import urllib.request
@@ -14,18 +12,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.conftest import free_port, wait_until
+from tests.conftest import free_port, required_tool, wait_until
 
 
 def prometheus_binary() -> str:
-    path = shutil.which("prometheus")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("prometheus is required in CI (Debian package prometheus)")
-        pytest.skip("prometheus not installed (CI installs Debian's prometheus)")
-    return path
+    return required_tool("prometheus", "prometheus")
 
 
 class Prometheus:

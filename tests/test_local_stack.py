@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +19,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import AUTH, REPO, Service, promtool
+from tests.conftest import AUTH, REPO, Service, promtool, required_tool
 from tests.prometheus_server import running_prometheus
 from tests.test_cli import post
 
@@ -32,17 +31,9 @@ PROMQL_WORDS = {"sum", "by", "without", "rate", "irate", "increase", "histogram_
                 "avg", "max", "min", "count", "on", "ignoring", "group_left", "offset"}
 
 
-def tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{name} is required in CI")
-        pytest.skip(f"{name} not installed")
-    return path
-
-
 def test_compose_file_is_valid() -> None:
-    result = subprocess.run([tool("docker-compose"), "-f", str(COMPOSE), "config", "-q"],
+    result = subprocess.run([required_tool("docker-compose", "docker-compose"), "-f",
+                             str(COMPOSE), "config", "-q"],
                             capture_output=True, text=True, timeout=60, cwd=REPO,
                             env={**os.environ, "METRICS_AUTH_TOKEN": ""})
     assert result.returncode == 0, result.stderr
@@ -52,10 +43,7 @@ def test_compose_file_is_valid() -> None:
 
 
 def test_prometheus_config_is_valid() -> None:
-    checker = promtool()
-    if checker is None:
-        pytest.skip("promtool not installed")
-    result = subprocess.run([checker, "check", "config", str(DEPLOY / "prometheus" /
+    result = subprocess.run([promtool(), "check", "config", str(DEPLOY / "prometheus" /
                                                              "prometheus.yml")],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
-import shutil
 import subprocess
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -31,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from metrics_ingest.pushgateway import parse_grouping, parse_text
 from metrics_ingest.validation import PushInvalid
-from tests.conftest import TOKEN, free_port, rows, wait_until
+from tests.conftest import TOKEN, free_port, required_tool, rows, wait_until
 
 Client = TestClient[web.Request, web.Application]
 NOW = 1_795_000_000.0
@@ -174,12 +172,7 @@ async def test_auth_and_errors(client: Client) -> None:
 
 
 def pushgateway_binary() -> str:
-    path = shutil.which("prometheus-pushgateway")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("prometheus-pushgateway is required in CI")
-        pytest.skip("prometheus-pushgateway not installed")
-    return path
+    return required_tool("prometheus-pushgateway", "prometheus-pushgateway")
 
 
 @pytest.fixture
