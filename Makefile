@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench-smoke clean
+.PHONY: run test lint clean
 
 # The venv is rebuilt when pyproject.toml changes; the stamp files record what is installed.
 $(BIN)/python:

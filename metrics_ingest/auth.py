@@ -45,10 +45,6 @@ def digest_matches(candidate: str | None, accepted: Iterable[bytes]) -> bool:
     return matched
 
 
-def token_matches(candidate: str | None, accepted: Iterable[str]) -> bool:
-    return digest_matches(candidate, [digest(token) for token in accepted])
-
-
 @dataclass(frozen=True)
 class AuthPolicy:
     """Who may push and who may read, as token digests computed once at start.

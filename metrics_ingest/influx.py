@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from metrics_ingest.validation import (
@@ -15,10 +16,12 @@ from metrics_ingest.validation import (
     RESERVED_PREFIX,
     SOURCE_RE,
     FieldError,
+    GroupKey,
     PushInvalid,
     SampleGroup,
     canonical_labels,
     check_timestamp,
+    group_for,
     shorten,
 )
 
@@ -75,16 +78,20 @@ def split_unescaped(text: str, separator: str, limit: int = -1) -> list[str]:
     return parts
 
 
-def key_value(pair: str, what: str) -> tuple[str, str]:
-    """Split `key=value` on the first `=` that is not escaped."""
-    parts = split_unescaped(pair, "=", limit=1)
+def key_value(pair: str, what: str, escaped: bool) -> tuple[str, str]:
+    """Split `key=value` on the first `=` (the first unescaped one when `escaped`)."""
+    if escaped:
+        parts = split_unescaped(pair, "=", limit=1)
+    else:
+        key, sep, value = pair.partition("=")
+        parts = [key, value] if sep else [key]
     if len(parts) != 2 or not parts[0]:
         raise LineError(f"{what} {shorten(pair, 32)!r} is not key=value")
     return parts[0], parts[1]
 
 
 def unescape(text: str) -> str:
-    return re.sub(r"\\(.)", r"\1", text)
+    return re.sub(r"\\(.)", r"\1", text) if "\\" in text else text
 
 
 def field_value(raw: str) -> float:
@@ -114,57 +121,32 @@ class Line:
     timestamp: int | None  # in the request's precision
 
 
-def parse_plain_line(text: str) -> Line:
-    """The common case, a line with no backslash and no double quote, split with str methods
-    (C speed); same result as parse_line, which handles escapes and quoted strings."""
-    parts = [part for part in text.split(" ") if part]
-    if len(parts) not in (2, 3):
-        raise LineError("expected `measurement[,tag=value...] field=value[,...] [timestamp]`")
-    measurement, *tag_pairs = parts[0].split(",")
-    if not measurement:
-        raise LineError("the measurement name is empty")
-    tags: dict[str, str] = {}
-    for pair in tag_pairs:
-        key, sep, value = pair.partition("=")
-        if not key or not sep:
-            raise LineError(f"tag {shorten(pair, 32)!r} is not key=value")
-        if not value:
-            raise LineError(f"tag {shorten(pair, 32)!r} has no value")
-        tags[key] = value
-    fields: dict[str, float] = {}
-    for pair in parts[1].split(","):
-        key, sep, value = pair.partition("=")
-        if not key or not sep:
-            raise LineError(f"field {shorten(pair, 32)!r} is not key=value")
-        fields[key] = field_value(value)
-    timestamp = None
-    if len(parts) == 3:
-        if not TIMESTAMP_RE.fullmatch(parts[2]):
-            raise LineError(f"timestamp {shorten(parts[2], 32)!r} is not an integer")
-        timestamp = int(parts[2])
-    return Line(measurement, tags, fields, timestamp)
-
-
 def parse_line(text: str) -> Line:
-    # measurement[,tags] fields [timestamp]: spaces separate the three parts
-    parts = split_unescaped(text, " ")
-    parts = [part for part in parts if part != ""]
+    """`measurement[,tag=value...] field=value[,...] [timestamp]`.
+
+    A line without a backslash or a double quote (nearly all) is split with str methods at C
+    speed; any other is split honouring escapes and quoted strings. Same result either way.
+    """
+    escaped = "\\" in text or '"' in text
+    split: Callable[[str, str], list[str]] = split_unescaped if escaped else str.split
+    clean: Callable[[str], str] = unescape if escaped else str  # str(s) is s, at C cost
+    parts = [part for part in split(text, " ") if part]
     if len(parts) not in (2, 3):
         raise LineError("expected `measurement[,tag=value...] field=value[,...] [timestamp]`")
-    head = split_unescaped(parts[0], ",")
-    measurement = unescape(head[0])
+    head = split(parts[0], ",")
+    measurement = clean(head[0])
     if not measurement:
         raise LineError("the measurement name is empty")
     tags: dict[str, str] = {}
     for pair in head[1:]:
-        key, value = key_value(pair, "tag")
+        key, value = key_value(pair, "tag", escaped)
         if not value:
             raise LineError(f"tag {shorten(pair, 32)!r} has no value")
-        tags[unescape(key)] = unescape(value)
+        tags[clean(key)] = clean(value)
     fields: dict[str, float] = {}
-    for pair in split_unescaped(parts[1], ","):
-        key, value = key_value(pair, "field")
-        fields[unescape(key)] = field_value(value)
+    for pair in split(parts[1], ","):
+        key, value = key_value(pair, "field", escaped)
+        fields[clean(key)] = field_value(value)
     timestamp = None
     if len(parts) == 3:
         if not TIMESTAMP_RE.fullmatch(parts[2]):
@@ -183,7 +165,7 @@ def parse_body(
     """
     scale = PRECISIONS[precision]
     errors: list[FieldError] = []
-    groups: dict[tuple[str, str, int], SampleGroup] = {}
+    groups: dict[GroupKey, SampleGroup] = {}
     names = Names()
     for number, raw_line in enumerate(body.splitlines(), start=1):
         text = raw_line.strip()
@@ -191,8 +173,7 @@ def parse_body(
             continue
         where = f"line {number}"
         try:
-            line = (parse_line(text) if "\\" in text or '"' in text
-                    else parse_plain_line(text))
+            line = parse_line(text)
         except LineError as exc:
             errors.append(FieldError(where, str(exc)))
         else:
@@ -251,7 +232,7 @@ def resolve_tags(tags: dict[str, str],
 
 def add_line(line: Line, scale: tuple[int, int], default_source: str | None, now: float,
              where: str, errors: list[FieldError], names: Names,
-             groups: dict[tuple[str, str, int], SampleGroup]) -> None:
+             groups: dict[GroupKey, SampleGroup]) -> None:
     """Validate one parsed line and add its fields to the group of its (source, labels,
     second); lines sharing those become one group (fewer, larger groups for the writer)."""
     source, labels, problem = names.tag_set(line.tags, default_source)
@@ -269,9 +250,6 @@ def add_line(line: Line, scale: tuple[int, int], default_source: str | None, now
     timestamp = check_timestamp(raw_seconds, now, where, errors)
     if timestamp is None or source is None:
         return
-    key = (source, labels, timestamp)
-    group = groups.get(key)
-    if group is None:
-        group = groups[key] = SampleGroup(source, labels, timestamp, [], [])
+    group = group_for(groups, source, labels, timestamp)
     group.names.extend(metric_names)
     group.values.extend(line.fields.values())

@@ -19,9 +19,11 @@ from metrics_ingest.validation import (
     RESERVED_PREFIX,
     SOURCE_RE,
     FieldError,
+    GroupKey,
     PushInvalid,
     SampleGroup,
     canonical_labels,
+    group_for,
     shorten,
 )
 
@@ -136,7 +138,7 @@ def parse_text(body: str, grouping: Grouping, now: float,
         raise PushInvalid([FieldError("body", f"is not Prometheus text format: {exc}")]) \
             from None
     errors: list[FieldError] = []
-    merged: dict[str, SampleGroup] = {}
+    merged: dict[GroupKey, SampleGroup] = {}
     push = GroupPush(op, grouping)
     skipped = 0
     stamp = int(now)
@@ -169,10 +171,7 @@ def parse_text(body: str, grouping: Grouping, now: float,
                 errors.append(FieldError(where, f"has more than {MAX_LABELS} labels or a "
                                                 "label value that is too long"))
                 continue
-            key = canonical_labels(labels)
-            group = merged.get(key)
-            if group is None:
-                group = merged[key] = SampleGroup(grouping.source, key, stamp, [], [])
+            group = group_for(merged, grouping.source, canonical_labels(labels), stamp)
             group.names.append(sample_name)
             group.values.append(sample_value)
             push.families[sample_name] = family.name

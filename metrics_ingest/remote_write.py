@@ -25,8 +25,10 @@ from metrics_ingest.validation import (
     METRIC_NAME_RE,
     PAST_LIMIT_SECONDS,
     RESERVED_PREFIX,
+    GroupKey,
     SampleGroup,
     canonical_labels,
+    group_for,
 )
 
 SOURCE_INVALID_RE = re.compile(r"[^A-Za-z0-9_.\-]")
@@ -136,7 +138,7 @@ def decode(payload: bytes, default_source: str, now: float) -> Decoded:
     except DecodeError as exc:
         raise Undecodable(str(exc)) from None
     decoded = Decoded([])
-    merged: dict[tuple[str, str, int], SampleGroup] = {}
+    merged: dict[GroupKey, SampleGroup] = {}
     # A batch repeats label sets (a target's series share job and instance): each distinct
     # one is checked and made canonical once.
     label_sets: dict[tuple[tuple[str, str], ...], tuple[str, str] | None] = {}
@@ -167,11 +169,8 @@ def decode(payload: bytes, default_source: str, now: float) -> Decoded:
             if not now - PAST_LIMIT_SECONDS <= seconds <= now + FUTURE_LIMIT_SECONDS:
                 decoded.drop("out_of_range")
                 continue
-            key = (source, label_key, seconds)
-            group = merged.get(key)
-            if group is None:
-                group = merged[key] = SampleGroup(source, label_key, seconds, [], [])
-                decoded.groups.append(group)
+            group = group_for(merged, source, label_key, seconds)
             group.names.append(metric)
             group.values.append(value)
+    decoded.groups = list(merged.values())
     return decoded

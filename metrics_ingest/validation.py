@@ -38,6 +38,20 @@ class SampleGroup(NamedTuple):
     values: list[float]
 
 
+GroupKey = tuple[str, str, int]  # (source, labels, timestamp)
+
+
+def group_for(groups: dict[GroupKey, SampleGroup], source: str, labels: str,
+              timestamp: int) -> SampleGroup:
+    """The group of (source, labels, timestamp), made on first use: a format's samples that
+    share them travel as one group (fewer, larger groups for the writer)."""
+    key = (source, labels, timestamp)
+    group = groups.get(key)
+    if group is None:
+        group = groups[key] = SampleGroup(source, labels, timestamp, [], [])
+    return group
+
+
 class FieldError(NamedTuple):
     path: str
     error: str
