@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -115,6 +116,7 @@ async def serve_until_signalled(settings: Settings) -> None:
     try:
         site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()
+        tune_garbage_collector()
         for address in runner.addresses:
             host, port = address[0], address[1]
             log.info("listening on http://%s:%d (database %s)", host, port, settings.db_path)
@@ -124,6 +126,19 @@ async def serve_until_signalled(settings: Settings) -> None:
         started = time.monotonic()
         await runner.cleanup()
         log.info("stopped cleanly in %.2f s", time.monotonic() - started)
+
+
+def tune_garbage_collector() -> None:
+    """Keep the cyclic collector off the request path once the server is up.
+
+    Everything alive at startup (modules, the app, the series map) is frozen out of
+    collections, and the youngest generation collects every 50,000 allocations instead of
+    700. Measured on bench W1: push p99 13 -> 5 ms (full collections walked every object of
+    the process) and 8% more pushes per second (bench/README.md, "Garbage collector").
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
 
 
 def event_loop_runner() -> asyncio.Runner:

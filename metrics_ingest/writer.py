@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import attrgetter
-from typing import cast
+from typing import Any, TypeVar, cast
 
 from metrics_ingest import storage
 from metrics_ingest.pushgateway import GroupPush
@@ -20,6 +22,8 @@ from metrics_ingest.telemetry import Telemetry
 from metrics_ingest.validation import SampleGroup
 
 log = logging.getLogger("metrics_ingest.writer")
+
+T = TypeVar("T")
 
 PURGE_CHUNK_ROWS = 5000
 
@@ -60,45 +64,57 @@ class PurgeJob:
     deleted: int = 0
 
 
+@dataclass(eq=False)
+class Call:
+    """Work on the writer's connection between batches (the readiness probe, tests' faults)."""
+
+    fn: Callable[[sqlite3.Connection], Any]
+    done: asyncio.Future[Any]
+
+
 class PushQueue:
     """Pushes waiting for the writer, bounded by the samples they hold rather than their number.
 
-    `wake` is set whenever there is something for the writer to look at.
+    Handlers put on the event loop; the writer thread takes. `ready` (a condition on the
+    queue's lock) wakes the writer thread when there is something for it to do.
     """
 
     def __init__(self, max_samples: int) -> None:
         self.max_samples = max_samples
         self.samples = 0
         self.closed = False
-        self.wake = asyncio.Event()
+        self.ready = threading.Condition(threading.Lock())
         self._pushes: deque[Push] = deque()
 
     def put(self, push: Push) -> None:
         """Queue a push whole, or raise Overloaded/Closed without queueing any of it."""
-        if self.closed:
-            raise Closed("the service is shutting down")
-        if self.samples + push.samples > self.max_samples:
-            raise Overloaded(f"the write queue is full ({self.samples} samples waiting)")
-        self._pushes.append(push)
-        self.samples += push.samples
-        self.wake.set()
+        with self.ready:
+            if self.closed:
+                raise Closed("the service is shutting down")
+            if self.samples + push.samples > self.max_samples:
+                raise Overloaded(f"the write queue is full ({self.samples} samples waiting)")
+            self._pushes.append(push)
+            self.samples += push.samples
+            self.ready.notify()
 
     def take(self, max_samples: int) -> list[Push]:
         """Whole pushes from the front totalling at most `max_samples` (always at least one)."""
         taken: list[Push] = []
         total = 0
-        while self._pushes:
-            size = self._pushes[0].samples
-            if taken and total + size > max_samples:
-                break
-            taken.append(self._pushes.popleft())
-            total += size
-        self.samples -= total
+        with self.ready:
+            while self._pushes:
+                size = self._pushes[0].samples
+                if taken and total + size > max_samples:
+                    break
+                taken.append(self._pushes.popleft())
+                total += size
+            self.samples -= total
         return taken
 
     def close(self) -> None:
-        self.closed = True
-        self.wake.set()
+        with self.ready:
+            self.closed = True
+            self.ready.notify_all()
 
     def __len__(self) -> int:
         return len(self._pushes)
@@ -202,6 +218,12 @@ class Writer:
     Ordering: pushes commit in queue order; a batch never splits a push. Failure: a failed
     transaction is rolled back whole, its pushes fail with StorageFailed and the writer carries
     on with the next batch.
+
+    The writer thread runs its own loop: it wakes when a push is queued, commits batches back
+    to back, and runs purge chunks and probes between them. The event loop only hears of each
+    outcome (call_soon_threadsafe, in order) to answer the pushes. When the event loop handed
+    over every batch instead, the writer idled for a loop iteration before each commit and
+    requests moved in lockstep with commits (bench/README.md, "Writer").
     """
 
     def __init__(
@@ -222,98 +244,165 @@ class Writer:
         self.last_error: str | None = None
         self.series = SeriesIndex()
         self._purges: deque[PurgeJob] = deque()
+        self._calls: deque[Call] = deque()
+        self._in_hand: list[Push] = []  # a batch whose transaction died of a bug
 
     async def run(self) -> None:
-        """Commit batches until the queue is closed and drained.
+        """Commit batches until the queue is closed and drained, purges and calls included.
 
-        If the loop dies on an unexpected error, queued pushes fail (503) instead of hanging,
+        If the writer dies on an unexpected error, queued pushes fail (503) instead of hanging,
         and the queue refuses new ones.
         """
         self.alive = True
+        loop = asyncio.get_running_loop()
         try:
-            await self._loop()
+            await self.db.call(lambda db: self._serve(db, loop))
         finally:
             self.alive = False
             self.queue.close()
+            abandoned = self._in_hand
             while len(self.queue):
-                for push in self.queue.take(self.queue.max_samples):
-                    if not push.done.done():
-                        push.done.set_exception(Closed("the writer stopped"))
+                abandoned += self.queue.take(self.queue.max_samples)
+            for push in abandoned:
+                if not push.done.done():
+                    push.done.set_exception(Closed("the writer stopped"))
             for job in self._purges:
                 if not job.done.done():
                     job.done.set_exception(Closed("the writer stopped before the purge finished"))
-
-    async def _loop(self) -> None:
-        while True:
-            pushes = self.queue.take(self.batch_max_samples)
-            if pushes:
-                await self._commit(pushes)
-            if self._purges:
-                await self._purge_step()
-            if not pushes and not self._purges:
-                if self.queue.closed and not len(self.queue):
-                    break
-                self.queue.wake.clear()
-                if not len(self.queue) and not self.queue.closed:
-                    await self.queue.wake.wait()
+            for call in self._calls:
+                if not call.done.done():
+                    call.done.set_exception(Closed("the writer stopped"))
 
     def request_purge(self, cutoff: int) -> asyncio.Future[int]:
         """Delete samples older than `cutoff`, in chunks between batches; resolves to the count."""
         job = PurgeJob(cutoff, asyncio.get_running_loop().create_future())
-        self._purges.append(job)
-        self.queue.wake.set()
+        with self.queue.ready:
+            self._purges.append(job)
+            self.queue.ready.notify()
         return job.done
+
+    async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(connection)` on the writer thread between batches; its errors propagate.
+
+        Raises Closed once the writer has stopped.
+        """
+        call = Call(fn, asyncio.get_running_loop().create_future())
+        with self.queue.ready:
+            if not self.alive:
+                raise Closed("the writer has stopped")
+            self._calls.append(call)
+            self.queue.ready.notify()
+        return cast(T, await call.done)
 
     async def probe(self) -> None:
         """Prove the database takes writes now; on success the writer is healthy again.
 
-        Runs on the writer thread between batches (calls there run one at a time). Raises
-        StorageFailed with SQLite's words otherwise.
+        Raises StorageFailed with SQLite's words otherwise.
         """
         try:
-            await self.db.call(lambda db: storage.write_probe(db, int(time.time())))
+            await self.call(lambda db: storage.write_probe(db, int(time.time())))
         except sqlite3.Error as exc:
             self.healthy = False
             self.last_error = str(exc)
             raise StorageFailed(f"the database refused a probe write: {exc}") from None
+        except Closed as exc:
+            raise StorageFailed(str(exc)) from None
         self.healthy = True
         self.last_error = None
 
-    async def _commit(self, pushes: list[Push]) -> None:
+    # -- on the writer thread ---------------------------------------------------------------
+
+    def _serve(self, db: sqlite3.Connection, loop: asyncio.AbstractEventLoop) -> None:
+        """The writer thread's loop: batches first, a purge chunk or a call between them, until
+        the queue is closed and nothing is left."""
+        queue = self.queue
+        while True:
+            with queue.ready:
+                queue.ready.wait_for(
+                    lambda: len(queue) or self._purges or self._calls or queue.closed)
+                if queue.closed and not (len(queue) or self._purges or self._calls):
+                    return
+            self._commit_next(db, loop)
+            if self._calls:
+                self._run_call(db, loop, self._calls.popleft())
+            if self._purges:
+                self._purge_step(db, loop, self._purges[0])
+
+    def _commit_next(self, db: sqlite3.Connection, loop: asyncio.AbstractEventLoop) -> None:
+        pushes = self.queue.take(self.batch_max_samples)
+        if not pushes:
+            return
         started = time.perf_counter()
         self.in_flight = sum(push.samples for push in pushes)
-        series = self.series
-
-        def transaction(db: sqlite3.Connection) -> None:
-            with storage.immediate_transaction(db):
-                series.refresh(db)
-                new_series, sample_rows, latest_rows = series.rows(pushes)
-                storage.insert_rows(db, new_series, sample_rows, latest_rows)
-                for push in pushes:
-                    if push.group is not None:
-                        apply_group(db, series, push)
-            series.adopt(new_series)
-
         try:
-            await self.db.call(transaction)
+            self._transaction(db, pushes)
         except sqlite3.Error as exc:
-            self._fail(pushes, exc)
-            return
+            loop.call_soon_threadsafe(self._fail, pushes, exc)
         except BaseException:
-            # A bug or a cancellation: the pushes in hand must still get an answer.
-            for push in pushes:
-                if not push.done.done():
-                    push.done.set_exception(Closed("the writer stopped"))
+            # A bug: run() answers the pushes in hand once the writer is marked dead.
+            self._in_hand = pushes
             raise
+        else:
+            loop.call_soon_threadsafe(self._committed, pushes, time.perf_counter() - started)
         finally:
             self.in_flight = 0
+
+    def _transaction(self, db: sqlite3.Connection, pushes: list[Push]) -> None:
+        series = self.series
+        with storage.immediate_transaction(db):
+            series.refresh(db)
+            new_series, sample_rows, latest_rows = series.rows(pushes)
+            storage.insert_rows(db, new_series, sample_rows, latest_rows)
+            for push in pushes:
+                if push.group is not None:
+                    apply_group(db, series, push)
+        series.adopt(new_series)
+
+    def _run_call(self, db: sqlite3.Connection, loop: asyncio.AbstractEventLoop,
+                  call: Call) -> None:
+        try:
+            result = call.fn(db)
+        except Exception as exc:  # noqa: BLE001 - the caller handles it; the writer goes on
+            loop.call_soon_threadsafe(reject, call.done, exc)
+        else:
+            loop.call_soon_threadsafe(resolve, call.done, result)
+
+    def _purge_step(self, db: sqlite3.Connection, loop: asyncio.AbstractEventLoop,
+                    job: PurgeJob) -> None:
+        """One chunk of the oldest purge request, in its own short transaction."""
+        series = self.series
+        try:
+            with storage.immediate_transaction(db):
+                series.refresh(db)
+                deleted, finished = storage.purge_chunk(db, job.cutoff, PURGE_CHUNK_ROWS)
+                forgotten = storage.purge_expired_series(db, job.cutoff) if finished else 0
+            if forgotten:
+                series.reload(db)
+        except sqlite3.Error as exc:
+            self._purges.popleft()
+            log.error("purge failed after %d samples: %s", job.deleted, exc)
+            loop.call_soon_threadsafe(reject, job.done, StorageFailed(f"purge failed: {exc}"))
+            return
+        job.deleted += deleted
+        if finished:
+            self._purges.popleft()
+        loop.call_soon_threadsafe(self._purged, job, finished)
+
+    # -- back on the event loop -------------------------------------------------------------
+
+    def _committed(self, pushes: list[Push], seconds: float) -> None:
         self.healthy = True
         self.last_error = None
         self.generation += 1
-        self._record(pushes, time.perf_counter() - started)
+        self._record(pushes, seconds)
         for push in pushes:
             if not push.done.done():
                 push.done.set_result(None)
+
+    def _purged(self, job: PurgeJob, finished: bool) -> None:
+        self.generation += 1
+        if finished:
+            resolve(job.done, job.deleted)
 
     def _record(self, pushes: list[Push], seconds: float) -> None:
         per_source: dict[str, int] = {}
@@ -334,31 +423,13 @@ class Writer:
             if not push.done.done():
                 push.done.set_exception(StorageFailed(f"the database refused the write: {exc}"))
 
-    async def _purge_step(self) -> None:
-        """One chunk of the oldest purge request, in its own short transaction."""
-        job = self._purges[0]
-        series = self.series
 
-        def chunk(db: sqlite3.Connection) -> tuple[int, bool]:
-            with storage.immediate_transaction(db):
-                series.refresh(db)
-                deleted, finished = storage.purge_chunk(db, job.cutoff, PURGE_CHUNK_ROWS)
-                forgotten = storage.purge_expired_series(db, job.cutoff) if finished else 0
-            if forgotten:
-                series.reload(db)
-            return deleted, finished
+def resolve(future: asyncio.Future[T], result: T) -> None:
+    """Resolve a future with the writer thread's outcome, unless its waiter gave up."""
+    if not future.done():
+        future.set_result(result)
 
-        try:
-            deleted, finished = await self.db.call(chunk)
-        except sqlite3.Error as exc:
-            self._purges.popleft()
-            log.error("purge failed after %d samples: %s", job.deleted, exc)
-            if not job.done.done():
-                job.done.set_exception(StorageFailed(f"purge failed: {exc}"))
-            return
-        job.deleted += deleted
-        self.generation += 1
-        if finished:
-            self._purges.popleft()
-            if not job.done.done():
-                job.done.set_result(job.deleted)
+
+def reject(future: asyncio.Future[T], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)

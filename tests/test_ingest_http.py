@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from metrics_ingest.config import Settings
-from metrics_ingest.keys import QUEUE, TELEMETRY, WRITE_CONN, WRITER
+from metrics_ingest.keys import QUEUE, TELEMETRY, WRITER
 from tests.conftest import AUTH, TOKEN, poll, rows
 
 Client = TestClient[web.Request, web.Application]
@@ -264,7 +264,7 @@ async def test_overload_gets_503_with_retry_after(make_client: Callable[[Setting
 
 async def test_storage_failure_gets_503_and_recovers(client: Client, settings: Settings) -> None:
     assert (await client.post("/ingest", json=WORKER_PUSH, headers=AUTH)).status == 200
-    conn = client.app[WRITE_CONN]
+    conn = client.app[WRITER]
     # A full disk, as SQLite sees one: the file may not grow past its current size.
     await conn.call(lambda db: db.execute("PRAGMA max_page_count = 1"))
     big = {"source": "hpc", "metrics": {f"m{i}": i for i in range(3000)}}

@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from metrics_ingest.keys import TELEMETRY, WRITE_CONN, WRITER
+from metrics_ingest.keys import TELEMETRY, WRITER
 from tests.conftest import AUTH, Service, poll, rows
 
 Client = TestClient[web.Request, web.Application]
@@ -94,7 +94,7 @@ async def test_burst_beyond_the_queue(service_factory: Callable[..., Service]) -
 
 async def test_read_only_database_gets_503_and_recovers(client: Client) -> None:
     assert (await client.post("/ingest", json=PUSH, headers=AUTH)).status == 200
-    conn = client.app[WRITE_CONN]
+    conn = client.app[WRITER]
     await conn.call(lambda db: db.execute("PRAGMA query_only = ON"))  # writes now refused
     response = await client.post("/ingest", json={**PUSH, "timestamp": 1_790_000_000},
                                  headers=AUTH)
@@ -112,7 +112,7 @@ async def test_read_only_database_gets_503_and_recovers(client: Client) -> None:
 
 
 async def test_full_database_readiness_probes_growth(client: Client) -> None:
-    conn = client.app[WRITE_CONN]
+    conn = client.app[WRITER]
     await conn.call(lambda db: db.execute("PRAGMA max_page_count = 1"))
     big = {"source": "hpc", "metrics": {f"m{i}": i for i in range(3000)}}
     assert (await client.post("/ingest", json=big, headers=AUTH)).status == 503

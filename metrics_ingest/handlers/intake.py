@@ -40,6 +40,10 @@ async def body_of(request: web.Request, raw: bool = False) -> bytes:
     (gzip/deflate), or as sent when `raw` (for formats that compress inside, like snappy)."""
     settings = request.app[SETTINGS]
     read = read_raw if raw else read_body
+    if request.content.is_eof():
+        # The whole body came with the headers: nothing to wait for, so no timer to arm
+        # (asyncio.timeout cost ~4% of a small push's time on the loop).
+        return await read(request, settings.max_body_bytes)
     try:
         # A client trickling its body holds only its own connection, and only this long.
         async with asyncio.timeout(settings.body_timeout):
