@@ -11,7 +11,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import chain, repeat
 from operator import attrgetter
 from typing import Any, TypeVar, cast
 
@@ -28,7 +28,6 @@ T = TypeVar("T")
 PURGE_CHUNK_ROWS = 5000
 
 NewSeries = tuple[int, str, str, str]  # (id, metric_name, source, labels)
-SampleRow = tuple[int, int, float]  # (timestamp, series_id, value)
 LatestRow = tuple[int, int, float]  # (series_id, timestamp, value)
 NO_SERIES: dict[str, int] = {}
 
@@ -149,8 +148,10 @@ class SeriesIndex:
         self.ids = ids
         self.next_id = highest + 1
 
-    def rows(self, pushes: list[Push]) -> tuple[list[NewSeries], list[SampleRow], list[LatestRow]]:
-        """Series to create, sample rows, and the newest sample of each series in the batch.
+    def rows(self, pushes: list[Push]) -> tuple[list[NewSeries], list[int | float],
+                                                 list[int | float]]:
+        """Series to create, then sample rows and the newest sample of each series in the
+        batch, both flattened for storage.insert_rows.
 
         New series are not adopted until `adopt` (after the commit), so a rolled-back batch
         leaves the map as the database is.
@@ -158,7 +159,7 @@ class SeriesIndex:
         new_series: list[NewSeries] = []
         pending: dict[tuple[str, str], dict[str, int]] = {}
         self._pending = pending
-        sample_rows: list[SampleRow] = []
+        samples: list[int | float] = []
         newest: dict[int, LatestRow] = {}
         # Oldest first (a stable sort keeps queue order among equal timestamps), so a later
         # group's sample of a series is always the newer one and can simply overwrite.
@@ -170,10 +171,10 @@ class SeriesIndex:
             ids = (self._with_new_ids(group, found, pending.setdefault(key, {}), new_series)
                    if None in found else cast(list[int], found))
             stamps = repeat(group.timestamp, len(ids))
-            sample_rows.extend(zip(stamps, ids, group.values, strict=False))
+            samples.extend(chain.from_iterable(zip(stamps, ids, group.values, strict=False)))
             newest.update(zip(ids, zip(ids, repeat(group.timestamp), group.values,
                                        strict=False), strict=True))
-        return new_series, sample_rows, list(newest.values())
+        return new_series, samples, list(chain.from_iterable(newest.values()))
 
     def _with_new_ids(self, group: SampleGroup, ids: list[int | None],
                       pending: dict[str, int], new_series: list[NewSeries]) -> list[int]:
@@ -351,8 +352,8 @@ class Writer:
         series = self.series
         with storage.immediate_transaction(db):
             series.refresh(db)
-            new_series, sample_rows, latest_rows = series.rows(pushes)
-            storage.insert_rows(db, new_series, sample_rows, latest_rows)
+            new_series, samples, latest = series.rows(pushes)
+            storage.insert_rows(db, new_series, samples, latest)
             for push in pushes:
                 if push.group is not None:
                     apply_group(db, series, push)
