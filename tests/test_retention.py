@@ -45,7 +45,7 @@ def Sample(source: str, name: str, labels: str, timestamp: int, value: float) ->
 
 
 async def write(w: Writer, samples: list[SampleGroup]) -> None:
-    push = Push(samples, len(samples), NOW)
+    push = Push(samples, len(samples), NOW, w.queue.loop.create_future())
     w.queue.put(push)
     await push.done
 

@@ -8,8 +8,14 @@ import orjson
 from aiohttp import web
 
 from metrics_ingest.errors import ApiError, BadRequest, UnsupportedMediaType
-from metrics_ingest.handlers.intake import body_of, commit, count_rejection, now_of, parsed
-from metrics_ingest.validation import parse_push, push_source
+from metrics_ingest.handlers.intake import (
+    body_of,
+    commit,
+    count_rejection,
+    invalid_push,
+    now_of,
+)
+from metrics_ingest.validation import PushInvalid, parse_push, push_source
 
 JSON_TYPES = ("application/json", "application/x-www-form-urlencoded")
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -18,7 +24,9 @@ JSON_HEADERS = {"Content-Type": "application/json"}
 def check_json_type(request: web.Request) -> None:
     """JSON when Content-Type is application/json (any parameters), absent, or what `curl -d`
     sends; anything else is 415."""
-    if "Content-Type" in request.headers and request.content_type not in JSON_TYPES:
+    declared = request.headers.get("Content-Type")
+    if declared is not None and declared != "application/json" and (
+            request.content_type not in JSON_TYPES):
         raise UnsupportedMediaType(
             f"Content-Type {request.content_type[:64]!r} is not supported; send application/json")
 
@@ -36,7 +44,10 @@ async def ingest(request: web.Request) -> web.Response:
     try:
         check_json_type(request)
         payload = decode_json(await body_of(request))
-        groups = parsed(lambda: parse_push(payload, now))
+        try:
+            groups = parse_push(payload, now)
+        except PushInvalid as exc:
+            raise invalid_push(exc) from None
         inserted = await commit(request, groups, now)
     except ApiError as exc:
         count_rejection(request, exc, push_source(payload))
