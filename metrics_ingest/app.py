@@ -15,7 +15,7 @@ from metrics_ingest import migrations, retention, storage
 from metrics_ingest.auth import AuthPolicy, bearer
 from metrics_ingest.config import Settings
 from metrics_ingest.errors import ApiError, Unauthorized, error_response, render_failure
-from metrics_ingest.exposition import StoredBody
+from metrics_ingest.exported import ExportedSeries
 from metrics_ingest.handlers import influx as influx_handlers
 from metrics_ingest.handlers import pushgateway as pushgateway_handlers
 from metrics_ingest.handlers import remote_write as remote_write_handlers
@@ -28,11 +28,11 @@ from metrics_ingest.keys import (
     AUTH,
     CLOCK,
     CORS_HEADERS,
+    EXPORTED,
     LIFECYCLE,
     QUEUE,
     READER,
     SETTINGS,
-    STORED_BODY,
     TELEMETRY,
     WRITE_CONN,
     WRITER,
@@ -215,7 +215,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> we
     app[CLOCK] = clock
     app[TELEMETRY] = Telemetry()
     app[LIFECYCLE] = Lifecycle()
-    app[STORED_BODY] = StoredBody()
+    app[EXPORTED] = ExportedSeries()
     for spec in ENDPOINTS:
         handle = endpoint(spec.path, spec.access, spec.handlers, spec.credentials)
         app.router.add_route("*", spec.path, handle, name=spec.name)

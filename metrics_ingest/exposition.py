@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from operator import itemgetter
 
 import orjson
@@ -182,29 +182,6 @@ def render_telemetry(telemetry: Telemetry, queue_samples: int, db_size: int,
     for source, seconds in sorted(telemetry.last_push.items()):
         lines.append(f"{name}{label_block([('source', source)])} {format_value(seconds)}")
     return lines
-
-
-@dataclass
-class StoredBody:
-    """The rendered stored-series part of the last scrape, reused while it is still exact.
-
-    It stays exact until the writer commits anything (`generation` moves) or the oldest series
-    in it ages out of the export window (`expires`). Prometheus usually scrapes more often than
-    HPC pushers push, so most scrapes re-use it; the self-metrics are always rendered fresh.
-    """
-
-    entries: dict[Format, tuple[int, float, str]] = field(default_factory=dict)
-    label_blocks: dict[tuple[str, str], str] = field(default_factory=dict)
-
-    def get(self, fmt: Format, generation: int, now: float) -> str | None:
-        """The cached text for `fmt` if nothing was written since and nothing has expired."""
-        entry = self.entries.get(fmt)
-        if entry is None or entry[0] != generation or now >= entry[1]:
-            return None
-        return entry[2]
-
-    def put(self, fmt: Format, generation: int, expires: float, text: str) -> None:
-        self.entries[fmt] = (generation, expires, text)
 
 
 def render_exposition(lines: list[str], fmt: Format = TEXT) -> bytes:

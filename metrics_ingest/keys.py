@@ -10,7 +10,7 @@ from aiohttp import web
 
 from metrics_ingest.auth import AuthPolicy
 from metrics_ingest.config import Settings
-from metrics_ingest.exposition import StoredBody
+from metrics_ingest.exported import ExportedSeries
 from metrics_ingest.logs import AccessLogSink
 from metrics_ingest.storage import WriteConnection
 from metrics_ingest.telemetry import Telemetry
@@ -33,6 +33,6 @@ WRITE_CONN = web.AppKey("write_conn", WriteConnection)
 AUTH = web.AppKey("auth", AuthPolicy)
 CORS_HEADERS: web.AppKey[dict[str, str]] = web.AppKey("cors_headers")
 ACCESS_LOG = web.AppKey("access_log", AccessLogSink)
-STORED_BODY = web.AppKey("stored_body", StoredBody)
+EXPORTED = web.AppKey("exported", ExportedSeries)
 QUEUE = web.AppKey("queue", PushQueue)
 WRITER = web.AppKey("writer", Writer)

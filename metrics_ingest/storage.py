@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import NamedTuple, TypeVar, cast
 
 import aiosqlite
+import orjson
 
 from metrics_ingest.config import Synchronous
 
@@ -108,6 +109,13 @@ SELECT_FRESH_SERIES = (
     " FROM series s JOIN latest l ON l.series_id = s.id"
     " WHERE l.hidden = 0 AND (l.timestamp >= ? OR l.pinned = 1)"
     " ORDER BY s.metric_name, s.source, s.labels"
+)
+# The same columns for chosen series, fresh or not, with `hidden`: what /metrics re-reads
+# after a commit touched them.
+SELECT_SERIES_BY_ID = (
+    "SELECT s.metric_name, s.source, s.labels, l.value, l.timestamp, l.pinned, l.hidden"
+    " FROM latest l JOIN series s ON s.id = l.series_id"
+    " WHERE l.series_id IN (SELECT value FROM json_each(?))"
 )
 SELECT_RECENT_SAMPLES = (
     "SELECT s.source, x.timestamp, s.metric_name, x.value, s.labels"
@@ -284,24 +292,26 @@ def write_probe(db: sqlite3.Connection, now: int) -> None:
 
 
 def apply_group_push(db: sqlite3.Connection, op: str, source: str, grouping: str,
-                     members: dict[int, str], pushed_families: set[str], now: float) -> None:
+                     members: dict[int, str], pushed_families: set[str],
+                     now: float) -> list[int]:
     """Make a push group's exported series what a PUT, POST or DELETE says (Pushgateway
     semantics); the caller owns the transaction, which also holds the push's samples.
 
     PUT: the pushed series become the whole group. POST: they replace the group's series of
     the pushed families. DELETE: the group exports nothing. Series that leave a group are
-    hidden from /metrics; their stored samples stay until retention.
+    hidden from /metrics; their stored samples stay until retention. Returns the series hidden
+    or pinned.
     """
     if op == "delete":
         row = db.execute(SELECT_GROUP, (source, grouping)).fetchone()
         if row is None:
-            return
+            return []
         group_id = row[0]
         leaving = db.execute(SELECT_GROUP_MEMBERS, (group_id,)).fetchall()
         db.executemany(HIDE_SERIES, [(series_id,) for series_id, _ in leaving])
         db.executemany(DELETE_GROUP_MEMBER, [(group_id, series_id) for series_id, _ in leaving])
         db.execute(DELETE_GROUP, (group_id,))
-        return
+        return [series_id for series_id, _ in leaving]
     group_id = db.execute(UPSERT_GROUP, (source, grouping, now)).fetchone()[0]
     old = dict(db.execute(SELECT_GROUP_MEMBERS, (group_id,)).fetchall())
     replaced = {series_id for series_id, family in old.items()
@@ -314,6 +324,7 @@ def apply_group_push(db: sqlite3.Connection, op: str, source: str, grouping: str
     db.executemany(HIDE_SERIES, [(series_id,) for series_id in gone])
     db.executemany(INSERT_GROUP_MEMBER, added)
     db.executemany(PIN_SERIES, [(series_id,) for _, series_id, _ in added])
+    return gone + [series_id for _, series_id, _ in added]
 
 
 def purge_expired_series(db: sqlite3.Connection, cutoff: int) -> int:
@@ -329,6 +340,13 @@ async def fresh_series(conn: aiosqlite.Connection, since: int) -> list[FreshSeri
     """Plain row tuples, shaped as FreshSeries (building 100k NamedTuples costs ~15 ms)."""
     rows = await conn.execute_fetchall(SELECT_FRESH_SERIES, (since,))
     return cast(list[FreshSeries], rows)
+
+
+async def series_by_id(conn: aiosqlite.Connection,
+                       ids: set[int]) -> list[tuple[str, str, str, float, int, int, int]]:
+    """(metric_name, source, labels, value, timestamp, pinned, hidden) of the given series."""
+    rows = await conn.execute_fetchall(SELECT_SERIES_BY_ID, (orjson.dumps(list(ids)),))
+    return cast(list[tuple[str, str, str, float, int, int, int]], rows)
 
 
 async def recent_samples(

@@ -27,6 +27,7 @@ log = logging.getLogger("metrics_ingest.writer")
 T = TypeVar("T")
 
 PURGE_CHUNK_ROWS = 5000
+MAX_TOUCHED = 100_000  # beyond this, /metrics reloads everything instead
 
 NewSeries = tuple[int, str, str, str]  # (id, metric_name, source, labels)
 LatestRow = tuple[int, int, float]  # (series_id, timestamp, value)
@@ -154,11 +155,14 @@ class SeriesIndex:
         self.data_version = -1
         self._pending: dict[tuple[str, str], dict[str, int]] = {}
 
-    def refresh(self, db: sqlite3.Connection) -> None:
+    def refresh(self, db: sqlite3.Connection) -> bool:
+        """Reload the map if another connection has committed since; True if it did."""
         version = storage.data_version(db)
-        if version != self.data_version:
-            self.reload(db)
-            self.data_version = version
+        if version == self.data_version:
+            return False
+        self.reload(db)
+        self.data_version = version
+        return True
 
     def reload(self, db: sqlite3.Connection) -> None:
         ids: dict[tuple[str, str], dict[str, int]] = {}
@@ -228,15 +232,16 @@ class SeriesIndex:
         self._pending = {}
 
 
-def apply_group(db: sqlite3.Connection, series: SeriesIndex, push: Push) -> None:
-    """A Pushgateway-API push's effect on its group, in the transaction of its samples."""
+def apply_group(db: sqlite3.Connection, series: SeriesIndex, push: Push) -> list[int]:
+    """A Pushgateway-API push's effect on its group, in the transaction of its samples;
+    returns the series it hid or pinned."""
     group = push.group
     assert group is not None
     members = {series.id_of(sample_group.source, sample_group.labels, name):
                group.families[name]
                for sample_group in push.groups for name in sample_group.names}
-    storage.apply_group_push(db, group.op, group.grouping.source, group.grouping.key, members,
-                             group.pushed_families, push.received_at)
+    return storage.apply_group_push(db, group.op, group.grouping.source, group.grouping.key,
+                                    members, group.pushed_families, push.received_at)
 
 
 class Writer:
@@ -272,6 +277,10 @@ class Writer:
         self.series = SeriesIndex()
         self._purges: deque[PurgeJob] = deque()
         self._calls: deque[Call] = deque()
+        # What /metrics must read again: series whose latest row changed since it last asked,
+        # or everything (after a purge, or another connection's commit).
+        self.touched: set[int] = set()
+        self.touched_everything = False
         self._in_hand: list[Push] = []  # a batch whose transaction died of a bug
 
     async def run(self) -> None:
@@ -337,6 +346,12 @@ class Writer:
         self.healthy = True
         self.last_error = None
 
+    def take_touched(self) -> tuple[set[int], bool]:
+        """For /metrics: the series changed since the previous call, or True for everything."""
+        touched, self.touched = self.touched, set()
+        everything, self.touched_everything = self.touched_everything, False
+        return touched, everything
+
     # -- on the writer thread ---------------------------------------------------------------
 
     def _serve(self, db: sqlite3.Connection, loop: asyncio.AbstractEventLoop) -> None:
@@ -360,7 +375,7 @@ class Writer:
         started = time.perf_counter()
         self.in_flight = sum(push.samples for push in pushes)
         try:
-            self._transaction(db, pushes)
+            touched, reloaded = self._transaction(db, pushes)
         except sqlite3.Error as exc:
             loop.call_soon_threadsafe(self._fail, pushes, exc)
         except BaseException:
@@ -368,20 +383,26 @@ class Writer:
             self._in_hand = pushes
             raise
         else:
-            loop.call_soon_threadsafe(self._committed, pushes, time.perf_counter() - started)
+            loop.call_soon_threadsafe(self._committed, pushes, time.perf_counter() - started,
+                                      touched, reloaded)
         finally:
             self.in_flight = 0
 
-    def _transaction(self, db: sqlite3.Connection, pushes: list[Push]) -> None:
+    def _transaction(self, db: sqlite3.Connection,
+                     pushes: list[Push]) -> tuple[list[int | float], bool]:
+        """Commit one batch; returns the series whose latest row it changed, and whether the
+        series map had to be reloaded (another connection committed)."""
         series = self.series
         with storage.immediate_transaction(db):
-            series.refresh(db)
+            reloaded = series.refresh(db)
             new_series, samples, latest = series.rows(pushes)
             storage.insert_rows(db, new_series, samples, latest)
+            touched = latest[0::3]  # (series_id, timestamp, value) rows, flattened
             for push in pushes:
                 if push.group is not None:
-                    apply_group(db, series, push)
+                    touched += apply_group(db, series, push)
         series.adopt(new_series)
+        return touched, reloaded
 
     def _run_call(self, db: sqlite3.Connection, loop: asyncio.AbstractEventLoop,
                   call: Call) -> None:
@@ -415,10 +436,14 @@ class Writer:
 
     # -- back on the event loop -------------------------------------------------------------
 
-    def _committed(self, pushes: list[Push], seconds: float) -> None:
+    def _committed(self, pushes: list[Push], seconds: float, touched: list[int | float],
+                   reloaded: bool) -> None:
         self.healthy = True
         self.last_error = None
         self.generation += 1
+        self.touched.update(touched)  # type: ignore[arg-type]  # ids: the ints of `latest`
+        if reloaded or len(self.touched) > MAX_TOUCHED:
+            self.touched_everything = True
         self._record(pushes, seconds)
         for push in pushes:
             if not push.done.done():
@@ -426,6 +451,7 @@ class Writer:
 
     def _purged(self, job: PurgeJob, finished: bool) -> None:
         self.generation += 1
+        self.touched_everything = True
         if finished:
             resolve(job.done, job.deleted)
 

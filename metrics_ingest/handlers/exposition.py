@@ -3,34 +3,45 @@ Prometheus text 0.0.4 or, when the scraper prefers it, OpenMetrics 1.0.0."""
 
 from __future__ import annotations
 
-import math
-
 from aiohttp import hdrs, web
 from aiohttp.web import ContentCoding
 
 from metrics_ingest import storage
-from metrics_ingest.exposition import Format, negotiate, render_stored, render_telemetry
-from metrics_ingest.keys import CLOCK, QUEUE, READER, SETTINGS, STORED_BODY, TELEMETRY, WRITER
+from metrics_ingest.exposition import Format, negotiate, render_telemetry
+from metrics_ingest.keys import (
+    CLOCK,
+    EXPORTED,
+    QUEUE,
+    READER,
+    SETTINGS,
+    TELEMETRY,
+    WRITER,
+)
 
 
 async def stored_part(request: web.Request, fmt: Format, now: float) -> str:
     app = request.app
-    cache = app[STORED_BODY]
-    generation = app[WRITER].generation  # read first: a commit during the query forces a redo
-    cached = cache.get(fmt, generation, now)
+    exported = app[EXPORTED]
+    writer = app[WRITER]
+    generation = writer.generation  # read first: a commit during the reads forces a redo
+    cached = exported.get(fmt, generation, now)
     if cached is not None:
         return cached
     settings = app[SETTINGS]
     since = int(now) - settings.export_window
-    rows = await storage.fresh_series(app[READER], since)
-    if len(cache.label_blocks) > 2 * len(rows) + 1000:
-        cache.label_blocks.clear()  # label sets that no longer export
-    lines = render_stored(rows, settings.export_timestamps, cache.label_blocks, fmt)
-    # Pinned series (push-group members) never age out; the others do.
-    oldest = min((row[4] for row in rows if not row[5]), default=math.inf)
-    text = "\n".join(lines) + "\n" if lines else ""
+    async with exported.lock:  # one scrape applies rows at a time, in the order read
+        touched, everything = writer.take_touched()
+        try:
+            if everything or not exported.loaded:
+                exported.reset(await storage.fresh_series(app[READER], since))
+            elif touched:
+                exported.update(await storage.series_by_id(app[READER], touched))
+        except BaseException:
+            writer.touched_everything = True  # what was taken was not applied: read it all
+            raise
+        text, oldest = exported.render(fmt, since, settings.export_timestamps)
     # A series with timestamp t is exported while int(now) - window <= t.
-    cache.put(fmt, generation, oldest + settings.export_window + 1, text)
+    exported.put(fmt, generation, oldest + settings.export_window + 1, text)
     return text
 
 
