@@ -75,10 +75,11 @@ class Call:
 class PushQueue:
     """Pushes waiting for the writer, bounded by the samples they hold rather than their number.
 
-    Handlers put on the event loop; the writer thread takes, and sleeps while there is nothing
-    to do. `lock` guards the queue and the writer's other inboxes; a sleeping writer is woken
-    with one token on a SimpleQueue. Both are C-level: threading.Condition runs five Python
-    calls per put, on the loop thread, for every push.
+    Made on the event loop (`loop` makes the pushes' futures). Handlers put on the loop; the
+    writer thread takes, and sleeps while there is nothing to do. `lock` guards the queue and
+    the writer's other inboxes; a sleeping writer is woken with one token on a SimpleQueue.
+    Both are C-level: threading.Condition runs five Python calls per put, on the loop thread,
+    for every push.
     """
 
     def __init__(self, max_samples: int) -> None:
@@ -389,7 +390,7 @@ class Writer:
             self.in_flight = 0
 
     def _transaction(self, db: sqlite3.Connection,
-                     pushes: list[Push]) -> tuple[list[int | float], bool]:
+                     pushes: list[Push]) -> tuple[list[int], bool]:
         """Commit one batch; returns the series whose latest row it changed, and whether the
         series map had to be reloaded (another connection committed)."""
         series = self.series
@@ -397,7 +398,7 @@ class Writer:
             reloaded = series.refresh(db)
             new_series, samples, latest = series.rows(pushes)
             storage.insert_rows(db, new_series, samples, latest)
-            touched = latest[0::3]  # (series_id, timestamp, value) rows, flattened
+            touched = cast(list[int], latest[0::3])  # (series_id, timestamp, value), flat
             for push in pushes:
                 if push.group is not None:
                     touched += apply_group(db, series, push)
@@ -436,12 +437,12 @@ class Writer:
 
     # -- back on the event loop -------------------------------------------------------------
 
-    def _committed(self, pushes: list[Push], seconds: float, touched: list[int | float],
+    def _committed(self, pushes: list[Push], seconds: float, touched: list[int],
                    reloaded: bool) -> None:
         self.healthy = True
         self.last_error = None
         self.generation += 1
-        self.touched.update(touched)  # type: ignore[arg-type]  # ids: the ints of `latest`
+        self.touched.update(touched)
         if reloaded or len(self.touched) > MAX_TOUCHED:
             self.touched_everything = True
         self._record(pushes, seconds)
