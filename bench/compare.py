@@ -416,7 +416,7 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="seconds-long smoke run")
     parser.add_argument("--seconds", type=float, help="load duration per run (default 10)")
-    parser.add_argument("--repeat", type=int, help="runs per measurement (median; default 2)")
+    parser.add_argument("--repeat", type=int, help="runs per measurement (median; default 3)")
     parser.add_argument("--only", default="", help="comma-separated workloads, e.g. W1,W3")
     parser.add_argument("--no-save", action="store_true",
                         help="do not append to bench/results/ or rewrite RESULTS.md")
@@ -428,7 +428,7 @@ def main() -> int:
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     with tempfile.TemporaryDirectory(prefix="mi-bench-") as tmp:
         plan = Plan(quick=args.quick, seconds=args.seconds or (1.0 if args.quick else 10.0),
-                    repeat=args.repeat or (1 if args.quick else 2), root=Path(tmp),
+                    repeat=args.repeat or (1 if args.quick else 3), root=Path(tmp),
                     run_id=run_id, only={w.strip().upper() for w in args.only.split(",") if w})
         meta = {"run": run_id, "git": git_sha(), "quick": plan.quick, "seconds": plan.seconds,
                 "repeat": plan.repeat, "python": platform.python_version(),
