@@ -428,7 +428,8 @@ class Writer:
         except sqlite3.Error as exc:
             self._purges.popleft()
             log.error("purge failed after %d samples: %s", job.deleted, exc)
-            loop.call_soon_threadsafe(reject, job.done, StorageFailed(f"purge failed: {exc}"))
+            loop.call_soon_threadsafe(self._purge_failed, job,
+                                      StorageFailed(f"purge failed: {exc}"))
             return
         job.deleted += deleted
         if finished:
@@ -456,6 +457,10 @@ class Writer:
         if finished:
             resolve(job.done, job.deleted)
 
+    def _purge_failed(self, job: PurgeJob, exc: StorageFailed) -> None:
+        self.touched_everything = True  # the series map may have been reloaded meanwhile
+        reject(job.done, exc)
+
     def _record(self, pushes: list[Push], seconds: float) -> None:
         per_source: dict[str, int] = {}
         total = 0
@@ -470,6 +475,7 @@ class Writer:
     def _fail(self, pushes: list[Push], exc: sqlite3.Error) -> None:
         self.healthy = False
         self.last_error = str(exc)
+        self.touched_everything = True  # the series map may have been reloaded meanwhile
         log.error("flush failed, %d pushes answered 503: %s", len(pushes), exc)
         for push in pushes:
             if not push.done.done():
