@@ -323,10 +323,24 @@ def w5(plan: Plan, peers_ok: bool) -> None:
 
 
 def w6(plan: Plan, peers_ok: bool) -> None:
-    """W1 while the scheduled purge deletes >= 1 million expired samples."""
+    """W1 while the scheduled purge deletes >= 1 million expired samples (median of repeats,
+    each over a freshly seeded database)."""
     expired = 50_000 if plan.quick else 1_200_000
     print(f"W6 small pushes during a purge of {expired:,} expired samples", flush=True)
-    workdir = plan.dir("w6")
+    runs = [w6_once(plan, expired, i) for i in range(plan.repeat)]
+    # The upper median: with two runs, the worse one.
+    result, purged, purge_line = sorted(runs, key=lambda run: run[0].p99_ms)[len(runs) // 2]
+    errors = sum(run.non_2xx + run.socket_errors for run, _, _ in runs)
+    plan.record("W6", "metrics-ingest", "p99_ms_during_purge", result.p99_ms,
+                **result.as_dict(), purged=purged, expired_seeded=expired,
+                errors=errors, runs=[run.p99_ms for run, _, _ in runs])
+    plan.record("W6", "metrics-ingest", "errors_during_purge", errors)
+    if purge_line:
+        print("  " + purge_line, flush=True)
+
+
+def w6_once(plan: Plan, expired: int, run: int) -> tuple[loadgen.LoadResult, float, str]:
+    workdir = plan.dir(f"w6-{run}")
     db = workdir / "metrics.db"
     now = int(time.time())
     seed.build_history(db, expired, now - 9 * 86400, now - 8 * 86400)
@@ -341,15 +355,8 @@ def w6(plan: Plan, peers_ok: bool) -> None:
         seconds = max(plan.seconds, 6.0)
         result = load(plan, mi, "ingest_small.lua", [TOKEN, ts_base(0)], 64, seconds)
         purged = metric_total(scrape(mi.url), "metrics_ingest_purged_samples_total")
-        plan.record("W6", "metrics-ingest", "p99_ms_during_purge", result.p99_ms,
-                    **result.as_dict(), purged=purged, expired_seeded=expired,
-                    errors=result.non_2xx + result.socket_errors)
-        plan.record("W6", "metrics-ingest", "errors_during_purge",
-                    result.non_2xx + result.socket_errors)
-        log = mi.log.read_text()
-        purge_lines = [line for line in log.splitlines() if "purge:" in line]
-        if purge_lines:
-            print("  " + purge_lines[-1], flush=True)
+        purge_lines = [line for line in mi.log.read_text().splitlines() if "purge:" in line]
+        return result, purged, purge_lines[-1] if purge_lines else ""
     finally:
         mi.stop()
 
