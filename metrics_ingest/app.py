@@ -12,7 +12,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from metrics_ingest import migrations, retention, storage
-from metrics_ingest.auth import AuthPolicy, bearer
+from metrics_ingest.auth import AuthPolicy, presented_token
 from metrics_ingest.config import Settings
 from metrics_ingest.errors import ApiError, Unauthorized, error_response, render_failure
 from metrics_ingest.exported import ExportedSeries
@@ -62,7 +62,8 @@ Credentials = Callable[[web.Request], str | None]
 
 
 def bearer_token(request: web.Request) -> str | None:
-    return bearer(request.headers)
+    """The token of `Authorization: Bearer <token>`."""
+    return presented_token(request.headers.get("Authorization"))
 
 
 def endpoint(path: str, access: Access, handlers: dict[str, Handler],
