@@ -79,11 +79,8 @@ class AuthPolicy:
 
     def _check(self, token: str | None, digests: tuple[bytes, ...],
                accepted: dict[str, bool]) -> bool:
-        if token is None:
-            return False
-        if token in accepted:
-            return True
-        if not digest_matches(token, digests):
+        """The constant-time check, for a token not remembered yet (callers look there first)."""
+        if token is None or not digest_matches(token, digests):
             return False
         if len(accepted) < self.MAX_REMEMBERED:
             accepted[token] = True

@@ -12,7 +12,10 @@ SUPPORTED_ENCODINGS = ("identity", "gzip", "x-gzip", "deflate")
 
 
 def content_encoding(request: web.Request) -> str:
-    encoding = request.headers.get("Content-Encoding", "identity").strip().lower() or "identity"
+    declared = request.headers.get("Content-Encoding")
+    if declared is None:
+        return "identity"
+    encoding = declared.strip().lower() or "identity"
     if encoding not in SUPPORTED_ENCODINGS:
         raise UnsupportedMediaType(
             f"Content-Encoding {encoding[:32]!r} is not supported; send gzip or no encoding")
@@ -32,13 +35,13 @@ async def read_body(request: web.Request, limit: int) -> bytes:
 
 async def read_raw(request: web.Request, limit: int) -> bytes:
     """The body as sent, whatever its encoding; 413 past `limit` bytes."""
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
     stream = request.content
     if stream.is_eof():
         # The whole (small) body already arrived with the headers: no await, no iterator.
         raw = stream.read_nowait()
     else:
+        if request.content_length is not None and request.content_length > limit:
+            raise PayloadTooLarge(f"request body is larger than {limit} bytes")
         buffer = bytearray()
         async for chunk in stream.iter_any():
             buffer += chunk
