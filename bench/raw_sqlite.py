@@ -7,7 +7,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from metrics_ingest import migrations, storage
+from metrics_ingest.store.sqlite import migrations, sql
 
 
 def raw_insert_rate(db_path: Path, total_rows: int, batch_rows: int = 10_000,
@@ -20,7 +20,7 @@ def raw_insert_rate(db_path: Path, total_rows: int, batch_rows: int = 10_000,
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA cache_size=-65536")
     conn.execute("BEGIN")
-    conn.executemany(storage.INSERT_SERIES,
+    conn.executemany(sql.INSERT_SERIES,
                      [(i, f"bulk_metric_{i % 100}", "bulk", f'{{"host":"h{i // 100}"}}')
                       for i in range(1, series + 1)])
     conn.execute("COMMIT")
@@ -39,9 +39,9 @@ def raw_insert_rate(db_path: Path, total_rows: int, batch_rows: int = 10_000,
     for rows, newest in batches:
         started = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(storage.UPSERT_SAMPLE, rows)
+        conn.executemany(sql.UPSERT_SAMPLE, rows)
         if with_latest:
-            conn.executemany(storage.UPSERT_LATEST, newest)
+            conn.executemany(sql.UPSERT_LATEST, newest)
         conn.execute("COMMIT")
         elapsed += time.perf_counter() - started
         written += len(rows)

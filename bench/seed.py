@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 
-from metrics_ingest import migrations, storage
+from metrics_ingest.store.sqlite import migrations, sql
 
 SEED_METRICS_PER_OBJECT = 100
 
@@ -101,7 +101,7 @@ def build_history(db_path: Path, total_samples: int, start: int, end: int,
     conn = sqlite3.connect(db_path, isolation_level=None)
     conn.execute("PRAGMA synchronous=OFF")
     conn.execute("BEGIN")
-    conn.executemany(storage.INSERT_SERIES, names)
+    conn.executemany(sql.INSERT_SERIES, names)
     conn.execute("COMMIT")
     written = 0
     latest: dict[int, tuple[int, int, float]] = {}
@@ -123,7 +123,7 @@ def build_history(db_path: Path, total_samples: int, start: int, end: int,
         ts += 60
     conn.execute("BEGIN")
     conn.executemany("INSERT INTO samples VALUES (?, ?, ?)", batch)
-    conn.executemany(storage.UPSERT_LATEST, list(latest.values()))
+    conn.executemany(sql.UPSERT_LATEST, list(latest.values()))
     conn.execute("COMMIT")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()

@@ -1,133 +1,54 @@
-"""`create_app`: middlewares, routes and the cleanup contexts (database -> writer -> cron)."""
+"""`create_app`: the `ENDPOINTS` table and the cleanup contexts (store -> writer -> export ->
+cron), each resource started and stopped in one place."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from aiohttp import web
 
-from metrics_ingest import migrations, retention, storage
-from metrics_ingest.auth import AuthPolicy, presented_token
+from metrics_ingest import retention
+from metrics_ingest.auth import AuthPolicy
 from metrics_ingest.config import Settings
-from metrics_ingest.errors import ApiError, Unauthorized, error_response, render_failure
-from metrics_ingest.exported import ExportedSeries
-from metrics_ingest.handlers import influx as influx_handlers
-from metrics_ingest.handlers import pushgateway as pushgateway_handlers
-from metrics_ingest.handlers import remote_write as remote_write_handlers
-from metrics_ingest.handlers.api import api_metrics, api_sources, openapi_document
-from metrics_ingest.handlers.exposition import metrics
-from metrics_ingest.handlers.health import healthz, readyz
-from metrics_ingest.handlers.ingest import ingest
+from metrics_ingest.export import ExportCache
+from metrics_ingest.http import influx as influx_handlers
+from metrics_ingest.http import pushgateway as pushgateway_handlers
+from metrics_ingest.http import remote_write as remote_write_handlers
+from metrics_ingest.http.api import api_metrics, api_sources, openapi_document
+from metrics_ingest.http.endpoint import Endpoint, wrap
+from metrics_ingest.http.health import healthz, readyz
+from metrics_ingest.http.ingest import ingest
+from metrics_ingest.http.scrape import metrics
+from metrics_ingest.inbox import Closed
 from metrics_ingest.keys import (
     ACCESS_LOG,
     AUTH,
     CLOCK,
     CORS_HEADERS,
-    EXPORTED,
+    EXPORT,
     LIFECYCLE,
-    QUEUE,
     READER,
     SETTINGS,
+    STORE,
     TELEMETRY,
-    WRITE_CONN,
     WRITER,
     Lifecycle,
 )
 from metrics_ingest.logs import AccessLogSink, access_log_class
+from metrics_ingest.store import open_store
 from metrics_ingest.telemetry import Telemetry
-from metrics_ingest.writer import PushQueue, Writer
+from metrics_ingest.writer import Writer
 
 log = logging.getLogger("metrics_ingest.app")
 
-PREFLIGHT_HEADERS = {
-    "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE, OPTIONS",
-    "Access-Control-Allow-Headers": "Authorization, Content-Type, Content-Encoding",
-    "Access-Control-Max-Age": "86400",
-}
 # Handlers still running this long after SIGTERM are cancelled, leaving time to drain the
 # writer and close the database inside SPEC's 10 s.
 SHUTDOWN_TIMEOUT = 5.0
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Access = Literal["push", "read", "open"]
-
-
-Credentials = Callable[[web.Request], str | None]
-
-
-def bearer_token(request: web.Request) -> str | None:
-    """The token of `Authorization: Bearer <token>`."""
-    return presented_token(request.headers.get("Authorization"))
-
-
-def endpoint(path: str, access: Access, handlers: dict[str, Handler],
-             credentials: Credentials = bearer_token) -> Handler:
-    """Wrap one path's handlers with what every request goes through, in one plain call:
-
-    CORS preflight -> method dispatch (405 with Allow) -> bearer auth, before any body is read
-    -> the handler -> SPEC's error body for any failure -> Access-Control-Allow-Origin -> the
-    request counter. A wrapper rather than aiohttp middlewares: with any middleware at all,
-    aiohttp adds two layers per request, ~10% of a small push (bench/README.md).
-    """
-    allowed = ", ".join(sorted(handlers))
-
-    async def handle(request: web.Request) -> web.StreamResponse:
-        app = request.app
-        try:
-            handler = handlers.get(request.method)
-            if handler is None:
-                if not handlers:
-                    raise web.HTTPNotFound()
-                if request.method == "OPTIONS":
-                    response: web.StreamResponse = web.Response(
-                        status=204, headers=PREFLIGHT_HEADERS)
-                else:
-                    raise web.HTTPMethodNotAllowed(request.method, handlers)
-            else:
-                if access != "open":
-                    check_auth(app, request, access, credentials)
-                response = await handler(request)
-        except (ApiError, web.HTTPException) as exc:
-            response = render_failure(request, exc)
-        except Exception:
-            log.exception("unhandled error in %s %s", request.method, request.path)
-            response = error_response(500, "internal error")
-        response.headers.update(app[CORS_HEADERS])
-        app[TELEMETRY].count_request(path, response.status)
-        return response
-
-    handle.__doc__ = f"{path}: {allowed or 'no such endpoint'}"
-    return handle
-
-
-def check_auth(app: web.Application, request: web.Request, access: Access,
-               credentials: Credentials) -> None:
-    """Pushes need a push token; reads need the read token when one is set."""
-    policy = app[AUTH]
-    token = credentials(request)
-    if access == "push":
-        if not policy.may_push(token):
-            app[TELEMETRY].count_rejected("auth")
-            raise Unauthorized("missing or invalid bearer token" if token is None
-                               else "invalid bearer token")
-    elif not policy.may_read(token):
-        raise Unauthorized("this endpoint needs the read token")
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    name: str
-    path: str
-    access: Access
-    handlers: dict[str, Handler]
-    credentials: Credentials = bearer_token
-
 
 ENDPOINTS = (
     Endpoint("ingest", "/ingest", "push", {"POST": ingest}),
@@ -149,36 +70,39 @@ ENDPOINTS = (
 )
 
 
-async def database_context(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    applied = await asyncio.to_thread(migrations.migrate, settings.db_path)
+async def store_context(app: web.Application) -> AsyncIterator[None]:
+    """Migrate, then open the read session; the write session is the writer's."""
+    store = app[STORE]
+    applied = await asyncio.to_thread(store.migrate)
     if applied:
-        log.info("database %s: applied migrations %s", settings.db_path, ", ".join(applied))
-    app[WRITE_CONN] = writer = storage.WriteConnection(settings.db_path, settings.synchronous)
-    try:
-        await writer.open()
-        app[READER] = await storage.open_reader(settings.db_path)
-    except BaseException:
-        await writer.close()
-        raise
+        log.info("database %s: applied migrations %s", store.location, ", ".join(applied))
+    app[READER] = reader = await store.open_reader()
     yield
-    await app[READER].close()
-    await writer.close()
+    await reader.close()
 
 
 async def writer_context(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    app[QUEUE] = queue = PushQueue(settings.queue_max_samples)
-    app[WRITER] = writer = Writer(
-        app[WRITE_CONN], queue, app[TELEMETRY], settings.batch_max_samples)
-    task = asyncio.create_task(writer.run(), name="metrics-ingest-writer")
+    app[WRITER] = writer = Writer(app[STORE], settings.synchronous, app[TELEMETRY],
+                                  settings.batch_max_samples, settings.queue_max_samples)
+    await writer.start()
     yield
     # Pushes already queued are committed and answered before the database closes.
-    queue.close()
-    try:
-        await task
-    except Exception:
-        log.exception("the writer task had failed; queued pushes were answered 503")
+    await writer.stop()
+
+
+async def export_context(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    writer = app[WRITER]
+
+    async def sync() -> None:
+        with contextlib.suppress(Closed):  # a dead writer cannot say; serve what is stored
+            await writer.sync()
+
+    app[EXPORT] = export = ExportCache(app[READER], sync, settings.export_window,
+                                       settings.export_timestamps)
+    writer.subscribers.append(export.apply)
+    yield
 
 
 async def purge_context(app: web.Application) -> AsyncIterator[None]:
@@ -206,6 +130,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> we
         raise ValueError("create_app needs at least one push token (see auth.remembered_token)")
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
+    app[STORE] = open_store(settings.db_path)
     app[AUTH] = AuthPolicy.from_tokens(settings.auth_tokens, settings.read_token)
     cors = {"Access-Control-Allow-Origin": settings.allowed_origin}
     if settings.allowed_origin != "*":
@@ -216,14 +141,13 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> we
     app[CLOCK] = clock
     app[TELEMETRY] = Telemetry()
     app[LIFECYCLE] = Lifecycle()
-    app[EXPORTED] = ExportedSeries()
     for spec in ENDPOINTS:
-        handle = endpoint(spec.path, spec.access, spec.handlers, spec.credentials)
-        app.router.add_route("*", spec.path, handle, name=spec.name)
+        app.router.add_route("*", spec.path, wrap(spec), name=spec.name)
     # Everything else: SPEC's JSON 404, with CORS, through the same wrapper.
-    app.router.add_route("*", "/{path:[\\s\\S]*}", endpoint("unmatched", "open", {}),
+    app.router.add_route("*", "/{path:[\\s\\S]*}", wrap(Endpoint("unmatched", "", "open", {})),
                          name="unmatched")
-    app.cleanup_ctx.extend([access_log_context, database_context, writer_context, purge_context])
+    app.cleanup_ctx.extend([access_log_context, store_context, writer_context,
+                            export_context, purge_context])
     app.on_shutdown.append(stop_accepting)
     return app
 

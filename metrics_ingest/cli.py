@@ -9,7 +9,6 @@ import gc
 import logging
 import os
 import signal
-import sqlite3
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -18,11 +17,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from metrics_ingest import __version__, migrations, retention
+from metrics_ingest import __version__, retention
 from metrics_ingest.app import create_app, server_options
 from metrics_ingest.auth import remembered_token
 from metrics_ingest.config import OPTIONS, ConfigError, Settings, load_settings
 from metrics_ingest.logs import configure_logging
+from metrics_ingest.store import StorageError, open_store
 
 log = logging.getLogger("metrics_ingest.cli")
 
@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"metrics-ingest: error: {exc}\n")
         return 2
-    except (sqlite3.Error, OSError, ValueError) as exc:
+    except (StorageError, OSError, ValueError) as exc:
         sys.stderr.write(f"metrics-ingest: error: {exc}\n")
         return 1
 
@@ -166,23 +166,16 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def db_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    applied = migrations.migrate(settings.db_path)
+    store = open_store(settings.db_path)
+    applied = store.migrate()
     sys.stdout.write(
-        f"applied {len(applied)} migration(s) to {settings.db_path}"
+        f"applied {len(applied)} migration(s) to {store.location}"
         + (f": {', '.join(applied)}\n" if applied else " (schema up to date)\n"))
     return 0
 
 
 def db_query(settings: Settings, args: argparse.Namespace) -> int:
-    if not settings.db_path.exists():
-        raise ValueError(f"no database at {settings.db_path} (set --db or METRICS_DB_PATH)")
-    conn = sqlite3.connect(f"file:{settings.db_path}?mode=rw", uri=True, isolation_level=None)
-    try:
-        cursor = conn.execute(args.sql)
-        columns = [column[0] for column in cursor.description or ()]
-        rows = cursor.fetchall()
-    finally:
-        conn.close()
+    columns, rows = open_store(settings.db_path).query(args.sql)
     if args.json:
         sys.stdout.write(orjson.dumps([dict(zip(columns, row, strict=True)) for row in rows],
                                       option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -208,11 +201,12 @@ def format_table(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
 def purge(settings: Settings, args: argparse.Namespace) -> int:
     if not settings.db_path.exists():
         raise ValueError(f"no database at {settings.db_path} (set --db or METRICS_DB_PATH)")
-    migrations.migrate(settings.db_path)
-    deleted = run(retention.purge_database(settings.db_path, settings.retention_days, time.time()))
+    store = open_store(settings.db_path)
+    store.migrate()
+    deleted = run(retention.purge_store(store, settings.retention_days, time.time()))
     sys.stdout.write(
         f"purged {deleted} samples older than {settings.retention_days} days "
-        f"from {settings.db_path}\n")
+        f"from {store.location}\n")
     return 0
 
 

@@ -5,16 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import aiosqlite
 from aiohttp import web
 
 from metrics_ingest.auth import AuthPolicy
 from metrics_ingest.config import Settings
-from metrics_ingest.exported import ExportedSeries
+from metrics_ingest.export import ExportCache
 from metrics_ingest.logs import AccessLogSink
-from metrics_ingest.storage import WriteConnection
+from metrics_ingest.store import ReadSession, Store
 from metrics_ingest.telemetry import Telemetry
-from metrics_ingest.writer import PushQueue, Writer
+from metrics_ingest.writer import Writer
 
 
 @dataclass
@@ -28,11 +27,10 @@ SETTINGS = web.AppKey("settings", Settings)
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 TELEMETRY = web.AppKey("telemetry", Telemetry)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
-READER = web.AppKey("reader", aiosqlite.Connection)
-WRITE_CONN = web.AppKey("write_conn", WriteConnection)
+STORE: web.AppKey[Store] = web.AppKey("store")
+READER: web.AppKey[ReadSession] = web.AppKey("reader")
 AUTH = web.AppKey("auth", AuthPolicy)
 CORS_HEADERS: web.AppKey[dict[str, str]] = web.AppKey("cors_headers")
 ACCESS_LOG = web.AppKey("access_log", AccessLogSink)
-EXPORTED = web.AppKey("exported", ExportedSeries)
-QUEUE = web.AppKey("queue", PushQueue)
+EXPORT = web.AppKey("export", ExportCache)
 WRITER = web.AppKey("writer", Writer)

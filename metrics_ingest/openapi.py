@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from metrics_ingest import __version__
-from metrics_ingest.validation import MAX_LABEL_VALUE, MAX_LABELS, MAX_METRIC_NAME
+from metrics_ingest.model import MAX_LABEL_VALUE, MAX_LABELS, MAX_METRIC_NAME
 
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",

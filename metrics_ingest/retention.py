@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC
-from pathlib import Path
 
 import aiocron
 
-from metrics_ingest import storage
+from metrics_ingest.inbox import Closed
+from metrics_ingest.store import Store
 from metrics_ingest.telemetry import Telemetry
-from metrics_ingest.writer import Closed, PushQueue, Writer
+from metrics_ingest.writer import Writer
 
 log = logging.getLogger("metrics_ingest.retention")
 
@@ -60,23 +59,15 @@ async def scheduled_purge(
         job.stop()
 
 
-async def purge_database(db_path: Path, retention_days: int, now: float) -> int:
+async def purge_store(store: Store, retention_days: int, now: float) -> int:
     """The `metrics-ingest purge` command: the same chunked purge, on a writer of its own.
 
     Safe beside a running server: each chunk is a short transaction, and the server's writer
-    notices the outside commit (PRAGMA data_version) and reloads its series map.
+    notices the outside commit and reloads what it keeps in memory.
     """
-    conn = storage.WriteConnection(db_path, "full")
-    await conn.open()
+    writer = Writer(store, "full", Telemetry(), 1, 1)
+    await writer.start()
     try:
-        queue = PushQueue(1)
-        writer = Writer(conn, queue, Telemetry(), 1)
-        task = asyncio.create_task(writer.run())
-        try:
-            deleted = await purge(writer, Telemetry(), retention_days, now)
-        finally:
-            queue.close()
-            await task
-        return deleted
+        return await purge(writer, writer.telemetry, retention_days, now)
     finally:
-        await conn.close()
+        await writer.stop()

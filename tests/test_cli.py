@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from metrics_ingest import __version__, migrations
+from metrics_ingest import __version__
+from metrics_ingest.store.sqlite import migrations
 from tests.conftest import TOKEN, Service, rows
 
 pytestmark = pytest.mark.slow

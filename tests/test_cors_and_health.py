@@ -90,7 +90,7 @@ async def test_dead_writer_fails_pushes_instead_of_hanging(client: Client) -> No
     from metrics_ingest.keys import WRITER
 
     # A bug in the writer (here: its series map gone) kills it on the next batch.
-    client.app[WRITER].series = None  # type: ignore[assignment]
+    await client.app[WRITER].call(lambda session: setattr(session, "series", None))
     response = await client.post("/ingest", json={"source": "hpc", "metrics": {"a": 1}},
                                  headers=AUTH)
     assert response.status == 503

@@ -30,7 +30,7 @@ def test_every_endpoint_has_a_curl_example() -> None:
 
 
 def test_every_self_metric_is_documented() -> None:
-    from metrics_ingest.exposition import render_telemetry
+    from metrics_ingest.formats.exposition import render_telemetry
     from metrics_ingest.telemetry import Telemetry
 
     names = {line.split()[2] for line in render_telemetry(Telemetry(), 0, 0)

@@ -8,10 +8,12 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from metrics_ingest import retention, storage
+from metrics_ingest import retention
 from metrics_ingest.config import Settings
-from metrics_ingest.exposition import OPENMETRICS, TEXT, Format, render_stored
+from metrics_ingest.formats.exposition import OPENMETRICS, TEXT, Format, render_stored
 from metrics_ingest.keys import WRITER
+from metrics_ingest.store import open_store
+from metrics_ingest.store.sqlite import sql
 from tests.conftest import AUTH, Clock
 
 NOW = 1_795_000_000.0
@@ -21,7 +23,7 @@ def expected(db_path: Path, now: float, window: int, fmt: Format) -> str:
     """The stored part as a full read renders it, on a connection of its own."""
     conn = sqlite3.connect(db_path)
     try:
-        rows = conn.execute(storage.SELECT_FRESH_SERIES, (int(now) - window,)).fetchall()
+        rows = conn.execute(sql.SELECT_FRESH_SERIES, (int(now) - window,)).fetchall()
     finally:
         conn.close()
     lines = render_stored(rows, True, None, fmt)
@@ -100,7 +102,7 @@ async def test_every_change_shows_as_a_full_read_would(make_client: Any, tmp_pat
     assert (await client.put("/metrics/job/keep2", data="kept_too 1\n",
                              headers=AUTH)).status == 200
     await check(client, settings, clock)
-    await retention.purge_database(settings.db_path, 0, clock.pinned + 10)
+    await retention.purge_store(open_store(settings.db_path), 0, clock.pinned + 10)
     await push("after", clock.pinned, {"m9": 9.0})  # the writer notices the outside commit
     await check(client, settings, clock)
     assert "kept_too" not in await scraped(client, TEXT)

@@ -13,14 +13,14 @@ from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from metrics_ingest.config import Settings
-from metrics_ingest.exposition import (
+from metrics_ingest.formats.exposition import (
     escape_help,
     escape_label_value,
     format_value,
     render_exposition,
     render_stored,
 )
-from metrics_ingest.storage import FreshSeries
+from metrics_ingest.store import StoredSeries as FreshSeries
 from tests.conftest import AUTH, Clock, promtool, run_tool
 
 Client = TestClient[web.Request, web.Application]

@@ -19,19 +19,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from metrics_ingest.body import inflate
 from metrics_ingest.config import ConfigError, load_settings
-from metrics_ingest.errors import ApiError, BadRequest, PayloadTooLarge
-from metrics_ingest.exposition import render_exposition, render_stored
-from metrics_ingest.handlers.api import parse_limit, parse_window
-from metrics_ingest.validation import (
-    METRIC_NAME_RE,
-    FieldError,
-    PushInvalid,
-    checked_metrics,
-    fast_metrics,
-    parse_push,
-)
+from metrics_ingest.formats.exposition import render_exposition, render_stored
+from metrics_ingest.formats.json_push import checked_metrics, fast_metrics, parse_push
+from metrics_ingest.http.api import parse_limit, parse_window
+from metrics_ingest.http.body import inflate
+from metrics_ingest.http.errors import ApiError, BadRequest, PayloadTooLarge
+from metrics_ingest.model import METRIC_NAME_RE, FieldError, PushInvalid
 from tests.conftest import AUTH
 
 Client = TestClient[web.Request, web.Application]
@@ -203,7 +197,8 @@ def test_api_errors_are_api_errors() -> None:
 @FUZZ
 @given(st.one_of(json_values, pushes, st.lists(pushes | json_values, max_size=4)))
 def test_push_source_never_crashes(payload: Any) -> None:
-    from metrics_ingest.validation import SOURCE_RE, push_source
+    from metrics_ingest.formats.json_push import push_source
+    from metrics_ingest.model import SOURCE_RE
 
     source = push_source(payload)
     assert source is None or SOURCE_RE.fullmatch(source)

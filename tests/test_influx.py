@@ -12,8 +12,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from metrics_ingest.config import Settings
-from metrics_ingest.influx import metric_name, parse_body
-from metrics_ingest.validation import PushInvalid, SampleGroup
+from metrics_ingest.formats.influx import metric_name, parse_body
+from metrics_ingest.model import PushInvalid, SampleGroup
 from tests.conftest import TOKEN, Clock, rows
 
 Client = TestClient[web.Request, web.Application]

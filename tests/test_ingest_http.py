@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from metrics_ingest.config import Settings
-from metrics_ingest.keys import QUEUE, TELEMETRY, WRITER
+from metrics_ingest.keys import TELEMETRY, WRITER
 from tests.conftest import AUTH, TOKEN, poll, rows
 
 Client = TestClient[web.Request, web.Application]
@@ -247,7 +247,7 @@ async def test_overload_gets_503_with_retry_after(make_client: Callable[[Setting
         waiting = [asyncio.create_task(client.post(
             "/ingest", json={**WORKER_PUSH, "timestamp": 1_795_000_000 + i}, headers=AUTH))
             for i in range(5)]
-        await poll(lambda: app[QUEUE].samples == 10)
+        await poll(lambda: app[WRITER].queued_samples == 10)
         response = await client.post("/ingest", json=WORKER_PUSH, headers=AUTH)
         assert response.status == 503
         assert response.headers["Retry-After"] == "1"
@@ -266,14 +266,14 @@ async def test_storage_failure_gets_503_and_recovers(client: Client, settings: S
     assert (await client.post("/ingest", json=WORKER_PUSH, headers=AUTH)).status == 200
     conn = client.app[WRITER]
     # A full disk, as SQLite sees one: the file may not grow past its current size.
-    await conn.call(lambda db: db.execute("PRAGMA max_page_count = 1"))
+    await conn.call(lambda session: session.db.execute("PRAGMA max_page_count = 1"))
     big = {"source": "hpc", "metrics": {f"m{i}": i for i in range(3000)}}
     response = await client.post("/ingest", json=big, headers=AUTH)
     assert response.status == 503
     assert "database" in (await response.json())["error"]
     assert (await client.get("/readyz")).status == 503
     assert len(stored(settings)) == 2
-    await conn.call(lambda db: db.execute("PRAGMA max_page_count = 1073741823"))
+    await conn.call(lambda session: session.db.execute("PRAGMA max_page_count = 1073741823"))
     assert (await client.post("/ingest", json=big, headers=AUTH)).status == 200
     assert (await client.get("/readyz")).status == 200
     assert len(stored(settings)) == 3002

@@ -6,14 +6,8 @@ from typing import Any
 
 import pytest
 
-from metrics_ingest.validation import (
-    MAX_ERRORS,
-    PushInvalid,
-    SampleGroup,
-    canonical_labels,
-    parse_push,
-    push_source,
-)
+from metrics_ingest.formats.json_push import parse_push, push_source
+from metrics_ingest.model import MAX_ERRORS, PushInvalid, SampleGroup, canonical_labels
 
 NOW = 1_750_000_000.0
 

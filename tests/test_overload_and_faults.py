@@ -95,7 +95,8 @@ async def test_burst_beyond_the_queue(service_factory: Callable[..., Service]) -
 async def test_read_only_database_gets_503_and_recovers(client: Client) -> None:
     assert (await client.post("/ingest", json=PUSH, headers=AUTH)).status == 200
     conn = client.app[WRITER]
-    await conn.call(lambda db: db.execute("PRAGMA query_only = ON"))  # writes now refused
+    # Writes are refused from now on.
+    await conn.call(lambda session: session.db.execute("PRAGMA query_only = ON"))
     response = await client.post("/ingest", json={**PUSH, "timestamp": 1_790_000_000},
                                  headers=AUTH)
     assert response.status == 503
@@ -104,7 +105,7 @@ async def test_read_only_database_gets_503_and_recovers(client: Client) -> None:
     assert ready.status == 503
     assert "refuses writes" in (await ready.json())["error"]
     assert client.app[WRITER].alive
-    await conn.call(lambda db: db.execute("PRAGMA query_only = OFF"))
+    await conn.call(lambda session: session.db.execute("PRAGMA query_only = OFF"))
     # Readiness comes back by probing, before any push succeeds.
     assert (await client.get("/readyz")).status == 200
     assert (await client.post("/ingest", json=PUSH, headers=AUTH)).status == 200
@@ -113,13 +114,13 @@ async def test_read_only_database_gets_503_and_recovers(client: Client) -> None:
 
 async def test_full_database_readiness_probes_growth(client: Client) -> None:
     conn = client.app[WRITER]
-    await conn.call(lambda db: db.execute("PRAGMA max_page_count = 1"))
+    await conn.call(lambda session: session.db.execute("PRAGMA max_page_count = 1"))
     big = {"source": "hpc", "metrics": {f"m{i}": i for i in range(3000)}}
     assert (await client.post("/ingest", json=big, headers=AUTH)).status == 503
     ready = await client.get("/readyz")
     assert ready.status == 503
     assert "full" in (await ready.json())["error"]
-    await conn.call(lambda db: db.execute("PRAGMA max_page_count = 1073741823"))
+    await conn.call(lambda session: session.db.execute("PRAGMA max_page_count = 1073741823"))
     assert (await client.get("/readyz")).status == 200
     assert (await client.post("/ingest", json=big, headers=AUTH)).status == 200
 

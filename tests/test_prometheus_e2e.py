@@ -74,7 +74,7 @@ def test_prometheus_scrapes_and_remote_writes(
         assert up_sample["metric_value"] == 1
         assert up_sample["labels"]["instance"] == prometheus.url.removeprefix("http://")
         text = urllib.request.urlopen(f"{service.url}/metrics", timeout=10).read().decode()
-        assert 'metrics_ingest_requests_total{route="/api/v1/write",code="204"}' in text
+        assert 'metrics_ingest_requests_total{route="remote_write",code="204"}' in text
         print(f"prometheus: up={up['value'][1]}, slurm_pending_jobs{pending['metric']} = "
               f"{pending['value'][1]}, scraped {scraped['value'][1]} samples; remote_write "
               f"up sample {up_sample}")

@@ -27,8 +27,8 @@ from prometheus_client import (
 from prometheus_client.exposition import default_handler
 from prometheus_client.parser import text_string_to_metric_families
 
-from metrics_ingest.pushgateway import parse_grouping, parse_text
-from metrics_ingest.validation import PushInvalid
+from metrics_ingest.formats.pushgateway import parse_grouping, parse_text
+from metrics_ingest.model import PushInvalid
 from tests.conftest import TOKEN, free_port, required_tool, rows, wait_until
 
 Client = TestClient[web.Request, web.Application]
@@ -229,6 +229,6 @@ async def test_same_series_as_a_real_pushgateway(client: Client, real_pushgatewa
     (-2.5, "-2.5"), (1e21, "1e+21"), (0.1 + 0.2, "0.30000000000000004"),
 ])
 def test_go_float_format(value: float, go: str) -> None:
-    from metrics_ingest.pushgateway import go_float
+    from metrics_ingest.formats.pushgateway import go_float
 
     assert go_float(value) == go

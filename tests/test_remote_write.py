@@ -12,8 +12,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from bench.encode import snappy, write_request
-from metrics_ingest.remote_write import Undecodable, decode, decompress
-from metrics_ingest.validation import SampleGroup
+from metrics_ingest.formats.remote_write import Undecodable, decode, decompress
+from metrics_ingest.model import SampleGroup
 from tests.conftest import AUTH, Clock
 
 Client = TestClient[web.Request, web.Application]

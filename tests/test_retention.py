@@ -12,12 +12,14 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from metrics_ingest import migrations, retention, storage, writer
+from metrics_ingest import retention
 from metrics_ingest.config import Settings
 from metrics_ingest.keys import TELEMETRY, WRITER
+from metrics_ingest.model import Push, SampleGroup
+from metrics_ingest.store import open_store
+from metrics_ingest.store.sqlite import session
 from metrics_ingest.telemetry import Telemetry
-from metrics_ingest.validation import SampleGroup
-from metrics_ingest.writer import Push, PushQueue, Writer
+from metrics_ingest.writer import Writer
 from tests.conftest import AUTH, rows
 
 Client = TestClient[web.Request, web.Application]
@@ -27,17 +29,12 @@ DAY = 86400
 
 @pytest.fixture
 async def running_writer(tmp_path: Path) -> AsyncIterator[Writer]:
-    db_path = tmp_path / "metrics.db"
-    migrations.migrate(db_path)
-    conn = storage.WriteConnection(db_path, "normal")
-    await conn.open()
-    queue = PushQueue(1_000_000)
-    w = Writer(conn, queue, Telemetry(), 100_000)
-    task = asyncio.create_task(w.run())
+    store = open_store(tmp_path / "metrics.db")
+    store.migrate()
+    w = Writer(store, "normal", Telemetry(), 100_000, 1_000_000)
+    await w.start()
     yield w
-    queue.close()
-    await task
-    await conn.close()
+    await w.stop()
 
 
 def Sample(source: str, name: str, labels: str, timestamp: int, value: float) -> SampleGroup:
@@ -45,15 +42,15 @@ def Sample(source: str, name: str, labels: str, timestamp: int, value: float) ->
 
 
 async def write(w: Writer, samples: list[SampleGroup]) -> None:
-    push = Push(samples, len(samples), NOW, w.queue.loop.create_future())
-    w.queue.put(push)
+    push = Push(samples, len(samples), NOW, w.loop.create_future())
+    w.submit(push)
     await push.done
 
 
 async def test_purge_deletes_only_expired_in_chunks(
     running_writer: Writer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(writer, "PURGE_CHUNK_ROWS", 7)
+    monkeypatch.setattr(session, "PURGE_CHUNK_ROWS", 7)
     old = NOW - 8 * DAY
     # 30 series sharing one old timestamp: chunk boundaries fall inside one timestamp.
     await write(running_writer, [Sample("hpc", f"m{i}", "", old, i) for i in range(30)])
@@ -82,7 +79,7 @@ async def test_purge_of_nothing(running_writer: Writer) -> None:
 async def test_pushes_are_answered_between_purge_chunks(
     running_writer: Writer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(writer, "PURGE_CHUNK_ROWS", 100)
+    monkeypatch.setattr(session, "PURGE_CHUNK_ROWS", 100)
     old = NOW - 30 * DAY
     await write(running_writer, [Sample("hpc", f"m{i % 50}", "", old + i, 1) for i in range(5000)])
     purge = asyncio.ensure_future(running_writer.request_purge(NOW - 7 * DAY))
@@ -108,7 +105,7 @@ async def test_cli_purge_beside_running_server(client: Client, settings: Setting
     push = {"source": "hpc", "timestamp": old, "metrics": {"a": 1, "b": 2}}
     assert (await client.post("/ingest", json=push, headers=AUTH)).status == 200
     # `metrics-ingest purge` runs on its own connection while the server holds its own.
-    deleted = await retention.purge_database(settings.db_path, 7, NOW)
+    deleted = await retention.purge_store(open_store(settings.db_path), 7, NOW)
     assert deleted == 2
     assert rows(settings.db_path, "SELECT count(*) FROM series") == [(0,)]
     # The server notices the outside commit and does not reuse the forgotten series ids.

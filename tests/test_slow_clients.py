@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from metrics_ingest.config import Settings
-from metrics_ingest.keys import QUEUE, WRITER
+from metrics_ingest.keys import WRITER
 from tests.conftest import AUTH, TOKEN, poll, rows
 
 Client = TestClient[web.Request, web.Application]
@@ -49,7 +49,7 @@ async def test_trickled_body_stalls_nobody_and_times_out(
     await writer.wait_closed()
 
 
-async def test_body_cut_off_mid_way(client: Client) -> None:
+async def test_body_cut_off_mid_way(client: Client, settings: Settings) -> None:
     body = orjson.dumps(PUSH)
     _, writer = await open_raw(client)
     writer.write(request_head(len(body)) + body[:7])
@@ -58,7 +58,7 @@ async def test_body_cut_off_mid_way(client: Client) -> None:
     await writer.wait_closed()
     assert (await client.post("/ingest", json=PUSH, headers=AUTH)).status == 200
     assert client.app[WRITER].alive
-    assert rows(client.app[WRITER].db.db_path, "SELECT count(*) FROM samples") == [(1,)]
+    assert rows(settings.db_path, "SELECT count(*) FROM samples") == [(1,)]
 
 
 async def test_client_leaving_before_its_answer_keeps_its_samples(
@@ -73,7 +73,7 @@ async def test_client_leaving_before_its_answer_keeps_its_samples(
         writer.write(request_head(len(body)) + body)
         await writer.drain()
         app = client.app
-        await poll(lambda: app[WRITER].in_flight == 2 or app[QUEUE].samples == 2)
+        await poll(lambda: app[WRITER].in_flight == 2 or app[WRITER].queued_samples == 2)
         writer.close()  # the client gives up
         await writer.wait_closed()
     finally:
@@ -84,4 +84,4 @@ async def test_client_leaving_before_its_answer_keeps_its_samples(
     # The service carries on; nothing is left waiting (filterwarnings=error would fail the
     # test on a pending task or an unretrieved exception at teardown).
     assert (await client.post("/ingest", json=PUSH, headers=AUTH)).status == 200
-    assert client.app[QUEUE].samples == 0
+    assert client.app[WRITER].queued_samples == 0

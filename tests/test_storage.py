@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from metrics_ingest import migrations, storage
+from metrics_ingest.store.sqlite import migrations, session, sql
 
 SERIES = [(i, f"metric_{i}", "hpc", "") for i in range(1, 6)]
 # -0.0 is left out: SQLite stores integral reals as integers, so it reads back as 0.0.
@@ -25,15 +25,15 @@ EXTREMES = [0.0, 5e-324, -5e-324, sys.float_info.max, -sys.float_info.max,
 def db(tmp_path: Path) -> Iterator[sqlite3.Connection]:
     migrations.migrate(tmp_path / "m.db")
     conn = sqlite3.connect(tmp_path / "m.db", isolation_level=None)
-    conn.executemany(storage.INSERT_SERIES, SERIES)
+    conn.executemany(sql.INSERT_SERIES, SERIES)
     yield conn
     conn.close()
 
 
 def write(db: sqlite3.Connection, samples: list[tuple[int, int, float]],
           latest: list[tuple[int, int, float]]) -> None:
-    with storage.immediate_transaction(db):
-        storage.insert_rows(db, [], list(chain.from_iterable(samples)),
+    with session.immediate_transaction(db):
+        session.insert_rows(db, [], list(chain.from_iterable(samples)),
                             list(chain.from_iterable(latest)))
 
 

@@ -19,7 +19,7 @@ from prometheus_client import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from metrics_ingest.textformat import TextFormatError, parse
+from metrics_ingest.formats.textformat import TextFormatError, parse
 
 
 def exposition() -> str:

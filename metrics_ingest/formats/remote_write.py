@@ -17,7 +17,7 @@ import cramjam
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
-from metrics_ingest.validation import (
+from metrics_ingest.model import (
     FUTURE_LIMIT_SECONDS,
     LABEL_NAME_RE,
     MAX_LABEL_VALUE,

@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from metrics_ingest import openapi, storage
-from metrics_ingest.errors import BadRequest, json_response
+from metrics_ingest import openapi
+from metrics_ingest.http.errors import BadRequest, json_response
 from metrics_ingest.keys import CLOCK, READER, SETTINGS
 
 WINDOW_RE = re.compile(r"([1-9][0-9]{0,9})([smhdw])")
@@ -61,7 +61,7 @@ async def api_metrics(request: web.Request) -> web.Response:
     limit = parse_limit(request.query.get("limit", str(DEFAULT_LIMIT)))
     source = optional_filter(request, "source")
     metric = optional_filter(request, "metric")
-    rows = await storage.recent_samples(request.app[READER], since, source, metric, limit)
+    rows = await request.app[READER].recent_samples(since, source, metric, limit)
     body: list[dict[str, Any]] = []
     for row in rows:
         item: dict[str, Any] = {
@@ -83,4 +83,4 @@ async def openapi_document(request: web.Request) -> web.Response:
 
 async def api_sources(request: web.Request) -> web.Response:
     since = window_start(request)
-    return json_response(await storage.active_sources(request.app[READER], since))
+    return json_response(await request.app[READER].active_sources(since))

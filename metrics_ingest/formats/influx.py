@@ -8,7 +8,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from metrics_ingest.validation import (
+from metrics_ingest.formats.fields import check_timestamp
+from metrics_ingest.model import (
     MAX_ERRORS,
     MAX_LABEL_VALUE,
     MAX_LABELS,
@@ -20,7 +21,6 @@ from metrics_ingest.validation import (
     PushInvalid,
     SampleGroup,
     canonical_labels,
-    check_timestamp,
     group_for,
     shorten,
 )

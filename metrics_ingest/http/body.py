@@ -6,7 +6,7 @@ import zlib
 
 from aiohttp import web
 
-from metrics_ingest.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from metrics_ingest.http.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 SUPPORTED_ENCODINGS = ("identity", "gzip", "x-gzip", "deflate")
 

@@ -1,15 +1,15 @@
 """`POST /write` (InfluxDB v1) and `POST /api/v2/write` (v2): line protocol from Telegraf,
-influxdb-client and friends, through the same validation, queue and commit as `/ingest`."""
+influxdb-client and friends, through the same intake as `/ingest`."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from metrics_ingest import influx
 from metrics_ingest.auth import influx_credentials
-from metrics_ingest.errors import ApiError, BadRequest, UnsupportedMediaType
-from metrics_ingest.handlers.intake import body_of, commit, count_rejection, now_of, parsed
-from metrics_ingest.validation import SOURCE_RE
+from metrics_ingest.formats import influx
+from metrics_ingest.http.errors import BadRequest, UnsupportedMediaType
+from metrics_ingest.http.intake import Attempt, PushReader, accept, body_of, invalid_push, text_of
+from metrics_ingest.model import SOURCE_RE, Parsed, PushInvalid
 
 LINE_PROTOCOL_TYPES = ("text/plain", "application/octet-stream",
                        "application/x-www-form-urlencoded")
@@ -34,32 +34,32 @@ def default_source(request: web.Request, database_param: str) -> str | None:
     return source
 
 
-async def write(request: web.Request, database_param: str, default_precision: str,
-                precisions: tuple[str, ...]) -> web.Response:
-    now = now_of(request)
-    source: str | None = None
-    try:
+def reader(database_param: str, default_precision: str,
+           precisions: tuple[str, ...]) -> PushReader:
+    async def read(request: web.Request, attempt: Attempt) -> Parsed:
         check_type(request)
         precision = request.query.get("precision", default_precision)
         if precision not in precisions:
             raise BadRequest(f"precision must be one of {', '.join(precisions)}")
-        source = default_source(request, database_param)
-        body = await body_of(request)
+        source = attempt.source = default_source(request, database_param)
+        text = text_of(await body_of(request))
         try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError:
-            raise BadRequest("the body is not UTF-8 text") from None
-        groups = parsed(lambda: influx.parse_body(text, precision, source, now))
-        await commit(request, groups, now)
-    except ApiError as exc:
-        count_rejection(request, exc, source)
-        raise
-    return web.Response(status=204)  # what InfluxDB answers, and what its clients expect
+            return Parsed(influx.parse_body(text, precision, source, attempt.now))
+        except PushInvalid as exc:
+            raise invalid_push(exc) from None
+
+    return read
+
+
+READ_V1 = reader("db", "n", ("n", "ns", "u", "ms", "s", "m", "h"))
+READ_V2 = reader("bucket", "ns", ("ns", "us", "ms", "s"))
 
 
 async def write_v1(request: web.Request) -> web.Response:
-    return await write(request, "db", "n", ("n", "ns", "u", "ms", "s", "m", "h"))
+    await accept(request, READ_V1)
+    return web.Response(status=204)  # what InfluxDB answers, and what its clients expect
 
 
 async def write_v2(request: web.Request) -> web.Response:
-    return await write(request, "bucket", "ns", ("ns", "us", "ms", "s"))
+    await accept(request, READ_V2)
+    return web.Response(status=204)

@@ -6,12 +6,10 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Literal
 
-from metrics_ingest import textformat
-from metrics_ingest.validation import (
+from metrics_ingest.formats import textformat
+from metrics_ingest.model import (
     LABEL_NAME_RE,
     MAX_LABEL_VALUE,
     MAX_LABELS,
@@ -19,37 +17,16 @@ from metrics_ingest.validation import (
     RESERVED_PREFIX,
     SOURCE_RE,
     FieldError,
+    Grouping,
     GroupKey,
+    GroupOp,
+    GroupPush,
     PushInvalid,
     SampleGroup,
     canonical_labels,
     group_for,
     shorten,
 )
-
-GroupOp = Literal["put", "post", "delete"]
-
-
-@dataclass(frozen=True)
-class Grouping:
-    source: str  # the job
-    labels: dict[str, str]
-
-    @property
-    def key(self) -> str:
-        return canonical_labels(self.labels)
-
-
-@dataclass
-class GroupPush:
-    """What a PUT/POST/DELETE asks of one group, beside the samples it carries."""
-
-    op: GroupOp
-    grouping: Grouping
-    # metric name -> the family it was pushed in, for every sample of this push
-    families: dict[str, str] = field(default_factory=dict)
-    # every family the body declared, even one with no sample left (POST replaces it too)
-    pushed_families: set[str] = field(default_factory=set)
 
 
 def go_float(value: float) -> str:

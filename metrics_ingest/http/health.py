@@ -6,9 +6,9 @@ import asyncio
 
 from aiohttp import web
 
-from metrics_ingest.errors import error_response, json_response
-from metrics_ingest.keys import LIFECYCLE, QUEUE, WRITER
-from metrics_ingest.writer import StorageFailed
+from metrics_ingest.http.errors import error_response, json_response
+from metrics_ingest.inbox import StorageFailed
+from metrics_ingest.keys import LIFECYCLE, WRITER
 
 # Above this share of METRICS_QUEUE_MAX_SAMPLES, readiness reports overload so a load balancer
 # sends pushes elsewhere before they start getting 503.
@@ -26,17 +26,18 @@ async def readyz(request: web.Request) -> web.Response:
     soon as the fault is cleared, without waiting for a push to succeed."""
     app = request.app
     writer = app[WRITER]
-    queue = app[QUEUE]
+    queued = writer.queued_samples
+    limit = writer.inbox.max_samples
     if not app[LIFECYCLE].accepting:
         return error_response(503, "shutting down")
     if not writer.alive:
         return error_response(503, "the writer task has stopped")
-    if queue.samples >= OVERLOAD_SHARE * queue.max_samples:
+    if queued >= OVERLOAD_SHARE * limit:
         return error_response(
-            503, f"overloaded: {queue.samples} of {queue.max_samples} queued samples")
+            503, f"overloaded: {queued} of {limit} queued samples")
     if not writer.healthy:
         try:
             await asyncio.wait_for(writer.probe(), PROBE_SECONDS)
         except (StorageFailed, TimeoutError) as exc:
             return error_response(503, f"the database refuses writes: {exc or 'probe timed out'}")
-    return json_response({"status": "ready", "queued_samples": queue.samples})
+    return json_response({"status": "ready", "queued_samples": queued})

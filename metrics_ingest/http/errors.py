@@ -1,4 +1,4 @@
-"""API errors carry their HTTP status; one middleware renders them all in SPEC's error shape."""
+"""API errors carry their HTTP status; `render_failure` gives them all SPEC's error shape."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from metrics_ingest.validation import FieldError
+from metrics_ingest.model import FieldError
 
 log = logging.getLogger("metrics_ingest.errors")
 

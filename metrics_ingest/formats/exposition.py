@@ -10,7 +10,7 @@ from operator import itemgetter
 
 import orjson
 
-from metrics_ingest.storage import FreshSeries
+from metrics_ingest.store import StoredSeries
 from metrics_ingest.telemetry import Telemetry
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -83,7 +83,7 @@ def series_labels(source: str, labels: str) -> str:
 
 
 def render_stored(
-    rows: Iterable[FreshSeries],
+    rows: Iterable[StoredSeries],
     with_timestamps: bool,
     label_blocks: dict[tuple[str, str], str] | None = None,
     fmt: Format = TEXT,

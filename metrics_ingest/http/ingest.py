@@ -7,15 +7,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from metrics_ingest.errors import ApiError, BadRequest, UnsupportedMediaType
-from metrics_ingest.handlers.intake import (
-    body_of,
-    commit,
-    count_rejection,
-    invalid_push,
-    now_of,
-)
-from metrics_ingest.validation import PushInvalid, parse_push, push_source
+from metrics_ingest.formats.json_push import parse_push, push_source
+from metrics_ingest.http.errors import BadRequest, UnsupportedMediaType
+from metrics_ingest.http.intake import Attempt, accept, body_of, invalid_push
+from metrics_ingest.model import Parsed, PushInvalid
 
 JSON_TYPES = ("application/json", "application/x-www-form-urlencoded")
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -38,18 +33,17 @@ def decode_json(body: bytes) -> Any:
         raise BadRequest(f"body is not valid JSON: {exc}") from None
 
 
-async def ingest(request: web.Request) -> web.Response:
-    now = now_of(request)
-    payload: Any = None
+async def read_push(request: web.Request, attempt: Attempt) -> Parsed:
+    check_json_type(request)
+    payload = decode_json(await body_of(request))
+    attempt.payload = payload
+    attempt.source_of = push_source
     try:
-        check_json_type(request)
-        payload = decode_json(await body_of(request))
-        try:
-            groups = parse_push(payload, now)
-        except PushInvalid as exc:
-            raise invalid_push(exc) from None
-        inserted = await commit(request, groups, now)
-    except ApiError as exc:
-        count_rejection(request, exc, push_source(payload))
-        raise
+        return Parsed(parse_push(payload, attempt.now))
+    except PushInvalid as exc:
+        raise invalid_push(exc) from None
+
+
+async def ingest(request: web.Request) -> web.Response:
+    _, inserted = await accept(request, read_push)
     return web.Response(body=b'{"status":"ok","inserted":%d}' % inserted, headers=JSON_HEADERS)

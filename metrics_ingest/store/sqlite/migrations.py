@@ -1,4 +1,5 @@
-"""Forward-only schema migrations: the `sql/NNNN_name.sql` files, applied in order, once each."""
+"""Forward-only SQLite schema migrations: the `sql/NNNN_name.sql` files, applied in order, once
+each, each with its row in `schema_version`."""
 
 from __future__ import annotations
 
@@ -27,8 +28,9 @@ class Migration:
 
 def sql_directory() -> Path:
     """The packaged copy inside a wheel, else the repository's `sql/` (editable installs)."""
-    packaged = Path(__file__).with_name("sql")
-    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "sql"
+    package = Path(__file__).resolve().parents[2]  # metrics_ingest/
+    packaged = package / "sql"
+    return packaged if packaged.is_dir() else package.parent / "sql"
 
 
 def discover(directory: Path | None = None) -> list[Migration]:

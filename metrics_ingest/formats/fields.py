@@ -1,0 +1,124 @@
+"""Field checks every push format shares: source, timestamp bounds, metric and label names,
+values. Each appends what is wrong to an error list and returns the checked value or None."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from metrics_ingest.model import (
+    DIGITS_RE,
+    FUTURE_LIMIT_SECONDS,
+    LABEL_NAME_RE,
+    MAX_LABEL_VALUE,
+    MAX_LABELS,
+    MAX_METRIC_NAME,
+    METRIC_NAME_RE,
+    PAST_LIMIT_SECONDS,
+    RESERVED_PREFIX,
+    SOURCE_RE,
+    FieldError,
+    canonical_labels,
+    shorten,
+)
+
+
+def check_source(value: Any, path: str, errors: list[FieldError]) -> str | None:
+    if not isinstance(value, str):
+        errors.append(FieldError(path, "is required and must be a string"))
+        return None
+    if not SOURCE_RE.fullmatch(value):
+        errors.append(FieldError(path, "must be 1-64 characters of A-Z a-z 0-9 _ . -"))
+        return None
+    return value
+
+
+def check_timestamp(value: Any, now: float, path: str, errors: list[FieldError]) -> int | None:
+    """Unix seconds from an integer, a float (floored) or a string of digits, within bounds."""
+    if value is None:
+        return int(now)
+    if isinstance(value, bool):
+        seconds = None
+    elif isinstance(value, int):
+        seconds = value
+    elif isinstance(value, float):
+        seconds = math.floor(value) if math.isfinite(value) else None
+    elif isinstance(value, str) and DIGITS_RE.fullmatch(value):
+        seconds = int(value)
+    else:
+        seconds = None
+    if seconds is None:
+        errors.append(FieldError(
+            path, "must be Unix seconds: an integer, a number or a string of digits"))
+        return None
+    if seconds < now - PAST_LIMIT_SECONDS:
+        errors.append(FieldError(path, "is more than 365 days in the past"))
+        return None
+    if seconds > now + FUTURE_LIMIT_SECONDS:
+        errors.append(FieldError(path, "is more than 1 hour in the future"))
+        return None
+    return seconds
+
+
+def check_metric_name(name: str, path: str, errors: list[FieldError]) -> bool:
+    if len(name) > MAX_METRIC_NAME:
+        errors.append(FieldError(path, f"metric name is longer than {MAX_METRIC_NAME} characters"))
+        return False
+    if not METRIC_NAME_RE.fullmatch(name):
+        errors.append(FieldError(path, "metric name must match [a-zA-Z_:][a-zA-Z0-9_:]*"))
+        return False
+    if name.startswith(RESERVED_PREFIX):
+        errors.append(FieldError(path, f"metric names starting {RESERVED_PREFIX} are reserved"))
+        return False
+    return True
+
+
+def check_value(value: Any, path: str, errors: list[FieldError]) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        errors.append(FieldError(path, "must be a number"))
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        errors.append(FieldError(path, "must be a finite number"))
+        return None
+    return number
+
+
+def check_label(name: Any, value: Any, path: str, errors: list[FieldError]) -> bool:
+    if len(name) > MAX_METRIC_NAME or not LABEL_NAME_RE.fullmatch(name):
+        errors.append(FieldError(path, "label name must match [a-zA-Z_][a-zA-Z0-9_]*"))
+        return False
+    if name.startswith("__"):
+        errors.append(FieldError(path, "label names starting __ are reserved"))
+        return False
+    if name == "source":
+        errors.append(FieldError(path, "label name source is reserved (use the source field)"))
+        return False
+    if not isinstance(value, str) or not value:
+        errors.append(FieldError(path, "label value must be a non-empty string"))
+        return False
+    if len(value) > MAX_LABEL_VALUE:
+        errors.append(FieldError(path, f"label value is longer than {MAX_LABEL_VALUE} characters"))
+        return False
+    return True
+
+
+def check_labels(value: Any, path: str, errors: list[FieldError]) -> str | None:
+    """Validate a label object; return its canonical form, or None after recording errors."""
+    if value is None:
+        return ""
+    if not isinstance(value, dict):
+        errors.append(FieldError(path, "must be an object of label name to string value"))
+        return None
+    if len(value) > MAX_LABELS:
+        errors.append(FieldError(path, f"has more than {MAX_LABELS} labels"))
+        return None
+    before = len(errors)
+    for name, label_value in value.items():
+        check_label(name, label_value, f"{path}.{shorten(name)}", errors)
+    if len(errors) > before:
+        return None
+    return canonical_labels(value)

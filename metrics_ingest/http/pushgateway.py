@@ -1,0 +1,54 @@
+"""`PUT | POST | DELETE /metrics/job/<job>{/<label>/<value>}`: the Pushgateway's push API, so
+`prometheus_client.push_to_gateway` and friends work with only the URL and a token changed."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from metrics_ingest.formats import pushgateway
+from metrics_ingest.http.errors import BadRequest, UnsupportedMediaType, json_response
+from metrics_ingest.http.intake import Attempt, accept, body_of, invalid_push, text_of
+from metrics_ingest.model import DIGITS_RE, GroupOp, GroupPush, Parsed, PushInvalid
+
+OPS: dict[str, GroupOp] = {"PUT": "put", "POST": "post", "DELETE": "delete"}
+TEXT_TYPES = ("text/plain", "application/octet-stream", "application/x-www-form-urlencoded")
+
+
+def push_time(request: web.Request, now: float) -> float:
+    """The time samples carry: the push's receipt, or `?timestamp=` (Unix seconds) when a
+    spooled push is sent late (`metrics-ingest push`); bounds are checked like any timestamp."""
+    raw = request.query.get("timestamp")
+    if raw is None:
+        return now
+    if not DIGITS_RE.fullmatch(raw):
+        raise BadRequest("timestamp must be Unix seconds (digits)")
+    return float(raw)
+
+
+async def read_group_push(request: web.Request, attempt: Attempt) -> Parsed:
+    op = OPS[request.method]
+    try:
+        grouping = pushgateway.parse_grouping(request.match_info["grouping"])
+    except PushInvalid as exc:
+        raise invalid_push(exc) from None
+    attempt.source = grouping.source
+    if op == "delete":
+        return Parsed([], GroupPush(op, grouping))
+    if "Content-Type" in request.headers and request.content_type not in TEXT_TYPES:
+        raise UnsupportedMediaType(
+            f"Content-Type {request.content_type[:64]!r} is not supported; push the "
+            "Prometheus text format (the protobuf format is not accepted)")
+    text = text_of(await body_of(request))
+    when = push_time(request, attempt.now)
+    try:
+        groups, group, skipped = pushgateway.parse_text(text, grouping, when, op)
+    except PushInvalid as exc:
+        raise invalid_push(exc) from None
+    return Parsed(groups, group, {("pushgateway", "non_finite"): skipped} if skipped else {})
+
+
+async def push(request: web.Request) -> web.Response:
+    parsed, inserted = await accept(request, read_group_push)
+    if parsed.group is not None and parsed.group.op == "delete":
+        return json_response({"status": "ok", "deleted": True}, status=202)
+    return json_response({"status": "ok", "inserted": inserted})

@@ -1,0 +1,145 @@
+"""The nouns every layer shares: samples, families, pushes, group operations, change records,
+field errors, and the limits every format applies."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass, field
+from typing import Literal, NamedTuple
+
+import orjson
+
+MAX_ERRORS = 100
+MAX_LABELS = 32
+MAX_LABEL_VALUE = 1024
+MAX_METRIC_NAME = 200
+PAST_LIMIT_SECONDS = 365 * 86400
+FUTURE_LIMIT_SECONDS = 3600
+RESERVED_PREFIX = "metrics_ingest_"
+
+SOURCE_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+METRIC_NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+DIGITS_RE = re.compile(r"[0-9]{1,12}")
+
+
+class SampleGroup(NamedTuple):
+    """Samples sharing source, labels and timestamp: one pushed object's metrics.
+
+    `names[i]` has `values[i]`. A sample's identity is (source, labels, name, timestamp).
+    """
+
+    source: str
+    labels: str  # canonical JSON object with sorted keys, "" when the series has no labels
+    timestamp: int
+    names: list[str]
+    values: list[float]
+
+
+GroupKey = tuple[str, str, int]  # (source, labels, timestamp)
+
+
+def group_for(groups: dict[GroupKey, SampleGroup], source: str, labels: str,
+              timestamp: int) -> SampleGroup:
+    """The group of (source, labels, timestamp), made on first use: a format's samples that
+    share them travel as one group (fewer, larger groups for the writer)."""
+    key = (source, labels, timestamp)
+    group = groups.get(key)
+    if group is None:
+        group = groups[key] = SampleGroup(source, labels, timestamp, [], [])
+    return group
+
+
+class FieldError(NamedTuple):
+    path: str
+    error: str
+
+
+class PushInvalid(ValueError):
+    """The push breaks the contract; `errors` lists every problem found (at most MAX_ERRORS)."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        self.errors = errors[:MAX_ERRORS]
+        first = self.errors[0]
+        where = f"{first.path}: " if first.path else ""
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        super().__init__(f"{where}{first.error}{more}")
+
+
+def shorten(text: str, limit: int = 64) -> str:
+    """Keep error messages small whatever the client sent (a 10 MB name must not echo back)."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def canonical_labels(labels: dict[str, str]) -> str:
+    """Stored form of a label set: sorted-key JSON ("" for none), so equal sets compare equal."""
+    if not labels:
+        return ""
+    return orjson.dumps(labels, option=orjson.OPT_SORT_KEYS).decode()
+
+
+GroupOp = Literal["put", "post", "delete"]
+
+
+@dataclass(frozen=True)
+class Grouping:
+    """A Pushgateway-API group: the job (which is the source) and the path's labels."""
+
+    source: str
+    labels: dict[str, str]
+
+    @property
+    def key(self) -> str:
+        return canonical_labels(self.labels)
+
+
+@dataclass
+class GroupPush:
+    """What a PUT/POST/DELETE asks of one group, beside the samples it carries."""
+
+    op: GroupOp
+    grouping: Grouping
+    # metric name -> the family it was pushed in, for every sample of this push
+    families: dict[str, str] = field(default_factory=dict)
+    # every family the body declared, even one with no sample left (POST replaces it too)
+    pushed_families: set[str] = field(default_factory=set)
+
+
+class Parsed:
+    """What a format made of one request: the samples to store, what it skipped, and, for the
+    Pushgateway API, what the push does to its group. (A plain class: one is made per push.)"""
+
+    __slots__ = ("dropped", "group", "groups")
+
+    def __init__(self, groups: list[SampleGroup], group: GroupPush | None = None,
+                 dropped: dict[tuple[str, str], int] | None = None) -> None:
+        self.groups = groups
+        self.group = group
+        # (format, reason) -> samples skipped from an accepted push
+        self.dropped = dropped
+
+
+@dataclass(eq=False)
+class Push:
+    """A validated push waiting for its commit; `done` resolves after the commit (or fails)."""
+
+    groups: list[SampleGroup]
+    samples: int
+    received_at: float
+    done: asyncio.Future[None]
+    group: GroupPush | None = None  # a Pushgateway-API push: what it does to its group
+
+
+class Change(NamedTuple):
+    """What one commit (or purge chunk, or outside writer) changed, for the /metrics cache.
+
+    `series`: ids whose newest sample, visibility or group membership changed. `everything`:
+    read every series again (a purge, another process's commit, a failed batch).
+    """
+
+    series: list[int]
+    everything: bool = False
+
+
+EVERYTHING = Change([], everything=True)

@@ -1,0 +1,132 @@
+"""The storage interface: what the writer and the readers ask of a database engine.
+
+Nothing outside this package knows which engine runs: `open_store` picks it from the
+configured location, and everything else speaks `Store`, `WriteSession` and `ReadSession`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol
+
+from metrics_ingest.config import Synchronous
+from metrics_ingest.model import Change, Push
+
+
+class StorageError(Exception):
+    """The engine refused an operation (disk full, read-only file, lost connection).
+
+    The message is the engine's own words, for logs and for the 503 a push gets.
+    """
+
+
+class StoredSeries(NamedTuple):
+    """One series' newest sample as /metrics exports it."""
+
+    metric_name: str
+    source: str
+    labels: str  # canonical JSON, "" for none
+    value: float
+    timestamp: int
+    pinned: int  # 1: a push-group member, exported whatever its age, without a timestamp
+
+
+# StoredSeries plus `hidden` (1: left its push group, not exported): what /metrics re-reads
+# for the series a change named, fresh or not.
+SeriesUpdate = tuple[str, str, str, float, int, int, int]
+
+
+class StoredSample(NamedTuple):
+    source: str
+    timestamp: int
+    metric_name: str
+    value: float
+    labels: str
+
+
+class WriteSession(Protocol):
+    """An engine's write connection, used by the writer's thread alone, one call at a time."""
+
+    def commit(self, pushes: Sequence[Push]) -> Change:
+        """Store every push of the batch in one transaction, in order: for equal (series,
+        timestamp) the later push wins, and a series' newest sample is kept as its latest.
+        Pushgateway-API group operations apply in the same transaction as their samples.
+
+        Returns what the commit changed. Raises StorageError if the transaction failed: then
+        nothing of the batch is stored, and the session can take the next batch.
+        """
+        ...
+
+    def purge_chunk(self, cutoff: int) -> tuple[int, bool, Change]:
+        """Delete a bounded chunk of the samples older than `cutoff` in a short transaction
+        of its own; returns (samples deleted, finished, change). The finishing chunk also
+        forgets series and groups left without samples. Raises StorageError (nothing of the
+        chunk deleted)."""
+        ...
+
+    def probe(self, now: int) -> None:
+        """Raise StorageError unless a write of a realistic size can commit now."""
+        ...
+
+    def outside_change(self) -> bool:
+        """True when another connection has committed since the last call (or the first
+        call): caches of what is stored must be rebuilt."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class ReadSession(Protocol):
+    """An engine's read connection for the event loop; it never writes."""
+
+    async def exported_series(self, since: int) -> list[StoredSeries]:
+        """Every series /metrics exports: visible and either pinned or newer than `since`,
+        sorted by (metric_name, source, labels)."""
+        ...
+
+    async def series_by_id(self, ids: set[int]) -> list[SeriesUpdate]:
+        """The newest sample of each given series, fresh or not, with `hidden`."""
+        ...
+
+    async def recent_samples(self, since: int, source: str | None, metric: str | None,
+                             limit: int) -> list[StoredSample]:
+        """Samples at or after `since`, newest first, optionally filtered."""
+        ...
+
+    async def active_sources(self, since: int) -> list[str]:
+        """Sorted sources with a sample at or after `since`."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class Store(Protocol):
+    """A configured database: migrations, sessions and the operator's commands."""
+
+    location: str  # for logs: a path, or a URL without its password
+
+    def migrate(self) -> list[str]:
+        """Apply the engine's schema files not applied yet, in order; returns their names."""
+        ...
+
+    def open_writer(self, synchronous: Synchronous) -> WriteSession:
+        """A write session; call on the thread that will use it."""
+        ...
+
+    async def open_reader(self) -> ReadSession: ...
+
+    def size_bytes(self) -> int:
+        """What the data takes on disk (0 when unknown)."""
+        ...
+
+    def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run one ad-hoc statement for `db query`; returns (columns, rows)."""
+        ...
+
+
+def open_store(location: Path) -> Store:
+    """The store at `location` (today: an SQLite file)."""
+    from metrics_ingest.store.sqlite import SQLiteStore
+
+    return SQLiteStore(location)

@@ -1,0 +1,56 @@
+"""The SQLite engine: one database file in WAL mode, the embedded default."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from metrics_ingest.config import Synchronous
+from metrics_ingest.store import StorageError
+from metrics_ingest.store.sqlite import migrations
+from metrics_ingest.store.sqlite.reader import SQLiteReader
+from metrics_ingest.store.sqlite.session import SQLiteWriteSession
+
+
+class SQLiteStore:
+    """The store (see store.Store) at one file path; its directory is created on migrate."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.db_path = db_path
+        self.location = str(db_path)
+
+    def migrate(self) -> list[str]:
+        try:
+            return migrations.migrate(self.db_path)
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.db_path}: {exc}") from exc
+
+    def open_writer(self, synchronous: Synchronous) -> SQLiteWriteSession:
+        return SQLiteWriteSession(self.db_path, synchronous)
+
+    async def open_reader(self) -> SQLiteReader:
+        return await SQLiteReader.open(self.db_path)
+
+    def size_bytes(self) -> int:
+        """The main file plus its WAL."""
+        total = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(FileNotFoundError):
+                total += os.stat(f"{self.db_path}{suffix}").st_size
+        return total
+
+    def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        if not self.db_path.exists():
+            raise StorageError(f"no database at {self.db_path} (set --db or METRICS_DB_PATH)")
+        conn = sqlite3.connect(f"file:{self.db_path}?mode=rw", uri=True, isolation_level=None)
+        try:
+            cursor = conn.execute(sql)
+            columns = [column[0] for column in cursor.description or ()]
+            return columns, cursor.fetchall()
+        except sqlite3.Error as exc:
+            raise StorageError(str(exc)) from exc
+        finally:
+            conn.close()
