@@ -26,8 +26,10 @@ def field(number: int, payload: bytes) -> bytes:
     return varint(number << 3 | 2) + varint(len(payload)) + payload
 
 
-def write_request(series: list[tuple[dict[str, str], list[tuple[float, int]]]]) -> bytes:
-    """A WriteRequest laid out as Prometheus' protobuf marshaller does; (value, ms) samples."""
+def write_request(series: list[tuple[dict[str, str], list[tuple[float, int]]]],
+                  metadata: list[tuple[int, str, str]] = ()) -> bytes:  # type: ignore[assignment]
+    """A WriteRequest laid out as Prometheus' protobuf marshaller does; (value, ms) samples,
+    and MetricMetadata entries as (MetricType number, family name, help)."""
     request = b""
     for labels, samples in series:
         body = b"".join(field(1, field(1, k.encode()) + field(2, v.encode()))
@@ -36,6 +38,9 @@ def write_request(series: list[tuple[dict[str, str], list[tuple[float, int]]]]) 
             body += field(2, varint(1 << 3 | 1) + struct.pack("<d", value)
                           + varint(2 << 3 | 0) + varint(millis))
         request += field(1, body)
+    for kind, family, help_text in metadata:
+        request += field(3, varint(1 << 3 | 0) + varint(kind) + field(2, family.encode())
+                         + field(4, help_text.encode()))
     return request
 
 

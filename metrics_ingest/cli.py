@@ -175,7 +175,13 @@ def db_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def db_query(settings: Settings, args: argparse.Namespace) -> int:
-    columns, rows = open_store(settings.db_path).query(args.sql)
+    columns, rows, changed = open_store(settings.db_path).query(args.sql)
+    if changed is not None:
+        if args.json:
+            sys.stdout.write(orjson.dumps({"changed": changed}).decode() + "\n")
+        else:
+            sys.stdout.write(f"{changed} row{'s' if changed != 1 else ''} changed\n")
+        return 0
     if args.json:
         sys.stdout.write(orjson.dumps([dict(zip(columns, row, strict=True)) for row in rows],
                                       option=orjson.OPT_INDENT_2).decode() + "\n")

@@ -13,6 +13,7 @@ from cronsim import CronSim, CronSimError
 
 LogFormat = Literal["text", "json"]
 Synchronous = Literal["full", "normal"]
+InfluxStringFields = Literal["skip", "reject"]
 
 
 class ConfigError(ValueError):
@@ -38,6 +39,7 @@ class Settings:
     queue_max_samples: int = 100_000
     batch_max_samples: int = 10_000
     synchronous: Synchronous = "full"
+    influx_string_fields: InfluxStringFields = "skip"
     log_format: LogFormat = "text"
     log_level: str = "INFO"
 
@@ -150,6 +152,9 @@ OPTIONS: tuple[Option, ...] = (
            _integer(1), "most samples committed in one transaction"),
     Option("synchronous", "METRICS_SYNCHRONOUS", "--synchronous", _choice("full", "normal"),
            "full: a 200 survives power loss; normal: survives a process crash only"),
+    Option("influx_string_fields", "METRICS_INFLUX_STRING_FIELDS", "--influx-string-fields",
+           _choice("skip", "reject"),
+           "Influx string fields: skip them (counted) or reject the write with 400"),
     Option("log_format", "METRICS_LOG_FORMAT", "--log-format", _choice("text", "json"),
            "log lines as text or JSON"),
     Option("log_level", "METRICS_LOG_LEVEL", "--log-level", _log_level,

@@ -77,9 +77,20 @@ def canonical_labels(labels: dict[str, str]) -> str:
     if not labels:
         return ""
     return orjson.dumps(labels, option=orjson.OPT_SORT_KEYS).decode()
+GroupOp = Literal["put", "post", "delete", "fail"]
+FamilyType = Literal["counter", "gauge", "histogram", "summary", "untyped"]
+# How a push's families are typed: "gauges" declares nothing, and names a histogram or summary
+# owns are refused (/ingest, Influx); "strict" declares types that must match the stored ones
+# (the Pushgateway API); "soft" declares types taken when new and ignored when they clash,
+# and its names join whatever family owns them (remote_write).
+Typing = Literal["gauges", "strict", "soft"]
 
 
-GroupOp = Literal["put", "post", "delete"]
+class FamilyMeta(NamedTuple):
+    """A metric family's TYPE and HELP as pushed ("" when the push gave no HELP)."""
+
+    type: FamilyType
+    help: str = ""
 
 
 @dataclass(frozen=True)
@@ -96,7 +107,8 @@ class Grouping:
 
 @dataclass
 class GroupPush:
-    """What a PUT/POST/DELETE asks of one group, beside the samples it carries."""
+    """What a PUT/POST/DELETE asks of one group, beside the samples it carries; `fail` only
+    records a refused push's time (push_failure_time_seconds), as the Pushgateway does."""
 
     op: GroupOp
     grouping: Grouping
@@ -104,42 +116,71 @@ class GroupPush:
     families: dict[str, str] = field(default_factory=dict)
     # every family the body declared, even one with no sample left (POST replaces it too)
     pushed_families: set[str] = field(default_factory=set)
+    reason: str = ""  # for `fail`: why the push was refused
+
+
+SkipCounts = dict[tuple[str, str], int]  # (reason, source) -> samples not stored
 
 
 class Parsed:
-    """What a format made of one request: the samples to store, what it skipped, and, for the
-    Pushgateway API, what the push does to its group. (A plain class: one is made per push.)"""
+    """What a format made of one request: the samples to store, what it skipped, the family
+    types it declared, and, for the Pushgateway API, what the push does to its group.
+    (Plain classes with slots, here and below: one of each is made per push.)"""
 
-    __slots__ = ("dropped", "group", "groups")
+    __slots__ = ("families", "group", "groups", "skip_counts", "skipped", "typing")
 
-    def __init__(self, groups: list[SampleGroup], group: GroupPush | None = None,
-                 dropped: dict[tuple[str, str], int] | None = None) -> None:
+    def __init__(self, groups: list[SampleGroup], group: GroupPush | None = None, *,
+                 skipped: list[FieldError] | None = None, skip_counts: SkipCounts | None = None,
+                 families: dict[str, FamilyMeta] | None = None,
+                 typing: Typing = "gauges") -> None:
         self.groups = groups
         self.group = group
-        # (format, reason) -> samples skipped from an accepted push
-        self.dropped = dropped
+        self.skipped = skipped  # listed in the answer (at most MAX_ERRORS)
+        self.skip_counts = skip_counts
+        self.families = families
+        self.typing = typing
 
 
-@dataclass(eq=False)
 class Push:
-    """A validated push waiting for its commit; `done` resolves after the commit (or fails)."""
+    """A validated push waiting for its commit; `done` resolves after the commit (or fails).
 
-    groups: list[SampleGroup]
-    samples: int
-    received_at: float
-    done: asyncio.Future[None]
-    group: GroupPush | None = None  # a Pushgateway-API push: what it does to its group
+    The store sets `refused` (and stores nothing of the push) when its declared family types
+    clash with the stored ones; the writer then fails `done` with PushRefused.
+    """
+
+    __slots__ = ("done", "families", "group", "groups", "received_at", "refused", "samples",
+                 "typing")
+
+    def __init__(self, groups: list[SampleGroup], samples: int, received_at: float,
+                 done: asyncio.Future[None], group: GroupPush | None = None,
+                 families: dict[str, FamilyMeta] | None = None,
+                 typing: Typing = "gauges") -> None:
+        self.groups = groups
+        self.samples = samples
+        self.received_at = received_at
+        self.done = done
+        self.group = group  # a Pushgateway-API push: what it does to its group
+        self.families = families
+        self.typing = typing
+        self.refused: str | None = None
+
+
+class PushRefused(Exception):
+    """The store refused the push (a family type clash); nothing of it was stored."""
 
 
 class Change(NamedTuple):
     """What one commit (or purge chunk, or outside writer) changed, for the /metrics cache.
 
     `series`: ids whose newest sample, visibility or group membership changed. `everything`:
-    read every series again (a purge, another process's commit, a failed batch).
+    read every series again (a purge, another process's commit, a failed batch). `families`:
+    family types or HELP texts that changed. `groups`: a push group's times changed.
     """
 
     series: list[int]
     everything: bool = False
+    families: dict[str, FamilyMeta] | None = None
+    groups: bool = False
 
 
 EVERYTHING = Change([], everything=True)

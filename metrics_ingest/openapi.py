@@ -42,8 +42,10 @@ PUSH_SCHEMA: dict[str, Any] = {
         "metrics": {
             "type": "object",
             "minProperties": 1,
-            "propertyNames": {"pattern": f"^[a-zA-Z_:][a-zA-Z0-9_:]{{0,{MAX_METRIC_NAME - 1}}}$"},
-            "additionalProperties": {"type": "number"},
+            "description": f"name -> finite number; names match [a-zA-Z_:][a-zA-Z0-9_:]* (at most "
+                           f"{MAX_METRIC_NAME} characters). Any other metric is skipped and "
+                           "listed in the answer (a 400 with ?strict=true).",
+            "additionalProperties": {},
         },
         "labels": {
             "type": "object",
@@ -53,6 +55,13 @@ PUSH_SCHEMA: dict[str, Any] = {
                                      "maxLength": MAX_LABEL_VALUE},
         },
     },
+}
+
+SKIPPED_SCHEMA: dict[str, Any] = {
+    "type": "array", "maxItems": 100,
+    "description": "metrics not stored (a bad name or a value that is not a finite number)",
+    "items": {"type": "object", "required": ["path", "error"],
+              "properties": {"path": {"type": "string"}, "error": {"type": "string"}}},
 }
 
 WINDOW_PARAMETER: dict[str, Any] = {
@@ -82,13 +91,38 @@ def line_protocol_write(summary: str, database: str, precisions: list[str]) -> d
             "schema": {"type": "string"}}}},
         "responses": {
             "204": {"description": "stored"},
-            "400": error("a malformed line (named by number), a string field, or no source"),
+            "400": error("a malformed line (named by number), a timestamp out of bounds, or no "
+                         "source"),
             "401": error("missing or wrong token"),
             "408": error("the body did not arrive in time"),
             "413": error("body or push too large"),
             "415": error("not line protocol"),
             "503": error("overloaded, shutting down or storage failure; see Retry-After"),
         },
+    }
+
+
+def influx_compatibility() -> dict[str, Any]:
+    """What InfluxDB clients call besides writes: /ping, /health, and /query's two statements."""
+    json_object = {"application/json": {"schema": {"type": "object"}}}
+    query = {
+        "summary": "InfluxDB 1 /query: SHOW DATABASES (the sources) and CREATE DATABASE (a "
+                   "no-op) only",
+        "security": [{"bearer": []}],
+        "parameters": [{"name": "q", "in": "query", "required": False,
+                        "schema": {"type": "string"}}],
+        "responses": {"200": {"description": "InfluxDB 1 results", "content": json_object},
+                      "400": error("another statement, or no q"),
+                      "401": error("missing or wrong token")}}
+    return {
+        "/ping": {method: {"summary": "InfluxDB ping: 204 with X-Influxdb-Version",
+                           "security": [], "responses": {"204": {"description": "up"}}}
+                  for method in ("get", "head")},
+        "/health": {"get": {"summary": "InfluxDB 2 health document", "security": [],
+                            "responses": {"200": {"description": "pass", "content": json_object},
+                                          "503": {"description": "fail",
+                                                  "content": json_object}}}},
+        "/query": {"get": query, "post": query},
     }
 
 
@@ -148,16 +182,21 @@ def document() -> dict[str, Any]:
                     "oneOf": [{"$ref": "#/components/schemas/Push"},
                               {"type": "array", "minItems": 1,
                                "items": {"$ref": "#/components/schemas/Push"}}]}}}},
+                "parameters": [{"name": "strict", "in": "query", "required": False,
+                                "description": "true: a skipped metric is a 400 instead",
+                                "schema": {"type": "boolean"}}],
                 "responses": {
                     "200": {"description": "committed", "content": {"application/json": {
                         "schema": {"type": "object", "required": ["status", "inserted"],
                                    "properties": {"status": {"const": "ok"},
-                                                  "inserted": {"type": "integer"}}}}}},
-                    "400": error("invalid JSON or an invalid field; nothing stored"),
+                                                  "inserted": {"type": "integer"},
+                                                  "skipped": SKIPPED_SCHEMA}}}}},
+                    "400": error("not JSON, or a push-level problem (source, timestamp, labels, "
+                                 "nothing left to store); nothing stored"),
                     "401": error("missing or wrong bearer token"),
                     "408": error("the body did not arrive in time"),
                     "413": error("body or push too large"),
-                    "415": error("unsupported Content-Type or Content-Encoding"),
+                    "415": error("unsupported Content-Encoding"),
                     "503": error("overloaded, shutting down or storage failure; see Retry-After"),
                 },
             }},
@@ -166,6 +205,7 @@ def document() -> dict[str, Any]:
                 ["n", "ns", "u", "ms", "s", "m", "h"])},
             "/api/v2/write": {"post": line_protocol_write(
                 "InfluxDB v2 write: line protocol", "bucket", ["ns", "us", "ms", "s"])},
+            **influx_compatibility(),
             "/api/v1/write": {"post": {
                 "summary": "Prometheus remote_write 1.0 (snappy-compressed protobuf)",
                 "security": [{"bearer": []}],

@@ -18,6 +18,7 @@ import json
 import os
 import random
 import re
+import struct
 import sys
 import time
 import urllib.error
@@ -44,18 +45,20 @@ class Request:
     content_type: str
     body: bytes
     created: float
+    encoding: str = ""  # Content-Encoding, when the body is compressed (remote_write: snappy)
 
     def to_json(self) -> str:
         return json.dumps({"method": self.method, "path": self.path,
                            "content_type": self.content_type,
                            "body": base64.b64encode(self.body).decode(),
-                           "created": self.created})
+                           "created": self.created, "encoding": self.encoding})
 
     @classmethod
     def from_json(cls, text: str) -> Request:
         data = json.loads(text)
         return cls(data["method"], data["path"], data["content_type"],
-                   base64.b64decode(data["body"]), float(data["created"]))
+                   base64.b64decode(data["body"]), float(data["created"]),
+                   data.get("encoding", ""))
 
 
 class Rejected(Exception):
@@ -76,8 +79,7 @@ def parse_pairs(pairs: Sequence[str], what: str) -> dict[str, str]:
     return parsed
 
 
-def metrics_request(source: str, labels: dict[str, str], metrics: dict[str, str],
-                    now: float) -> Request:
+def numbers(metrics: dict[str, str]) -> dict[str, float]:
     values: dict[str, float] = {}
     for name, raw in metrics.items():
         if not NAME_RE.fullmatch(name):
@@ -86,10 +88,55 @@ def metrics_request(source: str, labels: dict[str, str], metrics: dict[str, str]
             values[name] = float(raw)
         except ValueError:
             raise SystemExit(f"metrics-ingest push: {name}={raw!r} is not a number") from None
+    return values
+
+
+def metrics_request(source: str, labels: dict[str, str], metrics: dict[str, str],
+                    now: float) -> Request:
+    values = numbers(metrics)
     payload: dict[str, object] = {"source": source, "timestamp": int(now), "metrics": values}
     if labels:
         payload["labels"] = labels
     return Request("POST", "/ingest", "application/json", json.dumps(payload).encode(), now)
+
+
+def varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((value & 0x7F) | (0x80 if value > 0x7F else 0))
+        value >>= 7
+        if not value:
+            return bytes(out)
+
+
+def field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def snappy_literals(data: bytes) -> bytes:
+    """A valid snappy block holding `data` as literals (no compression: no library needed)."""
+    out = bytearray(varint(len(data)))
+    for start in range(0, len(data), 65536):
+        chunk = data[start:start + 65536]
+        out += bytes([61 << 2]) + (len(chunk) - 1).to_bytes(2, "little") + chunk
+    return bytes(out)
+
+
+def remote_write_request(source: str, labels: dict[str, str], metrics: dict[str, float],
+                         now: float) -> Request:
+    """Prometheus remote_write 1.0: a WriteRequest with one series per sample."""
+    body = b""
+    for name, value in metrics.items():
+        pairs = sorted({"__name__": name, **labels}.items())
+        series = b"".join(field(1, field(1, k.encode()) + field(2, v.encode()))
+                          for k, v in pairs)
+        sample = varint(1 << 3 | 1) + struct.pack("<d", value) + varint(2 << 3) + varint(
+            int(now * 1000))
+        body += field(1, series + field(2, sample))
+    path = "/api/v1/write?source=" + urllib.parse.quote(source)
+    return Request("POST", path, "application/x-protobuf", snappy_literals(body), now,
+                   "snappy")
 
 
 def text_request(source: str, labels: dict[str, str], text: bytes, replace: bool,
@@ -110,10 +157,12 @@ def send(url: str, token: str, request: Request, deadline: float) -> None:
     """Deliver with retries until `deadline` (time.monotonic); raises Rejected or Unreachable."""
     delay = 0.5
     while True:
-        http = urllib.request.Request(
-            url.rstrip("/") + request.path, data=request.body, method=request.method,
-            headers={"Authorization": f"Bearer {token}", "Content-Type": request.content_type,
-                     "User-Agent": "metrics-ingest-push"})
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": request.content_type,
+                   "User-Agent": "metrics-ingest-push"}
+        if request.encoding:
+            headers["Content-Encoding"] = request.encoding
+        http = urllib.request.Request(url.rstrip("/") + request.path, data=request.body,
+                                      method=request.method, headers=headers)
         retry_after: float | None = None
         remaining = deadline - time.monotonic()
         try:
@@ -216,6 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--label", action="append", default=[], metavar="NAME=VALUE",
                         help="a label for every sample (repeatable)")
     parser.add_argument("--file", help="push a Prometheus text file instead; - for stdin")
+    parser.add_argument("--remote-write", action="store_true",
+                        help="send NAME=VALUE samples as Prometheus remote_write instead of "
+                             "JSON (the source is ?source=, labels are series labels)")
     parser.add_argument("--add", action="store_true",
                         help="with --file: replace only the pushed families (POST), not the "
                              "whole group (PUT)")
@@ -241,6 +293,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.file:
         text = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
         request = text_request(args.source, labels, text, not args.add, now)
+    elif args.remote_write:
+        request = remote_write_request(args.source, labels,
+                                       numbers(parse_pairs(args.metrics, "sample")), now)
     else:
         request = metrics_request(args.source, labels, parse_pairs(args.metrics, "sample"),
                                   now)

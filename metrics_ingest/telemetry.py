@@ -55,10 +55,11 @@ class Telemetry:
     last_push: dict[str, float] = field(default_factory=dict)
     batch_samples: Histogram = field(default_factory=lambda: Histogram(BATCH_BUCKETS))
     flush_duration: Histogram = field(default_factory=lambda: Histogram(FLUSH_BUCKETS))
-    dropped_samples: defaultdict[tuple[str, str], int] = field(
+    # (reason, source) -> metrics of accepted pushes that were not stored
+    skipped_samples: defaultdict[tuple[str, str], int] = field(
         default_factory=lambda: defaultdict(int))
     purged_samples: int = 0
-    last_purge: float | None = None
+    last_purge: float = 0.0  # 0 until the first purge
 
     def count_request(self, route: str, code: int) -> None:
         self.requests[(route, str(code))] += 1

@@ -14,7 +14,7 @@ from typing import Any, TypeVar, cast
 
 from metrics_ingest.config import Synchronous
 from metrics_ingest.inbox import Call, Closed, Command, Inbox, PurgeJob, StorageFailed
-from metrics_ingest.model import EVERYTHING, Change, Push
+from metrics_ingest.model import EVERYTHING, Change, Push, PushRefused
 from metrics_ingest.store import StorageError, Store, WriteSession
 from metrics_ingest.telemetry import Telemetry
 
@@ -219,7 +219,9 @@ class Writer:
         self.publish(change)
         self._record(pushes, seconds)
         for push in pushes:
-            if not push.done.done():
+            if push.refused is not None:
+                reject(push.done, PushRefused(push.refused))
+            elif not push.done.done():
                 push.done.set_result(None)
 
     def _failed(self, pushes: list[Push], exc: StorageError) -> None:
@@ -245,6 +247,8 @@ class Writer:
         per_source: dict[str, int] = {}
         total = 0
         for push in pushes:
+            if push.refused is not None:
+                continue
             for group in push.groups:
                 per_source[group.source] = per_source.get(group.source, 0) + len(group.names)
             total += push.samples

@@ -149,16 +149,23 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
 
 
 def start_service(tmp_path: Path, env: dict[str, str] | None = None,
-                  args: tuple[str, ...] = (), port: int | None = None) -> Service:
+                  args: tuple[str, ...] = (), port: int | None = None,
+                  clean_env: dict[str, str] | None = None, cwd: Path | None = None) -> Service:
+    """`metrics-ingest serve` on a free port over tmp_path/data/metrics.db, with the test token;
+    `clean_env` replaces the environment (and the token) entirely."""
     db_path = tmp_path / "data" / "metrics.db"
     port = port or free_port()
     log_path = tmp_path / f"serve-{port}.log"
-    full_env = {**os.environ, "METRICS_AUTH_TOKEN": TOKEN, **(env or {})}
+    if clean_env is not None:
+        full_env = {**clean_env, **(env or {})}
+        full_env = {key: value for key, value in full_env.items() if value}
+    else:
+        full_env = {**os.environ, "METRICS_AUTH_TOKEN": TOKEN, **(env or {})}
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "metrics_ingest", "serve", "--port", str(port),
              "--db", str(db_path), *args],
-            cwd=tmp_path, env=full_env, stdout=log, stderr=subprocess.STDOUT, text=True)
+            cwd=cwd or tmp_path, env=full_env, stdout=log, stderr=subprocess.STDOUT, text=True)
     service = Service(process, f"http://127.0.0.1:{port}", db_path, log_path)
 
     def ready() -> bool:

@@ -48,6 +48,14 @@ class Prometheus:
         wait_until(present, seconds, f"prometheus to return {promql}")
         return found
 
+    def metadata(self) -> dict[str, list[dict[str, str]]]:
+        """/api/v1/metadata: each family's type, help and unit as Prometheus scraped them."""
+        with urllib.request.urlopen(f"{self.url}/api/v1/metadata", timeout=10) as response:
+            answer = json.loads(response.read())
+        assert answer["status"] == "success", answer
+        data: dict[str, list[dict[str, str]]] = answer["data"]
+        return data
+
     def targets(self) -> list[dict[str, Any]]:
         with urllib.request.urlopen(f"{self.url}/api/v1/targets", timeout=10) as response:
             active: list[dict[str, Any]] = json.loads(response.read())["data"]["activeTargets"]

@@ -57,7 +57,7 @@ async def test_every_rejection_reason_is_counted(
     too_big = {"source": "hpc", "metrics": {"a": 1}, "pad": "x" * 4000}
     assert (await client.post("/ingest", json=too_big, headers=AUTH)).status == 413
     assert (await client.post("/ingest", data=b"a=1", headers={
-        **AUTH, "Content-Type": "text/csv"})).status == 415
+        **AUTH, "Content-Encoding": "br"})).status == 415
     text = await (await client.get("/metrics")).text()
     for line in (
         'metrics_ingest_rejected_pushes_total{reason="auth"} 1',

@@ -19,7 +19,7 @@ EVERY_ANSWER: list[tuple[str, str, dict[str, str], Any, int]] = [
     ("POST", "/ingest", AUTH, {"source": "hpc", "metrics": {"a": 1}}, 200),
     ("POST", "/ingest", {}, {"source": "hpc", "metrics": {"a": 1}}, 401),
     ("POST", "/ingest", AUTH, {"source": ""}, 400),
-    ("POST", "/ingest", {**AUTH, "Content-Type": "text/csv"}, None, 415),
+    ("POST", "/ingest", {**AUTH, "Content-Encoding": "br"}, None, 415),
     ("GET", "/ingest", AUTH, None, 405),
     ("GET", "/metrics", {}, None, 200),
     ("POST", "/metrics", {}, None, 405),

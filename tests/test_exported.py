@@ -10,9 +10,11 @@ from typing import Any
 
 from metrics_ingest import retention
 from metrics_ingest.config import Settings
-from metrics_ingest.formats.exposition import OPENMETRICS, TEXT, Format, render_stored
+from metrics_ingest.formats.exposition import OPENMETRICS, TEXT, Format
+from metrics_ingest.formats.stored import render_group_times, render_stored
 from metrics_ingest.keys import WRITER
-from metrics_ingest.store import open_store
+from metrics_ingest.model import FamilyMeta
+from metrics_ingest.store import GroupTimes, open_store
 from metrics_ingest.store.sqlite import sql
 from tests.conftest import AUTH, Clock
 
@@ -24,9 +26,12 @@ def expected(db_path: Path, now: float, window: int, fmt: Format) -> str:
     conn = sqlite3.connect(db_path)
     try:
         rows = conn.execute(sql.SELECT_FRESH_SERIES, (int(now) - window,)).fetchall()
+        families = {name: FamilyMeta(kind, text)
+                    for name, kind, text in conn.execute(sql.SELECT_FAMILIES)}
+        groups = [GroupTimes(*row) for row in conn.execute(sql.SELECT_GROUPS)]
     finally:
         conn.close()
-    lines = render_stored(rows, True, None, fmt)
+    lines = render_stored(rows, True, None, fmt, families) + render_group_times(groups, fmt)
     return "\n".join(lines) + "\n" if lines else ""
 
 

@@ -18,8 +18,8 @@ from metrics_ingest.formats.exposition import (
     escape_label_value,
     format_value,
     render_exposition,
-    render_stored,
 )
+from metrics_ingest.formats.stored import render_stored
 from metrics_ingest.store import StoredSeries as FreshSeries
 from tests.conftest import AUTH, Clock, promtool, run_tool
 

@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from metrics_ingest.config import ConfigError, load_settings
-from metrics_ingest.formats.exposition import render_exposition, render_stored
+from metrics_ingest.formats.exposition import render_exposition
 from metrics_ingest.formats.json_push import checked_metrics, fast_metrics, parse_push
+from metrics_ingest.formats.stored import render_stored
 from metrics_ingest.http.api import parse_limit, parse_window
 from metrics_ingest.http.body import inflate
 from metrics_ingest.http.errors import ApiError, BadRequest, PayloadTooLarge
@@ -66,12 +67,14 @@ def outcome(call: Callable[[], T], *expected: type[Exception]) -> T | Exception:
 @FUZZ
 @given(st.one_of(json_values, pushes, st.lists(pushes, max_size=4)))
 def test_parse_push_only_accepts_or_explains(payload: Any) -> None:
-    groups = outcome(lambda: parse_push(payload, NOW), PushInvalid)
-    if isinstance(groups, PushInvalid):
-        assert 1 <= len(groups.errors) <= 100
-        assert all(isinstance(e, FieldError) and e.error for e in groups.errors)
+    parsed = outcome(lambda: parse_push(payload, NOW), PushInvalid)
+    if isinstance(parsed, PushInvalid):
+        assert 1 <= len(parsed.errors) <= 100
+        assert all(isinstance(e, FieldError) and e.error for e in parsed.errors)
         return
-    for group in groups:
+    assert parsed.groups
+    assert len(parsed.skipped or ()) <= 100
+    for group in parsed.groups:
         assert len(group.names) == len(group.values) > 0
         assert all(METRIC_NAME_RE.fullmatch(name) for name in group.names)
         assert all(math.isfinite(value) for value in group.values)
@@ -159,8 +162,8 @@ HOSTILE_BODIES: list[tuple[str, bytes, dict[str, str], set[int]]] = [
     ("null body", b"null", {}, {400}),
     ("number body", b"42", {}, {400}),
     ("gzip claimed, plain sent", b'{"source":"hpc"}', {"Content-Encoding": "gzip"}, {400}),
-    ("wrong type", b"{}", {"Content-Type": "text/plain"}, {415}),
-    ("multipart", b"--x--", {"Content-Type": "multipart/form-data; boundary=x"}, {415}),
+    ("read as JSON whatever the type", b"{}", {"Content-Type": "text/plain"}, {400}),
+    ("multipart", b"--x--", {"Content-Type": "multipart/form-data; boundary=x"}, {400}),
     ("label injection", orjson.dumps({"source": "hpc", "labels": {
         "x": 'a"} injected_series 1\n# TYPE evil gauge\n'}, "metrics": {"a": 1}}), {}, {200}),
 ]

@@ -20,7 +20,8 @@ Client = TestClient[web.Request, web.Application]
 NOW = 1_795_000_000.0
 NS = 1_795_000_000 * 10**9
 
-# What Telegraf's cpu, mem, disk and slurm inputs emit (string fields left out).
+# Small shapes of Telegraf's cpu, mem, disk and slurm inputs (tests/test_telegraf.py feeds
+# whole batches from tests/fixtures/telegraf/).
 TELEGRAF = f"""\
 cpu,cpu=cpu-total,host=node01 usage_idle=92.5,usage_user=5.125,usage_system=2.375 {NS}
 mem,host=node01 used=8123456789i,available_percent=41.9,active=4096u {NS}
@@ -29,16 +30,20 @@ slurm_partition,cluster=alpha,name=gpu,source=hpc alloc_cpus=120i,idle_cpus=8i,u
 """
 
 
+def groups_of(body: str, precision: str = "n", source: str = "src") -> list[SampleGroup]:
+    return parse_body(body, precision, source, NOW).groups
+
+
 def test_telegraf_shaped_body() -> None:
-    groups = parse_body(TELEGRAF, "n", "telegraf", NOW)
+    groups = groups_of(TELEGRAF, source="telegraf")
     assert groups[0] == SampleGroup(
         "telegraf", '{"cpu":"cpu-total","host":"node01"}', 1_795_000_000,
         ["cpu_usage_idle", "cpu_usage_user", "cpu_usage_system"], [92.5, 5.125, 2.375])
     assert groups[1].values == [8123456789.0, 41.9, 4096.0]
     assert groups[2].names == ["disk_free", "disk_used_percent"]
     slurm = groups[3]
-    assert slurm.source == "hpc"  # the `source` tag wins over ?source=/db/bucket
-    assert slurm.labels == '{"cluster":"alpha","name":"gpu"}'
+    assert slurm.source == "telegraf"  # the write's db/bucket, whatever the point's tag says
+    assert slurm.labels == '{"cluster":"alpha","exported_source":"hpc","name":"gpu"}'
     assert slurm.values == [120.0, 8.0, 1.0]
 
 
@@ -46,12 +51,14 @@ def test_telegraf_shaped_body() -> None:
     ("my\\ measure,tag\\ key=va\\,lue f\\=x=1", "my_measure_f_x", '{"tag_key":"va,lue"}', 1.0),
     ("weather,location=us\\=west temperature=82 ", "weather_temperature",
      '{"location":"us=west"}', 82.0),
-    ("9lives,__private=1,source=x v=-1.5e-3", "_9lives_v", '{"tag_private":"1"}', -0.0015),
+    ("9lives,__private=1,source=x v=-1.5e-3", "_9lives_v",
+     '{"exported_source":"x","tag_private":"1"}', -0.0015),
+    ('m,name=12"\\ wafer v=2', "m_v", '{"name":"12\\" wafer"}', 2.0),
     ("m flag=F", "m_flag", "", 0.0),
     ("m big=-9223372036854775808i", "m_big", "", -9223372036854775808.0),
 ])
 def test_line_forms(line: str, name: str, labels: str, value: float) -> None:
-    [group] = parse_body(line, "s", "src", NOW)
+    [group] = groups_of(line, "s")
     assert (group.names[0], group.labels, group.values[0]) == (name, labels, value)
 
 
@@ -61,13 +68,13 @@ def test_line_forms(line: str, name: str, labels: str, value: float) -> None:
     ("m", 1_795_000_000 // 60), ("h", 1_795_000_000 // 3600),
 ])
 def test_precisions(precision: str, stamp: int) -> None:
-    [group] = parse_body(f"m v=1 {stamp}", precision, "src", NOW)
+    [group] = groups_of(f"m v=1 {stamp}", precision)
     expected = {"m": 1_795_000_000 // 60 * 60, "h": 1_795_000_000 // 3600 * 3600}
     assert group.timestamp == expected.get(precision, 1_795_000_000)
 
 
 def test_no_timestamp_means_receipt_time() -> None:
-    assert parse_body("m v=1", "n", "src", NOW)[0].timestamp == int(NOW)
+    assert groups_of("m v=1")[0].timestamp == int(NOW)
 
 
 def test_errors_name_the_line() -> None:
@@ -75,15 +82,32 @@ def test_errors_name_the_line() -> None:
     with pytest.raises(PushInvalid) as caught:
         parse_body(body, "n", "src", NOW)
     paths = [(error.path, error.error.split(" ")[0]) for error in caught.value.errors]
-    assert paths == [("line 2", "expected"), ("line 5", "string"), ("line 6", "timestamp"),
-                     ("line 7", "field"), ("line 8", "tag")]
+    assert paths == [("line 2", "expected"), ("line 6", "timestamp"), ("line 7", "field"),
+                     ("line 8", "tag")]
 
 
-def test_source_is_required_and_checked() -> None:
-    with pytest.raises(PushInvalid, match="source"):
-        parse_body("m v=1", "n", None, NOW)
-    with pytest.raises(PushInvalid, match="source"):
-        parse_body("m,source=bad\\ name v=1", "n", None, NOW)
+def test_string_fields_are_skipped_or_refused() -> None:
+    body = 'job,id=1 state="RUNNING",cpus=4i,nodes="cn[01-02]",ok=true\njob,id=2 state="PD"'
+    parsed = parse_body(body, "n", "alpha", NOW)
+    [group] = parsed.groups
+    assert (group.names, group.values) == (["job_cpus", "job_ok"], [4.0, 1.0])
+    assert parsed.skip_counts == {("string_field", "alpha"): 3}
+    with pytest.raises(PushInvalid, match="string field state is not a metric"):
+        parse_body(body, "n", "alpha", NOW, "reject")
+
+
+@pytest.mark.parametrize(("stamp", "precision", "words"), [
+    ("1795000000", "ns", "read with precision=ns is 1970-01-01T00:00:01Z, more than 365 days "
+     "in the past (samples must lie within [now - 365 days, now + 1 hour]); read with "
+     "precision=s it is 2026-11-18T"),
+    ("1795000000000", "s", "more than 1 hour in the future"),
+    ("1795000000000", "n", "; read with precision=ms it is 2026-11-18T"),
+])
+def test_timestamp_bounds_say_how_they_were_read(stamp: str, precision: str,
+                                                 words: str) -> None:
+    with pytest.raises(PushInvalid) as caught:
+        parse_body(f"m v=1 {stamp}", precision, "src", NOW)
+    assert words in caught.value.errors[0].error
 
 
 def test_metric_name_sanitising() -> None:
@@ -136,10 +160,10 @@ async def test_bad_credentials(client: Client, auth: dict[str, str]) -> None:
 
 
 @pytest.mark.parametrize(("params", "body", "headers", "status", "fragment"), [
-    ({"db": "hpc"}, "m v=\"s\"", {}, 400, "line 1: string fields"),
+    ({"db": "hpc"}, "m v=1 1795000000", {}, 400, "add precision=s"),
     ({"db": "hpc", "precision": "xs"}, "m v=1", {}, 400, "precision"),
     ({"db": "bad db"}, "m v=1", {}, 400, "source"),
-    ({}, "m v=1", {}, 400, "no valid source"),
+    ({}, "m v=1", {}, 400, "a write needs ?db="),
     ({"db": "hpc"}, "m v=1", {"Content-Type": "application/json"}, 415, "line protocol"),
     ({"db": "hpc"}, "", {}, 400, "no line"),
 ])

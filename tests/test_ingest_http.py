@@ -6,6 +6,7 @@ import asyncio
 import gzip
 import io
 import sqlite3
+import time
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -51,14 +52,17 @@ async def test_json_content_types_accepted(client: Client, content_type: str | N
     assert response.status == 200, await response.text()
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/xml", "multipart/form-data"])
-async def test_other_content_types_get_415(client: Client, content_type: str) -> None:
+@pytest.mark.parametrize("content_type", [
+    "text/plain; charset=utf-8",  # .NET's StringContent default
+    "application/xml", "multipart/form-data", "application/x-www-form-urlencoded"])
+async def test_any_content_type_is_read_as_json(client: Client, settings: Settings,
+                                                content_type: str) -> None:
+    """As the Worker did: the body is JSON whatever the Content-Type says."""
     response = await client.post("/ingest", data=orjson.dumps(WORKER_PUSH),
                                  headers={**AUTH, "Content-Type": content_type})
-    assert response.status == 415
-    body = await response.json()
-    assert body["status"] == "error"
-    assert "Content-Type" in body["error"]
+    assert response.status == 200
+    assert await response.json() == {"status": "ok", "inserted": 2}
+    assert len(stored(settings)) == 2
 
 
 async def test_unknown_content_encoding_gets_415(client: Client) -> None:
@@ -162,7 +166,7 @@ async def test_token_rotation(make_client: Callable[[Settings], Any], settings: 
     (b"[" * 5000 + b"]" * 5000, "not valid JSON"),
     (b'{"source":"hpc","metrics":{"a":1e309}}', "not valid JSON"),
     (b"[]", "at least one object"),
-    (b'{"source":"hpc","metrics":{"a":"1"}}', "metrics.a: must be a number"),
+    (b'{"source":"hpc","metrics":{"a":"1"}}', "metrics: nothing left to store"),
 ])
 async def test_bad_body_gets_400(client: Client, settings: Settings, body: bytes,
                                  fragment: str) -> None:
@@ -179,10 +183,38 @@ async def test_400_lists_every_error(client: Client) -> None:
     body = await response.json()
     assert response.status == 400
     assert body["errors"] == [
+        {"path": "source", "error": "must be 1-64 characters of A-Z a-z 0-9 _ . -"}]
+    response = await client.post("/ingest?strict=true", json=push, headers=AUTH)
+    assert (await response.json())["errors"] == [
         {"path": "source", "error": "must be 1-64 characters of A-Z a-z 0-9 _ . -"},
         {"path": "metrics.x-y", "error": "metric name must match [a-zA-Z_:][a-zA-Z0-9_:]*"},
         {"path": "metrics.z", "error": "must be a number"},
     ]
+
+
+async def test_bad_metrics_are_skipped_and_listed(client: Client, settings: Settings) -> None:
+    """The Worker skipped non-numeric values and stored the rest: so does /ingest, saying
+    what it skipped; ?strict=true makes any skip a 400 with nothing stored."""
+    push = {"source": "hpc", "metrics": {"slurm_pending_jobs": 42, "status": "ok",
+                                         "bad-name": 1, "flag": True}}
+    response = await client.post("/ingest", json=push, headers=AUTH)
+    assert response.status == 200
+    assert await response.json() == {"status": "ok", "inserted": 1, "skipped": [
+        {"path": "metrics.status", "error": "must be a number"},
+        {"path": "metrics.bad-name", "error": "metric name must match [a-zA-Z_:][a-zA-Z0-9_:]*"},
+        {"path": "metrics.flag", "error": "must be a number"}]}
+    assert [row[1] for row in stored(settings)] == ["slurm_pending_jobs"]
+    text = await (await client.get("/metrics")).text()
+    assert 'metrics_ingest_skipped_samples_total{reason="not_a_number",source="hpc"} 2' in text
+    assert 'metrics_ingest_skipped_samples_total{reason="invalid_name",source="hpc"} 1' in text
+    strict = await client.post("/ingest", params={"strict": "true"},
+                               json={**push, "timestamp": int(time.time()) - 5}, headers=AUTH)
+    assert strict.status == 400
+    assert len((await strict.json())["errors"]) == 3
+    assert len(stored(settings)) == 1
+    bad = await client.post("/ingest", params={"strict": "maybe"}, json=push, headers=AUTH)
+    assert bad.status == 400
+    assert "strict must be true or false" in (await bad.json())["error"]
 
 
 async def test_invalid_batch_stores_nothing(client: Client, settings: Settings) -> None:

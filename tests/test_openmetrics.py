@@ -8,7 +8,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 
-from metrics_ingest.formats.exposition import OPENMETRICS, TEXT, negotiate, render_stored
+from metrics_ingest.formats.exposition import OPENMETRICS, TEXT, negotiate
+from metrics_ingest.formats.stored import render_stored
 from tests.conftest import AUTH, Clock
 
 Client = TestClient[web.Request, web.Application]

@@ -48,8 +48,27 @@ def test_text_file_from_stdin(tmp_path: Path, service_factory: Callable[..., Ser
     assert result.returncode == 0, result.stderr
     assert rows(service.db_path, "SELECT source, metric_name, metric_value, labels FROM metrics"
                 " ORDER BY metric_name") == [
-        ("login01", "node_load1", 0.5, '{"site":"a/b"}'),
-        ("login01", "node_users", 2.0, '{"site":"a/b","tty":"pts/0"}')]
+        ("login01", "node_load1", 0.5, '{"instance":"","job":"login01","site":"a/b"}'),
+        ("login01", "node_users", 2.0,
+         '{"instance":"","job":"login01","site":"a/b","tty":"pts/0"}')]
+
+
+def test_remote_write_from_the_stdlib(tmp_path: Path,
+                                      service_factory: Callable[..., Service]) -> None:
+    """--remote-write encodes a WriteRequest and a snappy block with the standard library."""
+    service = service_factory()
+    result = run_push("--source", "cluster-a", "--label", "partition=gpu", "--remote-write",
+                      "slurm_pending_jobs=42", "slurm_running_jobs=7", url=service.url,
+                      spool=tmp_path / "spool")
+    assert result.returncode == 0, result.stderr
+    assert rows(service.db_path, "SELECT source, metric_name, metric_value, labels FROM metrics"
+                " ORDER BY metric_name") == [
+        ("cluster-a", "slurm_pending_jobs", 42.0, '{"partition":"gpu"}'),
+        ("cluster-a", "slurm_running_jobs", 7.0, '{"partition":"gpu"}')]
+    big = push.snappy_literals(bytes(range(256)) * 600)
+    import cramjam
+
+    assert bytes(cramjam.snappy.decompress_raw(big)) == bytes(range(256)) * 600
 
 
 def test_server_down_then_back(tmp_path: Path, service_factory: Callable[..., Service]) -> None:

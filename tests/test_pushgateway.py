@@ -28,7 +28,7 @@ from prometheus_client.exposition import default_handler
 from prometheus_client.parser import text_string_to_metric_families
 
 from metrics_ingest.formats.pushgateway import parse_grouping, parse_text
-from metrics_ingest.model import PushInvalid
+from metrics_ingest.model import FamilyMeta, PushInvalid
 from tests.conftest import TOKEN, free_port, required_tool, rows, wait_until
 
 Client = TestClient[web.Request, web.Application]
@@ -64,17 +64,27 @@ def test_text_body_and_label_precedence() -> None:
     grouping = parse_grouping("job/nightly/instance/n1")
     body = ('# TYPE done gauge\ndone{instance="body",job="ignored",source="s",x="1"} 1\n'
             '# TYPE q summary\nq{quantile="0.5"} NaN\nq_count 0\nq_sum 0\n')
-    groups, push, skipped = parse_text(body, grouping, NOW, "post")
+    parsed = parse_text(body, grouping, NOW, "post")
+    groups, push = parsed.groups, parsed.group
+    assert push is not None
+    # As the Pushgateway: the path's labels and job win, instance="" when there is none.
     assert [(g.labels, g.names, g.values) for g in groups] == [
-        ('{"exported_source":"s","instance":"n1","x":"1"}', ["done"], [1.0]),
-        ('{"instance":"n1"}', ["q_count", "q_sum"], [0.0, 0.0])]
+        ('{"exported_source":"s","instance":"n1","job":"nightly","x":"1"}', ["done"], [1.0]),
+        ('{"instance":"n1","job":"nightly"}', ["q_count", "q_sum"], [0.0, 0.0])]
     assert {g.timestamp for g in groups} == {int(NOW)}
     assert push.families == {"done": "done", "q_count": "q", "q_sum": "q"}
     assert push.pushed_families == {"done", "q"}
-    assert skipped == 1
+    assert parsed.skip_counts == {("non_finite", "nightly"): 1}
+    assert parsed.families == {"done": FamilyMeta("gauge"), "q": FamilyMeta("summary")}
+    assert parsed.typing == "strict"
+    bare = parse_text("x 1\n", parse_grouping("job/j"), NOW, "put")
+    assert bare.groups[0].labels == '{"instance":"","job":"j"}'
+    assert bare.families == {"x": FamilyMeta("untyped")}
 
 
-@pytest.mark.parametrize("body", ["x 1 1795000000000\n", "not a metric line\n", "x{ 1\n"])
+@pytest.mark.parametrize("body", ["x 1 1795000000000\n", "not a metric line\n", "x{ 1\n",
+                                  "# TYPE x info\nx 1\n",
+                                  "# TYPE x counter\n# TYPE x gauge\nx 1\n"])
 def test_bad_text_bodies(body: str) -> None:
     with pytest.raises(PushInvalid):
         parse_text(body, parse_grouping("job/a"), NOW, "put")

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from bench.encode import snappy, write_request
 from metrics_ingest.formats.remote_write import Undecodable, decode, decompress
-from metrics_ingest.model import SampleGroup
+from metrics_ingest.model import FamilyMeta, SampleGroup
 from tests.conftest import AUTH, Clock
 
 Client = TestClient[web.Request, web.Application]
@@ -34,13 +34,17 @@ def test_decode_maps_job_name_and_milliseconds() -> None:
          [(42.0, 1_794_999_999_000)]),
         ({"__name__": "neg_ts", "job": "x"}, [(1.0, -5)]),
     ])
-    decoded = decode(payload, "prometheus", NOW)
+    decoded = decode(payload, None, NOW)
     assert decoded.groups == [
-        SampleGroup("node", '{"instance":"n1:9100"}', 1_795_000_000, ["up", "node_load1"],
-                    [1.0, 0.5]),
+        SampleGroup("node", '{"instance":"n1:9100","job":"node"}', 1_795_000_000,
+                    ["up", "node_load1"], [1.0, 0.5]),
         SampleGroup("hpc", '{"job":"ignored"}', 1_794_999_999, ["slurm_jobs"], [42.0]),
     ]
-    assert decoded.dropped == {"out_of_range": 1}
+    assert decoded.skipped == {("out_of_range", "x"): 1}
+    # ?source= names the source of series without a source label; job stays a label.
+    explicit = decode(payload, "cluster-a", NOW)
+    assert [(g.source, g.labels) for g in explicit.groups] == [
+        ("cluster-a", '{"instance":"n1:9100","job":"node"}'), ("hpc", '{"job":"ignored"}')]
 
 
 def test_decode_skips_what_cannot_be_stored() -> None:
@@ -52,16 +56,35 @@ def test_decode_skips_what_cannot_be_stored() -> None:
         ({"__name__": "c", "job": "weird/job name", "__meta_x": "dropped"},
          [(3.0, 1_795_000_000_000)]),
     ])
-    decoded = decode(payload, "prometheus", NOW)
+    decoded = decode(payload, None, NOW)
     assert [(g.source, g.names, g.values) for g in decoded.groups] == [
         ("j", ["a"], [2.0]), ("weird_job_name", ["c"], [3.0])]
-    assert decoded.groups[1].labels == ""
-    assert decoded.dropped == {"stale_marker": 1, "non_finite": 2, "invalid_name": 2}
+    assert decoded.groups[1].labels == '{"job":"weird/job name"}'
+    assert decoded.skipped == {("stale_marker", "j"): 1, ("non_finite", "j"): 2,
+                               ("invalid_name", "j"): 1, ("invalid_name", "no_name"): 1}
+
+
+def test_metadata_declares_families() -> None:
+    payload = encode_with_metadata()
+    decoded = decode(payload, None, NOW)
+    assert decoded.families == {
+        "http_requests_total": FamilyMeta("counter", "Requests served."),
+        "latency_seconds": FamilyMeta("histogram", "Latency."),
+        "go_gc_duration_seconds": FamilyMeta("summary", ""),
+        "build_info": FamilyMeta("untyped", "An info family.")}
+
+
+def encode_with_metadata() -> bytes:
+    return write_request([], metadata=[(1, "http_requests_total", "Requests served."),
+                                       (3, "latency_seconds", "Latency."),
+                                       (5, "go_gc_duration_seconds", ""),
+                                       (6, "build_info", "An info family."),
+                                       (2, "metrics_ingest_x", "reserved: ignored")])
 
 
 def test_default_source_when_no_job() -> None:
-    decoded = decode(encode([({"__name__": "x"}, [(1.0, 1_795_000_000_000)])]), "fallback", NOW)
-    assert decoded.groups[0].source == "fallback"
+    decoded = decode(encode([({"__name__": "x"}, [(1.0, 1_795_000_000_000)])]), None, NOW)
+    assert decoded.groups[0].source == "prometheus"
 
 
 @pytest.mark.parametrize("payload", [b"\x0a\xff", b"\x0a\x05ab", b"\x0f", b"\x0a\x02\x0a\x09"])
@@ -88,7 +111,7 @@ async def test_endpoint_stores_and_answers_204(client: Client, clock: Clock) -> 
     response = await client.post("/api/v1/write", data=body, headers={**AUTH, **RW_HEADERS})
     assert response.status == 204
     text = await (await client.get("/metrics")).text()
-    assert 'up{source="node",instance="a:1"} 1 1795000000000' in text
+    assert 'up{source="node",instance="a:1",job="node"} 1 1795000000000' in text
 
 
 @pytest.mark.parametrize(("headers", "body", "status"), [
@@ -116,5 +139,5 @@ async def test_dropped_samples_are_counted(client: Client) -> None:
     assert (await client.post("/api/v1/write", data=body,
                               headers={**AUTH, **RW_HEADERS})).status == 204
     text = await (await client.get("/metrics")).text()
-    assert ('metrics_ingest_dropped_samples_total{format="remote_write",reason="stale_marker"} 1'
+    assert ('metrics_ingest_skipped_samples_total{reason="stale_marker",source="j"} 1'
             in text)

@@ -1,16 +1,12 @@
-"""Pure rendering of the Prometheus text exposition format 0.0.4: stored series and self-metrics."""
+"""The exposition formats (Prometheus text 0.0.4, OpenMetrics 1.0.0): what differs between
+them, content negotiation, escaping and values, and the service's own metrics."""
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from operator import itemgetter
 
-import orjson
-
-from metrics_ingest.store import StoredSeries
 from metrics_ingest.telemetry import Telemetry
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -74,48 +70,6 @@ def label_block(pairs: Iterable[tuple[str, str]]) -> str:
     return "{" + inner + "}" if inner else ""
 
 
-def series_labels(source: str, labels: str) -> str:
-    """`{source="...",name="value",...}` for a stored series; labels arrive as sorted-key JSON."""
-    pairs = [("source", source)]
-    if labels:
-        pairs.extend(orjson.loads(labels).items())
-    return label_block(pairs)
-
-
-def render_stored(
-    rows: Iterable[StoredSeries],
-    with_timestamps: bool,
-    label_blocks: dict[tuple[str, str], str] | None = None,
-    fmt: Format = TEXT,
-) -> list[str]:
-    """Lines for stored series. Rows must be sorted by metric name so families come out whole.
-
-    `label_blocks` memoises the rendered `{source="...",...}` of each (source, labels) and may
-    be kept between calls: many metrics share a label set, and label sets rarely change.
-    """
-    lines: list[str] = []
-    blocks = {} if label_blocks is None else label_blocks
-    for name, group in itertools.groupby(rows, key=itemgetter(0)):
-        members = list(group)
-        sources = sorted({row[1] for row in members})
-        lines.append(fmt.help(name, "Metric from " + ", ".join(sources)))
-        lines.append(fmt.type(name, "gauge"))
-        stamp = fmt.stamp
-        for _, source, labels, value, timestamp, pinned in members:
-            block = blocks.get((source, labels))
-            if block is None:
-                block = blocks[(source, labels)] = series_labels(source, labels)
-            if value.is_integer() and -INTEGRAL_LIMIT < value < INTEGRAL_LIMIT:
-                text = str(int(value))
-            else:
-                text = format_value(value)
-            if with_timestamps and not pinned:
-                lines.append(f"{name}{block} {text} {stamp(timestamp)}")
-            else:
-                lines.append(f"{name}{block} {text}")
-    return lines
-
-
 def family(name: str, kind: str, help_text: str, fmt: Format = TEXT) -> list[str]:
     return [fmt.help(name.removesuffix("_total") if fmt.openmetrics and kind == "counter"
                      else name, help_text), fmt.type(name, kind)]
@@ -140,13 +94,11 @@ def render_telemetry(telemetry: Telemetry, queue_samples: int, db_size: int,
     for pairs, count in sorted(telemetry.rejected_pushes.items()):
         lines.append(f"{name}{label_block(pairs)} {count}")
 
-    name = "metrics_ingest_dropped_samples_total"
+    name = "metrics_ingest_skipped_samples_total"
     lines += family(name, "counter",
-                    "Samples skipped from accepted pushes (remote_write), by format and reason.",
-                    fmt)
-    for (push_format, reason), count in sorted(telemetry.dropped_samples.items()):
-        lines.append(f"{name}{label_block([('format', push_format), ('reason', reason)])} "
-                     f"{count}")
+                    "Metrics of accepted pushes that were not stored, by reason and source.", fmt)
+    for (reason, source), count in sorted(telemetry.skipped_samples.items()):
+        lines.append(f"{name}{label_block([('reason', reason), ('source', source)])} {count}")
 
     name = "metrics_ingest_queue_samples"
     lines += family(name, "gauge", "Samples waiting for the writer.", fmt)
@@ -174,8 +126,7 @@ def render_telemetry(telemetry: Telemetry, queue_samples: int, db_size: int,
 
     name = "metrics_ingest_last_purge_timestamp_seconds"
     lines += family(name, "gauge", "Unix time the last retention purge finished.", fmt)
-    if telemetry.last_purge is not None:
-        lines.append(f"{name} {format_value(telemetry.last_purge)}")
+    lines.append(f"{name} {format_value(telemetry.last_purge)}")
 
     name = "metrics_ingest_last_push_timestamp_seconds"
     lines += family(name, "gauge", "Unix time of the last accepted push, by source.", fmt)
@@ -209,3 +160,18 @@ def negotiate(accept: str) -> Format:
             best = OPENMETRICS if kind == "application/openmetrics-text" else TEXT
             best_q = q
     return best
+
+
+def accepts_text(accept: str) -> bool:
+    """Whether the Accept header takes text 0.0.4 at all (q > 0)."""
+    for entry in accept.split(","):
+        media, *params = (part.strip() for part in entry.split(";"))
+        if media.lower() in ("text/plain", "*/*", "text/*"):
+            q = next((value for key, _, value in (p.partition("=") for p in params)
+                      if key.strip().lower() == "q"), "1")
+            try:
+                if float(q) > 0:
+                    return True
+            except ValueError:
+                continue
+    return not accept.strip()

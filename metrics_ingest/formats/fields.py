@@ -4,7 +4,7 @@ values. Each appends what is wrong to an error list and returns the checked valu
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 from metrics_ingest.model import (
     DIGITS_RE,
@@ -60,30 +60,42 @@ def check_timestamp(value: Any, now: float, path: str, errors: list[FieldError])
     return seconds
 
 
-def check_metric_name(name: str, path: str, errors: list[FieldError]) -> bool:
+# Why a metric of an accepted push was skipped: the `reason` of the skipped-samples counter.
+INVALID_NAME = "invalid_name"
+RESERVED_NAME = "reserved_name"
+NOT_A_NUMBER = "not_a_number"
+NON_FINITE = "non_finite"
+
+
+class Skip(NamedTuple):
+    """A metric left out of an accepted push: where, why in words, and the counter's reason."""
+
+    path: str
+    error: str
+    reason: str
+
+
+def metric_name_problem(name: str) -> tuple[str, str] | None:
+    """(reason, words) when `name` cannot be stored as a metric name, else None."""
     if len(name) > MAX_METRIC_NAME:
-        errors.append(FieldError(path, f"metric name is longer than {MAX_METRIC_NAME} characters"))
-        return False
+        return INVALID_NAME, f"metric name is longer than {MAX_METRIC_NAME} characters"
     if not METRIC_NAME_RE.fullmatch(name):
-        errors.append(FieldError(path, "metric name must match [a-zA-Z_:][a-zA-Z0-9_:]*"))
-        return False
+        return INVALID_NAME, "metric name must match [a-zA-Z_:][a-zA-Z0-9_:]*"
     if name.startswith(RESERVED_PREFIX):
-        errors.append(FieldError(path, f"metric names starting {RESERVED_PREFIX} are reserved"))
-        return False
-    return True
+        return RESERVED_NAME, f"metric names starting {RESERVED_PREFIX} are reserved"
+    return None
 
 
-def check_value(value: Any, path: str, errors: list[FieldError]) -> float | None:
+def number_of(value: Any) -> float | tuple[str, str]:
+    """The value as a float, or (reason, words) when it is not a finite number."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        errors.append(FieldError(path, "must be a number"))
-        return None
+        return NOT_A_NUMBER, "must be a number"
     try:
         number = float(value)
     except OverflowError:
         number = math.inf
     if not math.isfinite(number):
-        errors.append(FieldError(path, "must be a finite number"))
-        return None
+        return NON_FINITE, "must be a finite number"
     return number
 
 

@@ -1,25 +1,29 @@
-"""Pure parsing of the Influx line protocol (what Telegraf and influxdb-client write) into
-samples: `<measurement>_<field>` becomes the metric name, tags become labels."""
+"""An Influx line-protocol write (what Telegraf and influxdb-client send) into samples:
+`<measurement>_<field>` becomes the metric name, tags become labels, and the write's
+database or bucket is the source."""
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
 
-from metrics_ingest.formats.fields import check_timestamp
+from metrics_ingest.formats.lineprotocol import Line, LineError, parse_line
 from metrics_ingest.model import (
+    FUTURE_LIMIT_SECONDS,
     MAX_ERRORS,
     MAX_LABEL_VALUE,
     MAX_LABELS,
     MAX_METRIC_NAME,
+    PAST_LIMIT_SECONDS,
     RESERVED_PREFIX,
-    SOURCE_RE,
     FieldError,
     GroupKey,
+    Parsed,
     PushInvalid,
     SampleGroup,
+    SkipCounts,
     canonical_labels,
     group_for,
     shorten,
@@ -31,169 +35,61 @@ PRECISIONS = {"n": (1, 10**9), "ns": (1, 10**9), "u": (1, 10**6), "us": (1, 10**
               "ms": (1, 1000), "s": (1, 1), "m": (60, 1), "h": (3600, 1)}
 NAME_INVALID_RE = re.compile(r"[^a-zA-Z0-9_:]")
 LABEL_INVALID_RE = re.compile(r"[^a-zA-Z0-9_]")
-TRUE = frozenset({"t", "T", "true", "True", "TRUE"})
-FALSE = frozenset({"f", "F", "false", "False", "FALSE"})
-NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)")
-INTEGER_RE = re.compile(r"[+-]?\d+[iu]")
-TIMESTAMP_RE = re.compile(r"-?\d{1,19}")
+STRING_FIELD = "string_field"  # the skipped-samples reason for a string field
+StringFields = Literal["skip", "reject"]
 
 
-class LineError(ValueError):
-    """A malformed line; the message says what, the caller adds the line number."""
-
-
-def metric_name(measurement: str, field: str) -> str:
+def metric_name(measurement: str, field_key: str) -> str:
     """`<measurement>_<field>` in the Prometheus charset: other characters become `_`, and a
     leading digit gets a `_` in front (`cpu`, `usage idle` -> `cpu_usage_idle`)."""
-    name = NAME_INVALID_RE.sub("_", f"{measurement}_{field}")
+    name = NAME_INVALID_RE.sub("_", f"{measurement}_{field_key}")
     return "_" + name if name[0].isdigit() else name
 
 
 def label_name(tag: str) -> str:
-    """A tag key in the label charset; `__`-prefixed keys (reserved) become `tag_...`."""
+    """A tag key in the label charset; `__`-prefixed keys (reserved) become `tag_...`; the
+    point's own `source` tag becomes `exported_source` (the write's source is the label)."""
+    if tag == "source":
+        return "exported_source"
     name = LABEL_INVALID_RE.sub("_", tag)
     if name.startswith("__"):
         return "tag_" + name.lstrip("_")
     return "_" + name if name[0].isdigit() else name
 
 
-def split_unescaped(text: str, separator: str, limit: int = -1) -> list[str]:
-    """Split on `separator` where it is not backslash-escaped and not inside double quotes."""
-    parts: list[str] = []
-    start = 0
-    index = 0
-    quoted = False
-    while index < len(text):
-        char = text[index]
-        if char == "\\":
-            index += 2
-            continue
-        if char == '"':
-            quoted = not quoted
-        elif char == separator and not quoted and (limit < 0 or len(parts) < limit):
-            parts.append(text[start:index])
-            start = index + 1
-        index += 1
-    parts.append(text[start:])
-    return parts
+def utc(seconds: int) -> str:
+    try:
+        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return "out of range"
 
 
-def key_value(pair: str, what: str, escaped: bool) -> tuple[str, str]:
-    """Split `key=value` on the first `=` (the first unescaped one when `escaped`)."""
-    if escaped:
-        parts = split_unescaped(pair, "=", limit=1)
-    else:
-        key, sep, value = pair.partition("=")
-        parts = [key, value] if sep else [key]
-    if len(parts) != 2 or not parts[0]:
-        raise LineError(f"{what} {shorten(pair, 32)!r} is not key=value")
-    return parts[0], parts[1]
+def time_error(raw: int, precision: str, seconds: int, now: float) -> str:
+    """Why a timestamp is out of bounds, in the words that fix the usual mistake: seconds
+    (or milliseconds) sent without `precision=`."""
+    side = ("more than 365 days in the past" if seconds < now - PAST_LIMIT_SECONDS
+            else "more than 1 hour in the future")
+    words = (f"timestamp {raw} read with precision={precision} is {utc(seconds)}, {side} "
+             f"(samples must lie within [now - 365 days, now + 1 hour])")
+    for other in ("s", "ms", "us", "ns"):
+        multiplier, divisor = PRECISIONS[other]
+        if other != precision and in_bounds(raw * multiplier // divisor, now):
+            return f"{words}; read with precision={other} it is {utc(raw // divisor)}: " \
+                   f"add precision={other} to the URL"
+    return words
 
 
-def unescape(text: str) -> str:
-    return re.sub(r"\\(.)", r"\1", text) if "\\" in text else text
-
-
-def field_value(raw: str) -> float:
-    if not raw:
-        raise LineError("a field has no value")
-    if raw[0] == '"':
-        raise LineError("string fields are not metrics; drop or convert them (e.g. Telegraf "
-                        "fielddrop or processors.converter)")
-    if raw in TRUE:
-        return 1.0
-    if raw in FALSE:
-        return 0.0
-    if INTEGER_RE.fullmatch(raw):
-        return float(int(raw[:-1]))
-    if NUMBER_RE.fullmatch(raw):
-        value = float(raw)
-        if math.isfinite(value):
-            return value
-    raise LineError(f"field value {shorten(raw, 32)!r} is not a number or boolean")
-
-
-@dataclass(frozen=True)
-class Line:
-    measurement: str
-    tags: dict[str, str]
-    fields: dict[str, float]
-    timestamp: int | None  # in the request's precision
-
-
-def parse_line(text: str) -> Line:
-    """`measurement[,tag=value...] field=value[,...] [timestamp]`.
-
-    A line without a backslash or a double quote (nearly all) is split with str methods at C
-    speed; any other is split honouring escapes and quoted strings. Same result either way.
-    """
-    escaped = "\\" in text or '"' in text
-    split: Callable[[str, str], list[str]] = split_unescaped if escaped else str.split
-    clean: Callable[[str], str] = unescape if escaped else str  # str(s) is s, at C cost
-    parts = [part for part in split(text, " ") if part]
-    if len(parts) not in (2, 3):
-        raise LineError("expected `measurement[,tag=value...] field=value[,...] [timestamp]`")
-    head = split(parts[0], ",")
-    measurement = clean(head[0])
-    if not measurement:
-        raise LineError("the measurement name is empty")
-    tags: dict[str, str] = {}
-    for pair in head[1:]:
-        key, value = key_value(pair, "tag", escaped)
-        if not value:
-            raise LineError(f"tag {shorten(pair, 32)!r} has no value")
-        tags[clean(key)] = clean(value)
-    fields: dict[str, float] = {}
-    for pair in split(parts[1], ","):
-        key, value = key_value(pair, "field", escaped)
-        fields[clean(key)] = field_value(value)
-    timestamp = None
-    if len(parts) == 3:
-        if not TIMESTAMP_RE.fullmatch(parts[2]):
-            raise LineError(f"timestamp {shorten(parts[2], 32)!r} is not an integer")
-        timestamp = int(parts[2])
-    return Line(measurement, tags, fields, timestamp)
-
-
-def parse_body(
-    body: str, precision: str, default_source: str | None, now: float
-) -> list[SampleGroup]:
-    """Every line of a write, all or nothing: raises PushInvalid with `line N` paths.
-
-    The source is the line's `source` tag, else `default_source` (`?source=`, else the v1
-    `db` or v2 `bucket`). Blank lines and `#` comments are skipped.
-    """
-    scale = PRECISIONS[precision]
-    errors: list[FieldError] = []
-    groups: dict[GroupKey, SampleGroup] = {}
-    names = Names()
-    for number, raw_line in enumerate(body.splitlines(), start=1):
-        text = raw_line.strip()
-        if not text or text.startswith("#"):
-            continue
-        where = f"line {number}"
-        try:
-            line = parse_line(text)
-        except LineError as exc:
-            errors.append(FieldError(where, str(exc)))
-        else:
-            add_line(line, scale, default_source, now, where, errors, names, groups)
-        if len(errors) >= MAX_ERRORS:
-            break
-    if errors:
-        raise PushInvalid(errors)
-    if not groups:
-        raise PushInvalid([FieldError("", "the body holds no line")])
-    return list(groups.values())
+def in_bounds(seconds: int, now: float) -> bool:
+    return now - PAST_LIMIT_SECONDS <= seconds <= now + FUTURE_LIMIT_SECONDS
 
 
 @dataclass
 class Names:
     """Per-body memo: a write repeats the same measurements, fields and tag sets, so each is
-    sanitised and validated once. Tag sets map to (source, canonical labels, error)."""
+    sanitised and validated once. Tag sets map to (canonical labels, error)."""
 
     metrics: dict[tuple[str, str], str] = field(default_factory=dict)
-    tag_sets: dict[tuple[tuple[str, str], ...], tuple[str | None, str, str | None]] = field(
+    tag_sets: dict[tuple[tuple[str, str], ...], tuple[str, str | None]] = field(
         default_factory=dict)
 
     def metric(self, measurement: str, field_key: str) -> str:
@@ -203,53 +99,102 @@ class Names:
             name = self.metrics[key] = metric_name(measurement, field_key)
         return name
 
-    def tag_set(self, tags: dict[str, str],
-                default_source: str | None) -> tuple[str | None, str, str | None]:
+    def tag_set(self, tags: dict[str, str]) -> tuple[str, str | None]:
         key = tuple(tags.items())
         known = self.tag_sets.get(key)
         if known is None:
-            known = self.tag_sets[key] = resolve_tags(tags, default_source)
+            known = self.tag_sets[key] = resolve_tags(tags)
         return known
 
 
-def resolve_tags(tags: dict[str, str],
-                 default_source: str | None) -> tuple[str | None, str, str | None]:
-    """(source, canonical labels, error or None) for one tag set."""
-    remaining = dict(tags)
-    source = remaining.pop("source", None) or default_source
-    if source is None or not SOURCE_RE.fullmatch(source):
-        return None, "", ("no valid source: add a `source` tag or ?source=, 1-64 characters "
-                          "of A-Z a-z 0-9 _ . -")
-    if len(remaining) > MAX_LABELS:
-        return None, "", f"more than {MAX_LABELS} tags"
+def resolve_tags(tags: dict[str, str]) -> tuple[str, str | None]:
+    """(canonical labels, error or None) for one tag set."""
+    if len(tags) > MAX_LABELS:
+        return "", f"more than {MAX_LABELS} tags"
     labels: dict[str, str] = {}
-    for key, value in remaining.items():
+    for key, value in tags.items():
         if len(value) > MAX_LABEL_VALUE:
-            return None, "", f"tag {shorten(key)} is longer than {MAX_LABEL_VALUE} characters"
+            return "", f"tag {shorten(key)} is longer than {MAX_LABEL_VALUE} characters"
         labels[label_name(key)] = value
-    return source, canonical_labels(labels), None
+    return canonical_labels(labels), None
 
 
-def add_line(line: Line, scale: tuple[int, int], default_source: str | None, now: float,
-             where: str, errors: list[FieldError], names: Names,
-             groups: dict[GroupKey, SampleGroup]) -> None:
-    """Validate one parsed line and add its fields to the group of its (source, labels,
-    second); lines sharing those become one group (fewer, larger groups for the writer)."""
-    source, labels, problem = names.tag_set(line.tags, default_source)
-    if problem is not None:
-        errors.append(FieldError(where, problem))
-        return
-    metric_names = [names.metric(line.measurement, key) for key in line.fields]
-    for name in metric_names:
-        if len(name) > MAX_METRIC_NAME or name.startswith(RESERVED_PREFIX):
-            errors.append(FieldError(where, f"metric name {shorten(name)} is too long or "
-                                            "reserved"))
+@dataclass
+class Write:
+    """One body on its way to samples."""
+
+    source: str
+    precision: str
+    now: float
+    strings: StringFields
+    errors: list[FieldError] = field(default_factory=list)
+    groups: dict[GroupKey, SampleGroup] = field(default_factory=dict)
+    names: Names = field(default_factory=Names)
+    string_fields: int = 0
+
+    def add(self, line: Line, where: str) -> None:
+        """Validate one parsed line and add its fields to the group of its (labels, second);
+        lines sharing those become one group (fewer, larger groups for the writer)."""
+        if line.strings and self.strings == "reject":
+            self.errors.append(FieldError(where, f"string field {shorten(line.strings[0])} is "
+                                                 "not a metric (METRICS_INFLUX_STRING_FIELDS="
+                                                 "reject)"))
             return
-    multiplier, divisor = scale
-    raw_seconds = None if line.timestamp is None else line.timestamp * multiplier // divisor
-    timestamp = check_timestamp(raw_seconds, now, where, errors)
-    if timestamp is None or source is None:
-        return
-    group = group_for(groups, source, labels, timestamp)
-    group.names.extend(metric_names)
-    group.values.extend(line.fields.values())
+        self.string_fields += len(line.strings)
+        labels, problem = self.names.tag_set(line.tags)
+        if problem is not None:
+            self.errors.append(FieldError(where, problem))
+            return
+        metric_names = [self.names.metric(line.measurement, key) for key in line.fields]
+        for name in metric_names:
+            if len(name) > MAX_METRIC_NAME or name.startswith(RESERVED_PREFIX):
+                self.errors.append(FieldError(where, f"metric name {shorten(name)} is too "
+                                                     "long or reserved"))
+                return
+        if line.timestamp is None:
+            timestamp = int(self.now)
+        else:
+            multiplier, divisor = PRECISIONS[self.precision]
+            timestamp = line.timestamp * multiplier // divisor
+            if not in_bounds(timestamp, self.now):
+                self.errors.append(FieldError(where, time_error(
+                    line.timestamp, self.precision, timestamp, self.now)))
+                return
+        if metric_names:
+            group = group_for(self.groups, self.source, labels, timestamp)
+            group.names.extend(metric_names)
+            group.values.extend(line.fields.values())
+
+
+def parse_body(body: str, precision: str, source: str, now: float,
+               strings: StringFields = "skip") -> Parsed:
+    """Every line of a write, all or nothing: raises PushInvalid with `line N` paths.
+
+    String fields are not metrics: they are skipped and counted (the line's numeric and
+    boolean fields are stored), or refused with `strings="reject"`. Blank lines and `#`
+    comments are skipped.
+    """
+    write = Write(source, precision, now, strings)
+    lines = 0
+    for number, raw_line in enumerate(body.splitlines(), start=1):
+        text = raw_line.strip()
+        if not text or text.startswith("#"):
+            continue
+        lines += 1
+        where = f"line {number}"
+        try:
+            line = parse_line(text)
+        except LineError as exc:
+            write.errors.append(FieldError(where, str(exc)))
+        else:
+            write.add(line, where)
+        if len(write.errors) >= MAX_ERRORS:
+            break
+    if write.errors:
+        raise PushInvalid(write.errors)
+    if not lines:
+        raise PushInvalid([FieldError("", "the body holds no line")])
+    counts: SkipCounts | None = None
+    if write.string_fields:
+        counts = {(STRING_FIELD, source): write.string_fields}
+    return Parsed(list(write.groups.values()), skip_counts=counts)

@@ -7,11 +7,12 @@ import re
 from typing import Any
 
 from metrics_ingest.formats.fields import (
+    Skip,
     check_labels,
-    check_metric_name,
     check_source,
     check_timestamp,
-    check_value,
+    metric_name_problem,
+    number_of,
 )
 from metrics_ingest.model import (
     MAX_ERRORS,
@@ -19,8 +20,10 @@ from metrics_ingest.model import (
     RESERVED_PREFIX,
     SOURCE_RE,
     FieldError,
+    Parsed,
     PushInvalid,
     SampleGroup,
+    SkipCounts,
     shorten,
 )
 
@@ -49,28 +52,28 @@ def fast_metrics(metrics: dict[str, Any]) -> tuple[list[str], list[float]] | Non
     return names, values
 
 
-def checked_metrics(
-    metrics: dict[str, Any], prefix: str, errors: list[FieldError]
-) -> tuple[list[str], list[float]]:
-    """The slow path: every metric checked on its own, each problem recorded."""
+def checked_metrics(metrics: dict[str, Any], prefix: str,
+                    skips: list[Skip]) -> tuple[list[str], list[float]]:
+    """The slow path: every metric checked on its own; a bad name or value is skipped (as the
+    Worker skipped non-numeric values) and recorded."""
     names: list[str] = []
     values: list[float] = []
     for name, raw in metrics.items():
-        path = f"{prefix}metrics.{shorten(name)}"
-        if check_metric_name(name, path, errors):
-            value = check_value(raw, path, errors)
-            if value is not None:
+        problem = metric_name_problem(name)
+        if problem is None:
+            value = number_of(raw)
+            if isinstance(value, float):
                 names.append(name)
                 values.append(value)
-        if len(errors) > MAX_ERRORS:
-            break
+                continue
+            problem = value
+        skips.append(Skip(f"{prefix}metrics.{shorten(name)}", problem[1], problem[0]))
     return names, values
 
 
-def parse_object(
-    payload: Any, now: float, prefix: str, errors: list[FieldError], groups: list[SampleGroup]
-) -> None:
-    """Validate one push object, appending its samples (when valid) or its errors."""
+def parse_object(payload: Any, now: float, prefix: str, errors: list[FieldError],
+                 groups: list[SampleGroup], skips: list[Skip]) -> None:
+    """Validate one push object, appending its samples and skips (when valid) or its errors."""
     if not isinstance(payload, dict):
         errors.append(FieldError(prefix.rstrip("."), "must be a JSON object"))
         return
@@ -82,31 +85,65 @@ def parse_object(
     if not isinstance(metrics, dict) or not metrics:
         errors.append(FieldError(f"{prefix}metrics", "is required and must be a non-empty object"))
         return
-    checked = fast_metrics(metrics) or checked_metrics(metrics, prefix, errors)
+    mine: list[Skip] = []
+    checked = fast_metrics(metrics) or checked_metrics(metrics, prefix, mine)
+    if not checked[0]:
+        errors.append(FieldError(f"{prefix}metrics", "nothing left to store: no metric has a "
+                                                     "valid name and a finite number"))
+        errors += [FieldError(skip.path, skip.error) for skip in mine[:MAX_ERRORS]]
+        return
+    skips += mine
     if len(errors) > before or source is None or timestamp is None or labels is None:
         return
     groups.append(SampleGroup(source, labels, timestamp, *checked))
 
 
-def parse_push(payload: Any, now: float) -> list[SampleGroup]:
+def parse_push(payload: Any, now: float, strict: bool = False) -> Parsed:
     """Turn a decoded `/ingest` body (an object or a non-empty array of them) into samples.
 
-    All or nothing: raises PushInvalid listing every problem if any part is invalid.
+    Push-level problems (source, timestamp, labels, the metrics object, nothing left to
+    store) raise PushInvalid listing every one found, and nothing is stored. A metric with an
+    invalid name or a value that is not a finite number is skipped and listed; with
+    `strict`, any such metric is a PushInvalid as well (all or nothing).
     """
     errors: list[FieldError] = []
-    samples: list[SampleGroup] = []
+    groups: list[SampleGroup] = []
+    skips: list[Skip] = []
     if isinstance(payload, list):
         if not payload:
             raise PushInvalid([FieldError("", "an array push must hold at least one object")])
         for index, item in enumerate(payload):
-            parse_object(item, now, f"[{index}].", errors, samples)
+            parse_object(item, now, f"[{index}].", errors, groups, skips)
             if len(errors) > MAX_ERRORS:
                 break
     else:
-        parse_object(payload, now, "", errors, samples)
-    if errors:
+        parse_object(payload, now, "", errors, groups, skips)
+    if strict and skips:
+        errors += [FieldError(skip.path, skip.error) for skip in skips]
+    if errors:  # (a skip of an object with push-level problems is not listed unless strict)
         raise PushInvalid(errors)
-    return samples
+    if not skips:
+        return Parsed(groups)
+    return Parsed(groups, skipped=[FieldError(skip.path, skip.error)
+                                   for skip in skips[:MAX_ERRORS]],
+                  skip_counts=count_skips(skips, groups))
+
+
+def count_skips(skips: list[Skip], groups: list[SampleGroup]) -> SkipCounts:
+    """Skips by (reason, source); a skip's object is found by its path prefix ([i].)."""
+    counts: SkipCounts = {}
+    single = groups[0].source if len({group.source for group in groups}) == 1 else None
+    for skip in skips:
+        source = single or source_at(skip.path, groups)
+        key = (skip.reason, source)
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def source_at(path: str, groups: list[SampleGroup]) -> str:
+    """The source of the array item a skip path names (`[3].metrics.x`)."""
+    index = int(path[1:path.index("]")])
+    return groups[index].source if index < len(groups) else groups[-1].source
 
 
 def push_source(payload: Any) -> str | None:

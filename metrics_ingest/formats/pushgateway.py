@@ -1,5 +1,5 @@
 """Pure parsing for the Pushgateway-compatible API: the grouping path (with `@base64` parts) and
-Prometheus text bodies (metrics_ingest.textformat) into samples and group families."""
+Prometheus text bodies (formats/textformat.py) into samples, families and the group operation."""
 
 from __future__ import annotations
 
@@ -7,20 +7,25 @@ import base64
 import binascii
 import math
 from decimal import Decimal
+from typing import cast
 
 from metrics_ingest.formats import textformat
 from metrics_ingest.model import (
     LABEL_NAME_RE,
+    MAX_ERRORS,
     MAX_LABEL_VALUE,
     MAX_LABELS,
     METRIC_NAME_RE,
     RESERVED_PREFIX,
     SOURCE_RE,
+    FamilyMeta,
+    FamilyType,
     FieldError,
     Grouping,
     GroupKey,
     GroupOp,
     GroupPush,
+    Parsed,
     PushInvalid,
     SampleGroup,
     canonical_labels,
@@ -102,29 +107,59 @@ def parse_grouping(path: str) -> Grouping:
     return Grouping(job, labels)
 
 
-def parse_text(body: str, grouping: Grouping, now: float,
-               op: GroupOp) -> tuple[list[SampleGroup], GroupPush, int]:
-    """Samples of a text-format push, carrying the push time, with the path labels winning
-    over body labels. Returns (samples, the group operation, samples skipped as non-finite).
+# The Pushgateway's own per-group families: a pushed family of these names is replaced.
+GROUP_TIME_FAMILIES = frozenset({"push_time_seconds", "push_failure_time_seconds"})
 
-    Like the Pushgateway: a sample with its own timestamp is refused.
-    """
+
+class Refused(PushInvalid):
+    """A push the Pushgateway refuses and records as the group's failed push
+    (push_failure_time_seconds): samples carrying their own timestamps."""
+
+
+def series_labels(sample_labels: dict[str, str], grouping: Grouping) -> dict[str, str]:
+    """A pushed sample's labels as the Pushgateway exports them: the grouping labels (and
+    the job) win over the body's, and `instance=""` is set when there is none, so that
+    Prometheus with `honor_labels: true` does not attach the scrape target's instance. A
+    body label named `source` (which every stored series carries) is kept as
+    `exported_source`."""
+    labels = {("exported_source" if name == "source" else name): value
+              for name, value in sample_labels.items() if value}
+    labels.update(grouping.labels)
+    labels["job"] = grouping.source
+    labels.setdefault("instance", "")
+    return labels
+
+
+def parse_text(body: str, grouping: Grouping, now: float, op: GroupOp) -> Parsed:
+    """Samples of a text-format push, carrying the push time, with the families' TYPE and
+    HELP; refuses with PushInvalid, or with Refused where the Pushgateway records a failed
+    push (samples with timestamps of their own)."""
     try:
         families = textformat.parse(body)
     except textformat.TextFormatError as exc:
         raise PushInvalid([FieldError("body", f"is not Prometheus text format: {exc}")]) \
             from None
     errors: list[FieldError] = []
+    stamped: list[FieldError] = []
     merged: dict[GroupKey, SampleGroup] = {}
     push = GroupPush(op, grouping)
+    declared: dict[str, FamilyMeta] = {}
     skipped = 0
     stamp = int(now)
     for family in families:
+        if family.name in GROUP_TIME_FAMILIES:
+            continue
+        kind = cast(FamilyType, family.type)
+        known = declared.get(family.name)
+        if known is not None and known.type != kind:
+            errors.append(FieldError(f"family {shorten(family.name)}",
+                                     f"is declared twice, as {known.type} and {kind}"))
+        declared[family.name] = FamilyMeta(kind, family.help)
         push.pushed_families.add(family.name)
-        for sample_name, sample_labels, sample_value, stamped in family.samples:
+        for sample_name, sample_labels, sample_value, has_stamp in family.samples:
             where = f"sample {shorten(sample_name)}"
-            if stamped:
-                errors.append(FieldError(where, "pushed samples must not carry timestamps"))
+            if has_stamp:
+                stamped.append(FieldError(where, "pushed metrics must not have timestamps"))
                 continue
             if not METRIC_NAME_RE.fullmatch(sample_name) or sample_name.startswith(
                     RESERVED_PREFIX):
@@ -133,16 +168,14 @@ def parse_text(body: str, grouping: Grouping, now: float,
             if not math.isfinite(sample_value):
                 skipped += 1  # e.g. a summary quantile before any observation
                 continue
-            labels = {("exported_source" if name == "source" else name): value
-                      for name, value in sample_labels.items() if name != "job" and value}
-            numeric = NUMERIC_LABELS.get(family.type)
+            labels = series_labels(sample_labels, grouping)
+            numeric = NUMERIC_LABELS.get(kind)
             if numeric in labels:
                 try:
                     labels[numeric] = go_float(float(labels[numeric]))
                 except ValueError:
                     errors.append(FieldError(where, f"{numeric} is not a number"))
                     continue
-            labels.update(grouping.labels)
             if len(labels) > MAX_LABELS or any(len(v) > MAX_LABEL_VALUE
                                                for v in labels.values()):
                 errors.append(FieldError(where, f"has more than {MAX_LABELS} labels or a "
@@ -152,8 +185,12 @@ def parse_text(body: str, grouping: Grouping, now: float,
             group.names.append(sample_name)
             group.values.append(sample_value)
             push.families[sample_name] = family.name
-        if len(errors) >= 100:
+        if len(errors) >= MAX_ERRORS:
             break
     if errors:
         raise PushInvalid(errors)
-    return list(merged.values()), push, skipped
+    if stamped:
+        raise Refused(stamped)
+    counts = {("non_finite", grouping.source): skipped} if skipped else None
+    return Parsed(list(merged.values()), push, skip_counts=counts, families=declared,
+                  typing="strict")

@@ -25,8 +25,11 @@ from metrics_ingest.model import (
     METRIC_NAME_RE,
     PAST_LIMIT_SECONDS,
     RESERVED_PREFIX,
+    FamilyMeta,
+    FamilyType,
     GroupKey,
     SampleGroup,
+    SkipCounts,
     canonical_labels,
     group_for,
 )
@@ -89,7 +92,12 @@ def write_request_class() -> Any:
     message("TimeSeries", ("labels", 1, F.TYPE_MESSAGE, many, ".prometheus.Label"),
             ("samples", 2, F.TYPE_MESSAGE, many, ".prometheus.Sample"),
             ("histograms", 4, F.TYPE_BYTES, many, ""))
-    message("WriteRequest", ("timeseries", 1, F.TYPE_MESSAGE, many, ".prometheus.TimeSeries"))
+    # MetricMetadata.type is an enum on the wire (a varint): read as an int32, mapped below.
+    message("MetricMetadata", ("type", 1, F.TYPE_INT32, one, ""),
+            ("metric_family_name", 2, F.TYPE_STRING, one, ""),
+            ("help", 4, F.TYPE_STRING, one, ""), ("unit", 5, F.TYPE_STRING, one, ""))
+    message("WriteRequest", ("timeseries", 1, F.TYPE_MESSAGE, many, ".prometheus.TimeSeries"),
+            ("metadata", 3, F.TYPE_MESSAGE, many, ".prometheus.MetricMetadata"))
     pool = descriptor_pool.DescriptorPool()
     pool.Add(proto)
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("prometheus.WriteRequest"))
@@ -98,35 +106,47 @@ def write_request_class() -> Any:
 WRITE_REQUEST = write_request_class()
 
 
+# MetricMetadata.MetricType: UNKNOWN, COUNTER, GAUGE, HISTOGRAM, GAUGEHISTOGRAM, SUMMARY, INFO,
+# STATESET. OpenMetrics-only types are kept as what the text format can say of them.
+METADATA_TYPES: dict[int, FamilyType] = {0: "untyped", 1: "counter", 2: "gauge", 3: "histogram",
+                                         4: "histogram", 5: "summary", 6: "untyped",
+                                         7: "untyped"}
+DEFAULT_SOURCE = "prometheus"
+
+
 @dataclass
 class Decoded:
     groups: list[SampleGroup]
-    dropped: dict[str, int] = field(default_factory=dict)  # reason -> samples skipped
+    families: dict[str, FamilyMeta] = field(default_factory=dict)
+    skipped: SkipCounts = field(default_factory=dict)  # (reason, source) -> samples
 
-    def drop(self, reason: str, count: int = 1) -> None:
-        self.dropped[reason] = self.dropped.get(reason, 0) + count
-
-
-def source_from(labels: dict[str, str], default: str) -> str:
-    """`source` label, else `job`, else the default; made to fit the source charset."""
-    raw = labels.pop("source", None) or labels.pop("job", None) or default
-    return SOURCE_INVALID_RE.sub("_", raw)[:64] or default
+    def skip(self, reason: str, source: str, count: int = 1) -> None:
+        key = (reason, source)
+        self.skipped[key] = self.skipped.get(key, 0) + count
 
 
-def resolve_labels(labels: dict[str, str], default_source: str) -> tuple[str, str] | None:
-    """(source, canonical labels) of one series' label set, or None if it cannot be stored."""
+def source_from(labels: dict[str, str], explicit: str | None) -> str:
+    """The series' `source` label (taken out: it is the source), else `?source=`, else its
+    `job` (kept as a label too), else `prometheus`; made to fit the source charset."""
+    raw = labels.pop("source", None) or explicit or labels.get("job") or DEFAULT_SOURCE
+    return SOURCE_INVALID_RE.sub("_", raw)[:64] or DEFAULT_SOURCE
+
+
+def resolve_labels(labels: dict[str, str], explicit: str | None) -> tuple[str, str | None]:
+    """(source, canonical labels or None if they cannot be stored) of one series' labels;
+    every label is kept as sent (`job` and `instance` included), but `__`-prefixed ones."""
     remaining = dict(labels)
-    source = source_from(remaining, default_source)
+    source = source_from(remaining, explicit)
     kept = {name: value for name, value in remaining.items()
             if not name.startswith("__") and value}
     if (len(kept) > MAX_LABELS or not all(map(LABEL_NAME_RE.fullmatch, kept))
             or any(len(value) > MAX_LABEL_VALUE for value in kept.values())):
-        return None
+        return source, None
     return source, canonical_labels(kept)
 
 
-def decode(payload: bytes, default_source: str, now: float) -> Decoded:
-    """WriteRequest -> samples.
+def decode(payload: bytes, explicit_source: str | None, now: float) -> Decoded:
+    """WriteRequest -> samples and the families its metadata declares.
 
     Raises Undecodable for a body that is not a WriteRequest (answered 400, not retried).
     Samples that cannot be stored are skipped and counted by reason rather than failing the
@@ -138,36 +158,41 @@ def decode(payload: bytes, default_source: str, now: float) -> Decoded:
     except DecodeError as exc:
         raise Undecodable(str(exc)) from None
     decoded = Decoded([])
+    for entry in request.metadata:
+        name = entry.metric_family_name
+        if METRIC_NAME_RE.fullmatch(name) and not name.startswith(RESERVED_PREFIX):
+            decoded.families[name] = FamilyMeta(METADATA_TYPES.get(entry.type, "untyped"),
+                                                entry.help)
     merged: dict[GroupKey, SampleGroup] = {}
     # A batch repeats label sets (a target's series share job and instance): each distinct
     # one is checked and made canonical once.
-    label_sets: dict[tuple[tuple[str, str], ...], tuple[str, str] | None] = {}
+    label_sets: dict[tuple[tuple[str, str], ...], tuple[str, str | None]] = {}
     for series in request.timeseries:
-        if series.histograms:
-            decoded.drop("native_histogram", len(series.histograms))
         labels = {item.name: item.value for item in series.labels}
         samples = series.samples
         metric = labels.pop("__name__", "")
-        if not METRIC_NAME_RE.fullmatch(metric) or metric.startswith(RESERVED_PREFIX):
-            decoded.drop("invalid_name", len(samples))
-            continue
         set_key = tuple(labels.items())
-        if set_key not in label_sets:
-            label_sets[set_key] = resolve_labels(labels, default_source)
-        resolved = label_sets[set_key]
+        resolved = label_sets.get(set_key)
         if resolved is None:
-            decoded.drop("invalid_labels", len(samples))
-            continue
+            resolved = label_sets[set_key] = resolve_labels(labels, explicit_source)
         source, label_key = resolved
+        if series.histograms:
+            decoded.skip("native_histogram", source, len(series.histograms))
+        if not METRIC_NAME_RE.fullmatch(metric) or metric.startswith(RESERVED_PREFIX):
+            decoded.skip("invalid_name", source, len(samples))
+            continue
+        if label_key is None:
+            decoded.skip("invalid_labels", source, len(samples))
+            continue
         for point in samples:
             value = point.value
             if not math.isfinite(value):
                 stale = struct.unpack("<Q", struct.pack("<d", value))[0] == STALE_NAN_BITS
-                decoded.drop("stale_marker" if stale else "non_finite")
+                decoded.skip("stale_marker" if stale else "non_finite", source)
                 continue
             seconds = point.timestamp // 1000
             if not now - PAST_LIMIT_SECONDS <= seconds <= now + FUTURE_LIMIT_SECONDS:
-                decoded.drop("out_of_range")
+                decoded.skip("out_of_range", source)
                 continue
             group = group_for(merged, source, label_key, seconds)
             group.names.append(metric)

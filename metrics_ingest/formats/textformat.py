@@ -20,10 +20,11 @@ META_RE = re.compile(rf"#[ \t]+(HELP|TYPE)[ \t]+({NAME})(?:[ \t]+(.*))?")
 NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)")
 SPECIAL_VALUES = {"+Inf": math.inf, "Inf": math.inf, "-Inf": -math.inf, "NaN": math.nan}
 ESCAPES = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
-SUFFIXES = {"summary": ("_count", "_sum", ""), "histogram": ("_count", "_sum", "_bucket"),
-            "gaugehistogram": ("_gcount", "_gsum", "_bucket")}
-TYPES = frozenset({"counter", "gauge", "histogram", "summary", "untyped", "gaugehistogram",
-                   "info", "stateset", "unknown"})
+# A gauge histogram is read as the Pushgateway's parser reads one in this format: with the
+# histogram's sample names, and exported as a histogram.
+SUFFIXES = {"summary": ("_count", "_sum", ""), "histogram": ("_count", "_sum", "_bucket")}
+TYPES = {"counter": "counter", "gauge": "gauge", "histogram": "histogram", "summary": "summary",
+         "untyped": "untyped", "gaugehistogram": "histogram", "gauge_histogram": "histogram"}
 
 
 class TextFormatError(ValueError):
@@ -34,6 +35,8 @@ class TextFormatError(ValueError):
 class Family:
     name: str
     type: str = "untyped"
+    help: str = ""
+    typed: bool = False  # a TYPE line was read (a second one is an error, as in Go's parser)
     samples: list[tuple[str, dict[str, str], float, bool]] = field(default_factory=list)
     # (sample name, labels, value, carried a timestamp)
 
@@ -42,6 +45,13 @@ def unescape(text: str) -> str:
     if "\\" not in text:
         return text
     return re.sub(r'\\[\\"n]', lambda match: ESCAPES[match.group(0)], text)
+
+
+def unescape_help(text: str) -> str:
+    """HELP escapes only backslash and newline; any other backslash stays as it is."""
+    if "\\" not in text:
+        return text
+    return re.sub(r"\\[\\n]", lambda match: ESCAPES[match.group(0)], text)
 
 
 def labels_of(block: str, number: int) -> dict[str, str]:
@@ -85,11 +95,20 @@ def parse(body: str) -> list[Family]:
                 families.append(current)
                 allowed = (name,)
             if kind == "TYPE":
-                family_type = (rest or "").strip()
-                if family_type not in TYPES:
-                    raise TextFormatError(f"line {number}: unknown type {family_type[:32]!r}")
+                if current.typed or current.samples:
+                    raise TextFormatError(f"line {number}: second TYPE line for {name[:64]}, "
+                                          "or TYPE after its samples")
+                current.typed = True
+                declared = (rest or "").strip().lower()
+                family_type = TYPES.get(declared)
+                if family_type is None:
+                    raise TextFormatError(f"line {number}: unknown metric type "
+                                          f"{declared[:32]!r} (the text format has counter, "
+                                          "gauge, histogram, summary and untyped)")
                 current.type = family_type
                 allowed = tuple(name + suffix for suffix in SUFFIXES.get(family_type, ("",)))
+            else:
+                current.help = unescape_help((rest or "").strip())
             continue
         match = LINE_RE.fullmatch(line)
         if match is None:

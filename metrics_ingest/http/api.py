@@ -10,6 +10,7 @@ from aiohttp import web
 
 from metrics_ingest import openapi
 from metrics_ingest.http.errors import BadRequest, json_response
+from metrics_ingest.http.params import only_params
 from metrics_ingest.keys import CLOCK, READER, SETTINGS
 
 WINDOW_RE = re.compile(r"([1-9][0-9]{0,9})([smhdw])")
@@ -56,7 +57,12 @@ def window_start(request: web.Request) -> int:
     return int(request.app[CLOCK]()) - window
 
 
+METRICS_PARAMS = frozenset({"source", "metric", "window", "limit"})
+SOURCES_PARAMS = frozenset({"window"})
+
+
 async def api_metrics(request: web.Request) -> web.Response:
+    only_params(request.query, METRICS_PARAMS)
     since = window_start(request)
     limit = parse_limit(request.query.get("limit", str(DEFAULT_LIMIT)))
     source = optional_filter(request, "source")
@@ -82,5 +88,6 @@ async def openapi_document(request: web.Request) -> web.Response:
 
 
 async def api_sources(request: web.Request) -> web.Response:
+    only_params(request.query, SOURCES_PARAMS)
     since = window_start(request)
     return json_response(await request.app[READER].active_sources(since))

@@ -11,7 +11,13 @@ from typing import Literal
 from aiohttp import web
 
 from metrics_ingest.auth import presented_token
-from metrics_ingest.http.errors import ApiError, Unauthorized, error_response, render_failure
+from metrics_ingest.http.errors import (
+    ApiError,
+    ErrorFields,
+    Unauthorized,
+    error_response,
+    render_failure,
+)
 from metrics_ingest.keys import AUTH, CORS_HEADERS, TELEMETRY
 
 log = logging.getLogger("metrics_ingest.http")
@@ -41,6 +47,7 @@ class Endpoint:
     access: Access
     handlers: dict[str, Handler]
     credentials: Credentials = bearer_token
+    error_fields: ErrorFields | None = None  # what this API's clients read from an error
 
 
 def wrap(spec: Endpoint) -> Handler:
@@ -55,6 +62,7 @@ def wrap(spec: Endpoint) -> Handler:
     access = spec.access
     credentials = spec.credentials
     route = spec.name
+    fields = spec.error_fields
 
     async def handle(request: web.Request) -> web.StreamResponse:
         app = request.app
@@ -73,10 +81,10 @@ def wrap(spec: Endpoint) -> Handler:
                     check_auth(app, request, access, credentials)
                 response = await handler(request)
         except (ApiError, web.HTTPException) as exc:
-            response = render_failure(request, exc)
+            response = render_failure(request, exc, fields)
         except Exception:
             log.exception("unhandled error in %s %s", request.method, request.path)
-            response = error_response(500, "internal error")
+            response = error_response(500, "internal error", fields=fields)
         response.headers.update(app[CORS_HEADERS])
         app[TELEMETRY].count_request(route, response.status)
         return response

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -67,8 +67,14 @@ def json_response(
     body: Any, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> web.Response:
     return web.Response(
-        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
+        # A trailing newline: a curl at a terminal prints the answer on a line of its own.
+        body=orjson.dumps(body) + b"\n", status=status, content_type="application/json",
+        headers=headers,
     )
+
+
+# Extra keys some clients read from an error body (InfluxDB 2's `code` and `message`).
+ErrorFields = Callable[[int, str], dict[str, Any]]
 
 
 def error_response(
@@ -76,8 +82,11 @@ def error_response(
     message: str,
     errors: Sequence[FieldError] = (),
     headers: Mapping[str, str] | None = None,
+    fields: ErrorFields | None = None,
 ) -> web.Response:
     body: dict[str, Any] = {"status": "error", "error": message}
+    if fields is not None:
+        body.update(fields(status, message))
     if errors:
         body["errors"] = [{"path": error.path, "error": error.error} for error in errors]
     return json_response(body, status=status, headers=headers)
@@ -91,14 +100,15 @@ HTTP_MESSAGES = {
 }
 
 
-def render_failure(request: web.Request, exc: ApiError | web.HTTPException) -> web.Response:
+def render_failure(request: web.Request, exc: ApiError | web.HTTPException,
+                   fields: ErrorFields | None = None) -> web.Response:
     """SPEC's error shape for an API error or one of aiohttp's (404, 405, ...)."""
     if isinstance(exc, ApiError):
-        return error_response(exc.status, exc.message, exc.errors, exc.headers)
+        return error_response(exc.status, exc.message, exc.errors, exc.headers, fields)
     if exc.status >= 400:
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
         message = HTTP_MESSAGES.get(exc.status, exc.reason.lower())
         if exc.status == 405:
             message = f"method {request.method} not allowed; allowed: {headers.get('Allow', '')}"
-        return error_response(exc.status, message, headers=headers)
+        return error_response(exc.status, message, headers=headers, fields=fields)
     raise exc  # a redirect or other non-error answer: let aiohttp send it

@@ -8,25 +8,17 @@ import orjson
 from aiohttp import web
 
 from metrics_ingest.formats.json_push import parse_push, push_source
-from metrics_ingest.http.errors import BadRequest, UnsupportedMediaType
+from metrics_ingest.http.errors import BadRequest
 from metrics_ingest.http.intake import Attempt, accept, body_of, invalid_push
+from metrics_ingest.http.params import boolean_param
 from metrics_ingest.model import Parsed, PushInvalid
 
-JSON_TYPES = ("application/json", "application/x-www-form-urlencoded")
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 
-def check_json_type(request: web.Request) -> None:
-    """JSON when Content-Type is application/json (any parameters), absent, or what `curl -d`
-    sends; anything else is 415."""
-    declared = request.headers.get("Content-Type")
-    if declared is not None and declared != "application/json" and (
-            request.content_type not in JSON_TYPES):
-        raise UnsupportedMediaType(
-            f"Content-Type {request.content_type[:64]!r} is not supported; send application/json")
-
-
 def decode_json(body: bytes) -> Any:
+    """The body as JSON whatever its Content-Type says, as the Worker read it (.NET's
+    StringContent sends text/plain, curl -d form-urlencoded)."""
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -34,16 +26,22 @@ def decode_json(body: bytes) -> Any:
 
 
 async def read_push(request: web.Request, attempt: Attempt) -> Parsed:
-    check_json_type(request)
+    query = request.query
+    strict = bool(query) and boolean_param(query, "strict")  # other parameters are ignored
     payload = decode_json(await body_of(request))
     attempt.payload = payload
     attempt.source_of = push_source
     try:
-        return Parsed(parse_push(payload, attempt.now))
+        return parse_push(payload, attempt.now, strict)
     except PushInvalid as exc:
         raise invalid_push(exc) from None
 
 
 async def ingest(request: web.Request) -> web.Response:
-    _, inserted = await accept(request, read_push)
-    return web.Response(body=b'{"status":"ok","inserted":%d}' % inserted, headers=JSON_HEADERS)
+    parsed, inserted = await accept(request, read_push)
+    if parsed.skipped is None:
+        return web.Response(body=b'{"status":"ok","inserted":%d}\n' % inserted,
+                            headers=JSON_HEADERS)
+    body = {"status": "ok", "inserted": inserted,
+            "skipped": [{"path": skip.path, "error": skip.error} for skip in parsed.skipped]}
+    return web.Response(body=orjson.dumps(body) + b"\n", headers=JSON_HEADERS)

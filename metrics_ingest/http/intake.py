@@ -19,7 +19,7 @@ from metrics_ingest.http.errors import (
 )
 from metrics_ingest.inbox import Closed, Overloaded, StorageFailed
 from metrics_ingest.keys import CLOCK, LIFECYCLE, SETTINGS, TELEMETRY, WRITER
-from metrics_ingest.model import Parsed, Push, PushInvalid
+from metrics_ingest.model import Parsed, Push, PushInvalid, PushRefused
 
 REJECTION_REASONS = {
     400: "invalid", 408: "timeout", 413: "too_large", 415: "unsupported_type", 503: "overload"}
@@ -68,10 +68,10 @@ async def accept(request: web.Request, read: PushReader) -> tuple[Parsed, int]:
                   else REJECTION_REASONS.get(exc.status, "invalid"))
         app[TELEMETRY].count_rejected(reason, attempt.known_source())
         raise
-    if parsed.dropped:
-        dropped = app[TELEMETRY].dropped_samples
-        for key, count in parsed.dropped.items():
-            dropped[key] += count
+    if parsed.skip_counts:
+        skipped = app[TELEMETRY].skipped_samples
+        for key, count in parsed.skip_counts.items():
+            skipped[key] += count
     return parsed, inserted
 
 
@@ -108,8 +108,8 @@ async def commit(app: web.Application, parsed: Parsed, now: float) -> int:
     """Queue the samples (and what a Pushgateway-API push does to its group) and wait for the
     transaction holding them to commit; returns the number of samples."""
     groups = parsed.groups
-    if not groups and parsed.group is None:
-        return 0
+    if not groups and parsed.group is None and not parsed.families:
+        return 0  # nothing to store (remote_write's metadata-only requests are something)
     if not app[LIFECYCLE].accepting:
         raise ServiceUnavailable("the service is shutting down; retry against its successor")
     writer = app[WRITER]
@@ -118,7 +118,8 @@ async def commit(app: web.Application, parsed: Parsed, now: float) -> int:
         raise PayloadTooLarge(
             f"the push holds {count} samples; at most {writer.inbox.max_samples} fit in one "
             "push")
-    push = Push(groups, count, now, writer.loop.create_future(), parsed.group)
+    push = Push(groups, count, now, writer.loop.create_future(), parsed.group, parsed.families,
+                parsed.typing)
     try:
         writer.submit(push)
     except Overloaded as exc:
@@ -129,6 +130,9 @@ async def commit(app: web.Application, parsed: Parsed, now: float) -> int:
         await push.done
     except (StorageFailed, Closed) as exc:
         raise StorageUnavailable(str(exc)) from None
+    except PushRefused as exc:
+        raise BadRequest(f"pushed metrics are invalid or inconsistent with existing metrics: "
+                         f"{exc}") from None
     last_push = app[TELEMETRY].last_push
     for sample_group in groups:
         last_push[sample_group.source] = now

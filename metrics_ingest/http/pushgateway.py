@@ -6,9 +6,25 @@ from __future__ import annotations
 from aiohttp import web
 
 from metrics_ingest.formats import pushgateway
+from metrics_ingest.formats.fields import check_timestamp
 from metrics_ingest.http.errors import BadRequest, UnsupportedMediaType, json_response
-from metrics_ingest.http.intake import Attempt, accept, body_of, invalid_push, text_of
-from metrics_ingest.model import DIGITS_RE, GroupOp, GroupPush, Parsed, PushInvalid
+from metrics_ingest.http.intake import (
+    Attempt,
+    accept,
+    body_of,
+    commit,
+    invalid_push,
+    text_of,
+)
+from metrics_ingest.model import (
+    DIGITS_RE,
+    FieldError,
+    Grouping,
+    GroupOp,
+    GroupPush,
+    Parsed,
+    PushInvalid,
+)
 
 OPS: dict[str, GroupOp] = {"PUT": "put", "POST": "post", "DELETE": "delete"}
 TEXT_TYPES = ("text/plain", "application/octet-stream", "application/x-www-form-urlencoded")
@@ -16,13 +32,25 @@ TEXT_TYPES = ("text/plain", "application/octet-stream", "application/x-www-form-
 
 def push_time(request: web.Request, now: float) -> float:
     """The time samples carry: the push's receipt, or `?timestamp=` (Unix seconds) when a
-    spooled push is sent late (`metrics-ingest push`); bounds are checked like any timestamp."""
+    spooled push is sent late (`metrics-ingest push`), within the bounds of any timestamp."""
     raw = request.query.get("timestamp")
     if raw is None:
         return now
-    if not DIGITS_RE.fullmatch(raw):
-        raise BadRequest("timestamp must be Unix seconds (digits)")
-    return float(raw)
+    errors: list[FieldError] = []
+    seconds = (check_timestamp(raw, now, "timestamp", errors) if DIGITS_RE.fullmatch(raw)
+               else None)
+    if seconds is None:
+        problem = errors[0].error if errors else "must be Unix seconds (digits)"
+        raise BadRequest(f"?timestamp= {problem}")
+    return float(seconds)
+
+
+async def refused(request: web.Request, grouping: Grouping, exc: PushInvalid,
+                  now: float) -> BadRequest:
+    """Record a push the Pushgateway would record as failed, then the 400 to answer."""
+    await commit(request.app, Parsed([], GroupPush("fail", grouping)), now)
+    return BadRequest(f"pushed metrics are invalid or inconsistent with existing metrics: "
+                      f"{exc}", errors=exc.errors)
 
 
 async def read_group_push(request: web.Request, attempt: Attempt) -> Parsed:
@@ -41,10 +69,11 @@ async def read_group_push(request: web.Request, attempt: Attempt) -> Parsed:
     text = text_of(await body_of(request))
     when = push_time(request, attempt.now)
     try:
-        groups, group, skipped = pushgateway.parse_text(text, grouping, when, op)
+        return pushgateway.parse_text(text, grouping, when, op)
+    except pushgateway.Refused as exc:
+        raise await refused(request, grouping, exc, attempt.now) from None
     except PushInvalid as exc:
         raise invalid_push(exc) from None
-    return Parsed(groups, group, {("pushgateway", "non_finite"): skipped} if skipped else {})
 
 
 async def push(request: web.Request) -> web.Response:

@@ -11,8 +11,6 @@ from metrics_ingest.http.intake import Attempt, accept, body_of
 from metrics_ingest.keys import SETTINGS
 from metrics_ingest.model import Parsed
 
-DEFAULT_SOURCE = "prometheus"
-
 
 def check_headers(request: web.Request) -> None:
     encoding = request.headers.get("Content-Encoding", "").strip().lower()
@@ -34,13 +32,13 @@ async def read_write_request(request: web.Request, attempt: Attempt) -> Parsed:
     limit = request.app[SETTINGS].max_body_bytes
     try:
         decoded = remote_write.decode(remote_write.decompress(body, limit),
-                                      request.query.get("source", DEFAULT_SOURCE), attempt.now)
+                                      request.query.get("source"), attempt.now)
     except remote_write.Undecodable as exc:
         raise BadRequest(f"not a remote_write WriteRequest: {exc}") from None
     except OverflowError as exc:
         raise PayloadTooLarge(str(exc)) from None
-    return Parsed(decoded.groups, dropped={("remote_write", reason): count
-                                           for reason, count in decoded.dropped.items()})
+    return Parsed(decoded.groups, skip_counts=decoded.skipped or None,
+                  families=decoded.families or None, typing="soft")
 
 
 async def receive(request: web.Request) -> web.Response:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from metrics_ingest.config import Synchronous
-from metrics_ingest.model import Change, Push
+from metrics_ingest.model import Change, FamilyMeta, Push
 
 
 class StorageError(Exception):
@@ -37,6 +37,15 @@ class StoredSeries(NamedTuple):
 SeriesUpdate = tuple[str, str, str, float, int, int, int]
 
 
+class GroupTimes(NamedTuple):
+    """A Pushgateway-API group's last successful and last refused push (0: never)."""
+
+    source: str
+    grouping: str  # canonical JSON of the path labels, "" for none
+    pushed_at: float
+    failed_at: float
+
+
 class StoredSample(NamedTuple):
     source: str
     timestamp: int
@@ -51,10 +60,13 @@ class WriteSession(Protocol):
     def commit(self, pushes: Sequence[Push]) -> Change:
         """Store every push of the batch in one transaction, in order: for equal (series,
         timestamp) the later push wins, and a series' newest sample is kept as its latest.
-        Pushgateway-API group operations apply in the same transaction as their samples.
+        Pushgateway-API group operations and the families a push declares apply in the same
+        transaction as its samples.
 
-        Returns what the commit changed. Raises StorageError if the transaction failed: then
-        nothing of the batch is stored, and the session can take the next batch.
+        A push whose declared family types clash with the stored ones (families.py) gets
+        `refused` set and nothing of it is stored; the others commit. Returns what the commit
+        changed. Raises StorageError if the transaction failed: then nothing of the batch is
+        stored, and the session can take the next batch.
         """
         ...
 
@@ -89,6 +101,14 @@ class ReadSession(Protocol):
         """The newest sample of each given series, fresh or not, with `hidden`."""
         ...
 
+    async def families(self) -> dict[str, FamilyMeta]:
+        """Every declared family's TYPE and HELP."""
+        ...
+
+    async def groups(self) -> list[GroupTimes]:
+        """Every Pushgateway-API group with its push times."""
+        ...
+
     async def recent_samples(self, since: int, source: str | None, metric: str | None,
                              limit: int) -> list[StoredSample]:
         """Samples at or after `since`, newest first, optionally filtered."""
@@ -120,8 +140,10 @@ class Store(Protocol):
         """What the data takes on disk (0 when unknown)."""
         ...
 
-    def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Run one ad-hoc statement for `db query`; returns (columns, rows)."""
+    def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]], int | None]:
+        """Run one ad-hoc statement for `db query`; returns (columns, rows, rows changed by a
+        statement that returns none, else None). A running server notices the change at its
+        next read or write."""
         ...
 
 

@@ -13,6 +13,7 @@ from metrics_ingest.store import StorageError
 from metrics_ingest.store.sqlite import migrations
 from metrics_ingest.store.sqlite.reader import SQLiteReader
 from metrics_ingest.store.sqlite.session import SQLiteWriteSession
+from metrics_ingest.store.sqlite.sql import SELECT_VIEW_DELETES
 
 
 class SQLiteStore:
@@ -42,15 +43,29 @@ class SQLiteStore:
                 total += os.stat(f"{self.db_path}{suffix}").st_size
         return total
 
-    def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]], int | None]:
         if not self.db_path.exists():
             raise StorageError(f"no database at {self.db_path} (set --db or METRICS_DB_PATH)")
         conn = sqlite3.connect(f"file:{self.db_path}?mode=rw", uri=True, isolation_level=None)
         try:
+            before = view_deletes(conn)
             cursor = conn.execute(sql)
             columns = [column[0] for column in cursor.description or ()]
-            return columns, cursor.fetchall()
+            rows = cursor.fetchall()
+            changed: int | None = None
+            if cursor.description is None:
+                # SQLite counts no changes for a statement on a view: deletions through the
+                # `metrics` view are counted by its trigger instead.
+                changed = max(cursor.rowcount, 0) + view_deletes(conn) - before
+            return columns, rows, changed
         except sqlite3.Error as exc:
             raise StorageError(str(exc)) from exc
         finally:
             conn.close()
+
+
+def view_deletes(conn: sqlite3.Connection) -> int:
+    try:
+        return int(conn.execute(SELECT_VIEW_DELETES).fetchone()[0])
+    except sqlite3.OperationalError:  # a database from before migration 0004
+        return 0

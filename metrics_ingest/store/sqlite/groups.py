@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sqlite3
 
-from metrics_ingest.model import Push
+from metrics_ingest.model import Grouping, Push
 from metrics_ingest.store.sqlite.series import SeriesIndex
 from metrics_ingest.store.sqlite.sql import (
     DELETE_GROUP,
     DELETE_GROUP_MEMBER,
+    FAIL_GROUP,
     HIDE_SERIES,
     INSERT_GROUP_MEMBER,
     PIN_SERIES,
@@ -16,6 +17,11 @@ from metrics_ingest.store.sqlite.sql import (
     SELECT_GROUP_MEMBERS,
     UPSERT_GROUP,
 )
+
+
+def record_failure(db: sqlite3.Connection, grouping: Grouping, now: float) -> None:
+    """A refused push's time, as push_failure_time_seconds; the group's series stay."""
+    db.execute(FAIL_GROUP, (grouping.source, grouping.key, now))
 
 
 def apply(db: sqlite3.Connection, series: SeriesIndex, push: Push) -> list[int]:

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import cast
 
 from metrics_ingest.config import Synchronous
-from metrics_ingest.model import Change, Push
+from metrics_ingest.families import FamilyRegistry
+from metrics_ingest.model import Change, FamilyMeta, Push
 from metrics_ingest.store import StorageError
 from metrics_ingest.store.sqlite import groups
 from metrics_ingest.store.sqlite.series import NewSeries, SeriesIndex
@@ -26,8 +27,10 @@ from metrics_ingest.store.sqlite.sql import (
     GROW_PROBE,
     INSERT_SERIES,
     PROBE_GROWTH_BYTES,
+    SELECT_FAMILIES,
     SELECT_PURGE_BOUNDARY,
     SET_SYNCHRONOUS,
+    UPSERT_FAMILY,
     UPSERT_LATESTS,
     UPSERT_SAMPLES,
     VALUES_CHUNK_ROWS,
@@ -117,7 +120,7 @@ def purge_chunk(db: sqlite3.Connection, cutoff: int, chunk: int) -> tuple[int, b
 def purge_expired_series(db: sqlite3.Connection, cutoff: int) -> int:
     """Forget series whose newest sample is older than `cutoff` (their samples are gone)."""
     db.execute(DELETE_EXPIRED_MEMBERS, (cutoff,))
-    db.execute(DELETE_EMPTY_GROUPS)
+    db.execute(DELETE_EMPTY_GROUPS, (cutoff,))
     forgotten = db.execute(DELETE_EXPIRED_SERIES, (cutoff,)).rowcount
     db.execute(DELETE_EXPIRED_LATEST, (cutoff,))
     return forgotten
@@ -137,18 +140,46 @@ def write_probe(db: sqlite3.Connection, now: int) -> None:
         db.execute(WRITE_PROBE, (now,))
 
 
+def load_registry(db: sqlite3.Connection) -> FamilyRegistry:
+    return FamilyRegistry({name: FamilyMeta(kind, help_text)
+                           for name, kind, help_text in db.execute(SELECT_FAMILIES)})
+
+
+def checked(pushes: Sequence[Push], registry: FamilyRegistry) -> Sequence[Push]:
+    """The pushes whose family types agree with the registry; the others get `refused`."""
+    if not (registry.claimed or registry.pending) and all(
+            push.typing == "gauges" for push in pushes):
+        return pushes  # the usual batch: plain gauges, no histogram or summary to protect
+    accepted = []
+    for push in pushes:
+        why = registry.check(push)
+        if why is None:
+            accepted.append(push)
+        else:
+            push.refused = why
+    return accepted
+
+
 class SQLiteWriteSession:
     """The store's WriteSession over one sqlite3 connection (see store.WriteSession).
 
     Series ids are allocated by the in-memory index, which is safe because this is the only
     writer; another connection's commit (`metrics-ingest purge`, `db query`) is noticed
-    through PRAGMA data_version and the index reloaded before it is used again.
+    through PRAGMA data_version and the index (and the family registry) reloaded before they
+    are used again.
     """
 
     def __init__(self, db_path: Path, synchronous: Synchronous) -> None:
         with engine_errors():
             self.db = connect(db_path, synchronous)
+            self.registry = load_registry(self.db)
         self.series = SeriesIndex()
+
+    def _refresh(self) -> bool:
+        if not self.series.refresh(self.db):
+            return False
+        self.registry = load_registry(self.db)
+        return True
 
     def commit(self, pushes: Sequence[Push]) -> Change:
         db = self.db
@@ -157,15 +188,27 @@ class SQLiteWriteSession:
         # batch on the writer thread, which shares the GIL with every request.
         try:
             db.execute("BEGIN IMMEDIATE")
-            reloaded = series.refresh(db)
-            new_series, samples, latest = series.rows(pushes)
+            reloaded = self._refresh()
+            registry = self.registry
+            accepted = checked(pushes, registry)
+            new_series, samples, latest = series.rows(accepted)
             insert_rows(db, new_series, samples, latest)
             touched = cast(list[int], latest[0::3])  # (series_id, timestamp, value), flat
+            group_pushed = False
             for push in pushes:
-                if push.group is not None:
-                    touched += groups.apply(db, series, push)
+                group = push.group
+                if group is not None:
+                    group_pushed = True
+                    if push.refused is not None or group.op == "fail":
+                        groups.record_failure(db, group.grouping, push.received_at)
+                    else:
+                        touched += groups.apply(db, series, push)
+            if registry.pending:
+                db.executemany(UPSERT_FAMILY, [(name, meta.type, meta.help)
+                                               for name, meta in registry.pending.items()])
             db.execute("COMMIT")
         except BaseException as exc:
+            self.registry.discard()
             if db.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
@@ -173,13 +216,14 @@ class SQLiteWriteSession:
                 raise StorageError(str(exc)) from exc
             raise
         series.adopt(new_series)
-        return Change(touched, reloaded)
+        families = registry.adopt()
+        return Change(touched, reloaded, families or None, group_pushed)
 
     def purge_chunk(self, cutoff: int) -> tuple[int, bool, Change]:
         db = self.db
         with engine_errors():
             with immediate_transaction(db):
-                self.series.refresh(db)
+                self._refresh()
                 deleted, finished = purge_chunk(db, cutoff, PURGE_CHUNK_ROWS)
                 forgotten = purge_expired_series(db, cutoff) if finished else 0
             if forgotten:
@@ -192,7 +236,7 @@ class SQLiteWriteSession:
 
     def outside_change(self) -> bool:
         with engine_errors():
-            return self.series.refresh(self.db)
+            return self._refresh()
 
     def close(self) -> None:
         self.db.close()

@@ -56,8 +56,22 @@ DELETE_EXPIRED_MEMBERS = (
     "DELETE FROM group_series"
     " WHERE series_id IN (SELECT series_id FROM latest WHERE timestamp < ?)"
 )
+FAIL_GROUP = (
+    "INSERT INTO push_groups (source, grouping, pushed_at, failed_at) VALUES (?, ?, 0, ?)"
+    " ON CONFLICT (source, grouping) DO UPDATE SET failed_at = excluded.failed_at"
+)
+# Groups left without series whose last push or failure is older than the cutoff.
 DELETE_EMPTY_GROUPS = (
     "DELETE FROM push_groups WHERE id NOT IN (SELECT DISTINCT group_id FROM group_series)"
+    " AND max(pushed_at, failed_at) < ?"
+)
+
+# -- families -----------------------------------------------------------------------------
+
+SELECT_FAMILIES = "SELECT name, type, help FROM families"
+UPSERT_FAMILY = (
+    "INSERT INTO families (name, type, help) VALUES (?, ?, ?)"
+    " ON CONFLICT (name) DO UPDATE SET type = excluded.type, help = excluded.help"
 )
 
 # -- retention ------------------------------------------------------------------------------
@@ -105,6 +119,8 @@ SELECT_RECENT_SAMPLES = (
     " AND (:metric IS NULL OR s.metric_name = :metric)"
     " ORDER BY x.timestamp DESC, x.series_id DESC LIMIT :limit"
 )
+SELECT_GROUPS = "SELECT source, grouping, pushed_at, failed_at FROM push_groups"
+SELECT_VIEW_DELETES = "SELECT count FROM metrics_deleted"
 SELECT_ACTIVE_SOURCES = (
     "SELECT DISTINCT s.source FROM latest l JOIN series s ON s.id = l.series_id"
     " WHERE l.timestamp >= ? ORDER BY s.source"
