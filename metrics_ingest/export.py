@@ -85,10 +85,13 @@ class ExportedSeries:
     def update(self, rows: Iterable[StoredSeries | SeriesUpdate]) -> None:
         changed: set[str] = set()
         declared = self.declared
+        family_names: dict[str, str] = {}  # metric name -> family: names repeat across series
         for row in rows:
             name, source, labels, value, timestamp, pinned = row[:6]
             hidden = len(row) > 6 and row[6]
-            key = family_of(name, declared)
+            key = family_names.get(name)
+            if key is None:
+                key = family_names[name] = family_of(name, declared) if declared else name
             family = self.families.get(key)
             if hidden:
                 if family is not None and (name, source, labels) in family.members:

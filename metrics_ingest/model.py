@@ -127,14 +127,15 @@ class Parsed:
     types it declared, and, for the Pushgateway API, what the push does to its group.
     (Plain classes with slots, here and below: one of each is made per push.)"""
 
-    __slots__ = ("families", "group", "groups", "skip_counts", "skipped", "typing")
+    __slots__ = ("families", "group", "groups", "refusal", "skip_counts", "skipped", "typing")
 
     def __init__(self, groups: list[SampleGroup], group: GroupPush | None = None, *,
                  skipped: list[FieldError] | None = None, skip_counts: SkipCounts | None = None,
                  families: dict[str, FamilyMeta] | None = None,
-                 typing: Typing = "gauges") -> None:
+                 typing: Typing = "gauges", refusal: PushInvalid | None = None) -> None:
         self.groups = groups
         self.group = group
+        self.refusal = refusal  # refused once what it records is committed (a failed push)
         self.skipped = skipped  # listed in the answer (at most MAX_ERRORS)
         self.skip_counts = skip_counts
         self.families = families

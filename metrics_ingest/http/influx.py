@@ -13,9 +13,9 @@ from metrics_ingest import __version__
 from metrics_ingest.auth import influx_credentials
 from metrics_ingest.formats import influx
 from metrics_ingest.http.errors import BadRequest, UnsupportedMediaType, json_response
-from metrics_ingest.http.intake import Attempt, PushReader, accept, body_of, invalid_push, text_of
+from metrics_ingest.http.intake import Attempt, accept, text_of
 from metrics_ingest.keys import CLOCK, LIFECYCLE, READER, SETTINGS, WRITER
-from metrics_ingest.model import SOURCE_RE, Parsed, PushInvalid, shorten
+from metrics_ingest.model import SOURCE_RE, Parsed, shorten
 
 LINE_PROTOCOL_TYPES = ("text/plain", "application/octet-stream",
                        "application/x-www-form-urlencoded")
@@ -58,36 +58,45 @@ def source_of(request: web.Request, database_param: str) -> str:
     return source
 
 
-def reader(database_param: str, default_precision: str,
-           precisions: tuple[str, ...]) -> PushReader:
-    async def read(request: web.Request, attempt: Attempt) -> Parsed:
+class LineProtocolWrite:
+    """The v1 (`db`, precisions n..h) or v2 (`bucket`, ns..s) flavour of a write."""
+
+    def __init__(self, database_param: str, default_precision: str,
+                 precisions: tuple[str, ...]) -> None:
+        self.database_param = database_param
+        self.default_precision = default_precision
+        self.precisions = precisions
+
+    def check(self, request: web.Request, attempt: Attempt) -> None:
         check_type(request)
-        precision = request.query.get("precision", default_precision)
-        if precision not in precisions:
-            raise BadRequest(f"precision must be one of {', '.join(precisions)}")
-        source = attempt.source = source_of(request, database_param)
-        text = text_of(await body_of(request))
+        self.precision(request)
+        attempt.source = source_of(request, self.database_param)
+
+    def precision(self, request: web.Request) -> str:
+        precision = request.query.get("precision", self.default_precision)
+        if precision not in self.precisions:
+            raise BadRequest(f"precision must be one of {', '.join(self.precisions)}")
+        return precision
+
+    def parse(self, request: web.Request, body: bytes, attempt: Attempt) -> Parsed:
+        assert attempt.source is not None  # set by check
         strings = request.app[SETTINGS].influx_string_fields
-        try:
-            return influx.parse_body(text, precision, source, attempt.now, strings)
-        except PushInvalid as exc:
-            raise invalid_push(exc) from None
-
-    return read
+        return influx.parse_body(text_of(body), self.precision(request), attempt.source,
+                                 attempt.now, strings)
 
 
-READ_V1 = reader("db", "n", ("n", "ns", "u", "ms", "s", "m", "h"))
-READ_V2 = reader("bucket", "ns", ("ns", "us", "ms", "s"))
+V1 = LineProtocolWrite("db", "n", ("n", "ns", "u", "ms", "s", "m", "h"))
+V2 = LineProtocolWrite("bucket", "ns", ("ns", "us", "ms", "s"))
 
 
 async def write_v1(request: web.Request) -> web.Response:
-    await accept(request, READ_V1)
+    await accept(request, V1.parse, V1.check)
     # 204 is what InfluxDB answers, and the only success Telegraf's v1 output accepts.
     return web.Response(status=204, headers=VERSION_HEADERS)
 
 
 async def write_v2(request: web.Request) -> web.Response:
-    await accept(request, READ_V2)
+    await accept(request, V2.parse, V2.check)
     return web.Response(status=204, headers=VERSION_HEADERS)
 
 

@@ -8,14 +8,7 @@ from aiohttp import web
 from metrics_ingest.formats import pushgateway
 from metrics_ingest.formats.fields import check_timestamp
 from metrics_ingest.http.errors import BadRequest, UnsupportedMediaType, json_response
-from metrics_ingest.http.intake import (
-    Attempt,
-    accept,
-    body_of,
-    commit,
-    invalid_push,
-    text_of,
-)
+from metrics_ingest.http.intake import Attempt, accept, invalid_push, text_of
 from metrics_ingest.model import (
     DIGITS_RE,
     FieldError,
@@ -45,39 +38,36 @@ def push_time(request: web.Request, now: float) -> float:
     return float(seconds)
 
 
-async def refused(request: web.Request, grouping: Grouping, exc: PushInvalid,
-                  now: float) -> BadRequest:
-    """Record a push the Pushgateway would record as failed, then the 400 to answer."""
-    await commit(request.app, Parsed([], GroupPush("fail", grouping)), now)
-    return BadRequest(f"pushed metrics are invalid or inconsistent with existing metrics: "
-                      f"{exc}", errors=exc.errors)
-
-
-async def read_group_push(request: web.Request, attempt: Attempt) -> Parsed:
-    op = OPS[request.method]
+def check(request: web.Request, attempt: Attempt) -> None:
+    """The grouping path first: it names the source (the job), even of a refused push."""
     try:
         grouping = pushgateway.parse_grouping(request.match_info["grouping"])
     except PushInvalid as exc:
         raise invalid_push(exc) from None
     attempt.source = grouping.source
-    if op == "delete":
-        return Parsed([], GroupPush(op, grouping))
-    if "Content-Type" in request.headers and request.content_type not in TEXT_TYPES:
+    attempt.payload = grouping
+    if (request.method != "DELETE" and "Content-Type" in request.headers
+            and request.content_type not in TEXT_TYPES):
         raise UnsupportedMediaType(
             f"Content-Type {request.content_type[:64]!r} is not supported; push the "
             "Prometheus text format (the protobuf format is not accepted)")
-    text = text_of(await body_of(request))
+
+
+def parse(request: web.Request, body: bytes, attempt: Attempt) -> Parsed:
+    op = OPS[request.method]
+    grouping: Grouping = attempt.payload
+    if op == "delete":
+        return Parsed([], GroupPush(op, grouping))
     when = push_time(request, attempt.now)
     try:
-        return pushgateway.parse_text(text, grouping, when, op)
+        return pushgateway.parse_text(text_of(body), grouping, when, op)
     except pushgateway.Refused as exc:
-        raise await refused(request, grouping, exc, attempt.now) from None
-    except PushInvalid as exc:
-        raise invalid_push(exc) from None
+        # The Pushgateway records such a push as the group's failure, then refuses it.
+        return Parsed([], GroupPush("fail", grouping), refusal=exc)
 
 
 async def push(request: web.Request) -> web.Response:
-    parsed, inserted = await accept(request, read_group_push)
+    parsed, inserted = await accept(request, parse, check)
     if parsed.group is not None and parsed.group.op == "delete":
         return json_response({"status": "ok", "deleted": True}, status=202)
     return json_response({"status": "ok", "inserted": inserted})

@@ -7,7 +7,7 @@ from aiohttp import web
 
 from metrics_ingest.formats import remote_write
 from metrics_ingest.http.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from metrics_ingest.http.intake import Attempt, accept, body_of
+from metrics_ingest.http.intake import Attempt, accept
 from metrics_ingest.keys import SETTINGS
 from metrics_ingest.model import Parsed
 
@@ -26,9 +26,11 @@ def check_headers(request: web.Request) -> None:
                                    f"accepted, not {content_type[:80]!r}")
 
 
-async def read_write_request(request: web.Request, attempt: Attempt) -> Parsed:
+def check(request: web.Request, attempt: Attempt) -> None:
     check_headers(request)
-    body = await body_of(request, raw=True)
+
+
+def parse(request: web.Request, body: bytes, attempt: Attempt) -> Parsed:
     limit = request.app[SETTINGS].max_body_bytes
     try:
         decoded = remote_write.decode(remote_write.decompress(body, limit),
@@ -44,5 +46,5 @@ async def read_write_request(request: web.Request, attempt: Attempt) -> Parsed:
 async def receive(request: web.Request) -> web.Response:
     """204 when stored; 400 for a body that is not a WriteRequest (the sender drops it);
     503 when the sender should retry (overload, storage)."""
-    await accept(request, read_write_request)
+    await accept(request, parse, check, raw=True)
     return web.Response(status=204)
