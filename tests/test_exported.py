@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from bench.encode import snappy, write_request
 from metrics_ingest import retention
 from metrics_ingest.config import Settings
 from metrics_ingest.formats.exposition import OPENMETRICS, TEXT, Format
@@ -85,6 +86,33 @@ async def test_every_change_shows_as_a_full_read_would(make_client: Any, tmp_pat
     assert (await client.put("/metrics/job/keep", data="kept 1\n", headers=AUTH)).status == 200
     await check(client, settings, clock)
     assert (await client.put(job, data="backup_ok 0\n", headers=AUTH)).status == 200
+    await check(client, settings, clock)
+
+    # Families: a histogram and a counter pushed with their types, then remote_write series
+    # whose metadata arrives later (they move from gauges of their own into the family).
+    typed = ("# TYPE lat histogram\n"
+             'lat_bucket{le="1"} 1\nlat_bucket{le="+Inf"} 2\nlat_count 2\nlat_sum 1.5\n'
+             "# HELP done_total Jobs done.\n# TYPE done_total counter\ndone_total 7\n")
+    assert (await client.put("/metrics/job/typed", data=typed, headers=AUTH)).status == 200
+    await check(client, settings, clock)
+    stamp = int(NOW - 2) * 1000
+    series = [({"__name__": "rpc_bucket", "le": le, "job": "api"}, [(v, stamp)])
+              for le, v in (("0.5", 1.0), ("+Inf", 3.0))]
+    series.append(({"__name__": "rpc_count", "job": "api"}, [(3.0, stamp)]))
+    headers = {**AUTH, "Content-Encoding": "snappy", "Content-Type": "application/x-protobuf"}
+    assert (await client.post("/api/v1/write", data=snappy(write_request(series)),
+                              headers=headers)).status == 204
+    await check(client, settings, clock)
+    assert (await client.post("/api/v1/write", headers=headers, data=snappy(write_request(
+        [], [(3, "rpc", "RPC latency.")])))).status == 204
+    await check(client, settings, clock)
+    assert "# TYPE rpc histogram" in await scraped(client, TEXT)
+
+    # Another process deletes through the Worker's view: the next scrape shows it.
+    outside = sqlite3.connect(settings.db_path)
+    outside.execute("DELETE FROM metrics WHERE metric_name = 'm1' AND source = 'other'")
+    outside.commit()
+    outside.close()
     await check(client, settings, clock)
 
     # Time passes: the hpc series age out of the window, pinned ones stay.
