@@ -21,7 +21,7 @@ def raw_insert_rate(db_path: Path, total_rows: int, batch_rows: int = 10_000,
     conn.execute("PRAGMA cache_size=-65536")
     conn.execute("BEGIN")
     conn.executemany(sql.INSERT_SERIES,
-                     [(i, f"bulk_metric_{i % 100}", "bulk", f'{{"host":"h{i // 100}"}}')
+                     [(i, f"bulk_metric_{i % 100}", "bulk", f'{{"host":"h{i // 100}"}}', "")
                       for i in range(1, series + 1)])
     conn.execute("COMMIT")
     base = int(time.time()) - 86400

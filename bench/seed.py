@@ -11,6 +11,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 
+from metrics_ingest.formats.exposition import series_block
 from metrics_ingest.store.sqlite import migrations, sql
 
 SEED_METRICS_PER_OBJECT = 100
@@ -101,7 +102,7 @@ def build_history(db_path: Path, total_samples: int, start: int, end: int,
     conn = sqlite3.connect(db_path, isolation_level=None)
     conn.execute("PRAGMA synchronous=OFF")
     conn.execute("BEGIN")
-    conn.executemany(sql.INSERT_SERIES, names)
+    conn.executemany(sql.INSERT_SERIES, [(*row, series_block(row[2], row[3])) for row in names])
     conn.execute("COMMIT")
     written = 0
     latest: dict[int, tuple[int, int, float]] = {}
@@ -124,6 +125,7 @@ def build_history(db_path: Path, total_samples: int, start: int, end: int,
     conn.execute("BEGIN")
     conn.executemany("INSERT INTO samples VALUES (?, ?, ?)", batch)
     conn.executemany(sql.UPSERT_LATEST, list(latest.values()))
+    conn.execute(sql.RECOUNT_SOURCES)
     conn.execute("COMMIT")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()

@@ -32,6 +32,7 @@ from metrics_ingest.keys import (
     CORS_HEADERS,
     EXPORT,
     LIFECYCLE,
+    PARSERS,
     READER,
     SETTINGS,
     STORE,
@@ -40,6 +41,7 @@ from metrics_ingest.keys import (
     Lifecycle,
 )
 from metrics_ingest.logs import AccessLogSink, access_log_class
+from metrics_ingest.parsing import ParsePool
 from metrics_ingest.store import open_store
 from metrics_ingest.telemetry import Telemetry
 from metrics_ingest.writer import Writer
@@ -106,10 +108,20 @@ async def export_context(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(Closed):  # a dead writer cannot say; serve what is stored
             await writer.sync()
 
-    app[EXPORT] = export = ExportCache(app[READER], sync, settings.export_window,
+    reader = await asyncio.to_thread(app[STORE].open_export_reader)
+    app[EXPORT] = export = ExportCache(reader, sync, settings.export_window,
                                        settings.export_timestamps)
     writer.subscribers.append(export.apply)
     yield
+    async with export.lock:  # a scrape still rendering finishes first
+        await asyncio.to_thread(reader.close)
+
+
+async def parsers_context(app: web.Application) -> AsyncIterator[None]:
+    """The worker processes that parse big bodies (started on first use)."""
+    app[PARSERS] = pool = ParsePool()
+    yield
+    await pool.close()
 
 
 async def purge_context(app: web.Application) -> AsyncIterator[None]:
@@ -153,8 +165,8 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> we
     # Everything else: SPEC's JSON 404, with CORS, through the same wrapper.
     app.router.add_route("*", "/{path:[\\s\\S]*}", wrap(Endpoint("unmatched", "", "open", {})),
                          name="unmatched")
-    app.cleanup_ctx.extend([access_log_context, store_context, writer_context,
-                            export_context, purge_context])
+    app.cleanup_ctx.extend([access_log_context, parsers_context, store_context,
+                            writer_context, export_context, purge_context])
     app.on_shutdown.append(stop_accepting)
     return app
 

@@ -1,224 +1,247 @@
-"""The stored part of /metrics, kept up to date from the writer's change records instead of
-re-read at every scrape.
+"""The stored part of /metrics, kept as rendered text by range of series ids and brought up
+to date from the writer's change records, off the event loop.
 
-A scrape after a push used to read and render every fresh series again (19 ms for 10,000
-series, 206 ms for 100,000; bench/README.md). Now each metric family keeps its rendered text;
-a scrape re-reads only the series changed since the previous one, and renders again only the
-families they (or a series ageing out of the export window) belong to.
+Series ids are cut into ranges of 1,024. Each range keeps, per key (formats/stored.py), the
+rendered lines of its series as bytes, and nothing else per series: a million series cost
+their text (~60 bytes each) and no Python objects. A change record marks ranges dirty; a
+scrape re-reads and re-renders only those (and ranges where a series aged out of the export
+window) on a thread with its own read connection, then hands out the pieces to write:
+references to the cached bytes, never a joined copy. Histograms and summaries render whole,
+sorted, as their structure needs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from metrics_ingest.families import family_of
 from metrics_ingest.formats.exposition import Format
-from metrics_ingest.formats.stored import Row, render_family, render_group_times
+from metrics_ingest.formats.stored import (
+    is_structured,
+    key_header,
+    render_group_times,
+    render_lines,
+    render_structured,
+)
 from metrics_ingest.model import Change, FamilyMeta
-from metrics_ingest.store import GroupTimes, ReadSession, SeriesUpdate, StoredSeries
+from metrics_ingest.store import ExportReader, ExportRow, GroupTimes
 
-MAX_TOUCHED = 100_000  # beyond this many changed series, a scrape reloads everything instead
-
-SeriesKey = tuple[str, str, str]  # (metric_name, source, labels) within a family
-Member = tuple[float, int, int]  # (value, timestamp, pinned)
+RANGE_BITS = 10
+MAX_DIRTY = 100_000  # beyond this many dirty ranges, a scrape reads everything
 
 
 @dataclass(eq=False)
-class Family:
-    members: dict[SeriesKey, Member] = field(default_factory=dict)
-    texts: dict[Format, str] = field(default_factory=dict)  # rendered, per format
-    oldest: float = math.inf  # the oldest unpinned member's timestamp: when one ages out
-    bare: bool = False  # a member's name lacks `_total` (OpenMetrics cannot call it a counter)
+class Part:
+    """One key's series within one range (or one whole structured family), rendered."""
 
-    def changed(self) -> None:
-        self.texts.clear()
-        self.oldest = min((ts for _, ts, pinned in self.members.values() if not pinned),
-                          default=math.inf)
-        self.bare = not all(key[0].endswith("_total") for key in self.members)
-
-    def drop_older_than(self, since: int) -> None:
-        self.members = {key: member for key, member in self.members.items()
-                        if member[2] or member[1] >= since}
-        self.changed()
+    text: bytes
+    oldest: float  # the oldest unpinned timestamp in it: when it must be rendered again
+    sources: frozenset[str]
 
 
 @dataclass(eq=False)
-class ExportedSeries:
-    """Exported stored series by family, each family's rendered text, and the whole text of
-    the last scrape per format (reused while nothing changed and nothing aged out).
+class Rendered:
+    """Everything rendered for one format."""
 
-    Rows come from `reset` (every exported series) or `update` (the changed ones, fresh or
-    not, with `hidden`). A series is exported while it is pinned (a push-group member) or its
-    timestamp is within the export window; hidden ones never are.
-    """
+    ranges: dict[int, dict[str, Part]] = field(default_factory=dict)
+    keys: dict[str, set[int]] = field(default_factory=dict)  # key -> ranges holding it
+    whole: dict[str, Part] = field(default_factory=dict)  # structured family -> part
+    whole_ranges: dict[str, set[int]] = field(default_factory=dict)
 
-    families: dict[str, Family] = field(default_factory=dict)
-    declared: dict[str, FamilyMeta] = field(default_factory=dict)
-    groups: list[GroupTimes] = field(default_factory=list)
-    label_blocks: dict[tuple[str, str], str] = field(default_factory=dict)
-    bodies: dict[Format, tuple[int, float, str]] = field(default_factory=dict)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    _names: list[str] | None = None  # family names in order; None after one came or went
-
-    def get(self, fmt: Format, generation: int, now: float) -> str | None:
-        """The last text for `fmt` if nothing changed since and nothing has expired."""
-        body = self.bodies.get(fmt)
-        if body is None or body[0] != generation or now >= body[1]:
-            return None
-        return body[2]
-
-    def put(self, fmt: Format, generation: int, expires: float, text: str) -> None:
-        self.bodies[fmt] = (generation, expires, text)
-
-    def reset(self, rows: Iterable[StoredSeries], declared: dict[str, FamilyMeta],
-              groups: list[GroupTimes]) -> None:
-        self.families = {}
-        self.declared = declared
-        self.groups = groups
-        self._names = None
-        self.label_blocks.clear()  # label sets that no longer export go with it
-        self.update(rows)
-
-    def update(self, rows: Iterable[StoredSeries | SeriesUpdate]) -> None:
-        changed: set[str] = set()
-        declared = self.declared
-        family_names: dict[str, str] = {}  # metric name -> family: names repeat across series
-        for row in rows:
-            name, source, labels, value, timestamp, pinned = row[:6]
-            hidden = len(row) > 6 and row[6]
-            key = family_names.get(name)
-            if key is None:
-                key = family_names[name] = family_of(name, declared) if declared else name
-            family = self.families.get(key)
-            if hidden:
-                if family is not None and (name, source, labels) in family.members:
-                    del family.members[(name, source, labels)]
-                    changed.add(key)
-                continue
-            if family is None:
-                family = self.families[key] = Family()
-                self._names = None
-            family.members[(name, source, labels)] = (value, timestamp, pinned)
-            changed.add(key)
-        for key in changed:
-            self.families[key].changed()
-
-    def loses_counters_in_openmetrics(self) -> bool:
-        """True when a counter's samples lack the `_total` OpenMetrics requires: there it
-        would be `unknown`, while text 0.0.4 keeps it a counter, as the Pushgateway does."""
-        families = self.families
-        return any(meta.type == "counter" and name in families and families[name].bare
-                   for name, meta in self.declared.items())
-
-    def render(self, fmt: Format, since: int, with_timestamps: bool) -> tuple[str, float]:
-        """The text of every exported series, and the oldest unpinned timestamp in it.
-
-        Series older than `since` (and not pinned) leave their family here, so a later push of
-        the same series brings it back through `update`.
-        """
-        if self._names is None:
-            self._names = sorted(self.families)
-        parts: list[str] = []
-        oldest = math.inf
-        emptied = False
-        exported = 0
-        for name in self._names:
-            family = self.families[name]
-            if family.oldest < since:
-                family.drop_older_than(since)
-            if not family.members:
-                emptied = True
-                continue
-            exported += len(family.members)
-            text = family.texts.get(fmt)
-            if text is None:
-                rows: list[Row] = [(*key, *member)
-                                   for key, member in sorted(family.members.items())]
-                lines = render_family(name, self.declared.get(name), rows, with_timestamps,
-                                      self.label_blocks, fmt)
-                text = family.texts[fmt] = "\n".join(lines) + "\n" if lines else ""
-            parts.append(text)
-            oldest = min(oldest, family.oldest)
-        group_lines = render_group_times(self.groups, fmt)
-        if group_lines:
-            parts.append("\n".join(group_lines) + "\n")
-        if len(self.label_blocks) > 2 * exported + 1000:
-            self.label_blocks.clear()  # label sets that no longer export
-        if emptied:
-            self.families = {name: family for name, family in self.families.items()
-                             if family.members}
-            self._names = None
-        return "".join(parts), oldest
+    def drop_range(self, number: int) -> None:
+        for key in self.ranges.pop(number, {}):
+            holders = self.keys[key]
+            holders.discard(number)
+            if not holders:
+                del self.keys[key]
 
 
 class ExportCache:
     """The stored part of /metrics. Fed only by change records (`apply`, subscribed to the
-    writer); a scrape (`text`) first lets the writer look for other processes' commits
-    (`sync`), then re-reads only what changed since the previous scrape."""
+    writer); a scrape (`pieces`) first lets the writer look for other processes' commits
+    (`sync`), then renders what changed since the previous scrape."""
 
-    def __init__(self, reader: ReadSession, sync: Callable[[], Awaitable[None]],
+    def __init__(self, reader: ExportReader, sync: Callable[[], Awaitable[None]],
                  window: int, with_timestamps: bool) -> None:
         self.reader = reader
         self.sync = sync
         self.window = window
         self.with_timestamps = with_timestamps
-        self.series = ExportedSeries()
-        self.generation = 0  # counts changes applied: a cached body is valid for one
-        self.touched: set[int] = set()
+        self.declared: dict[str, FamilyMeta] = {}
+        self.groups: list[GroupTimes] = []
+        self.rendered: dict[Format, Rendered] = {}
+        self.dirty: set[int] = set()  # ranges changed since the last scrape
         self.everything = True
-        self.groups_changed = False
+        self.groups_changed = True
+        self.lock = asyncio.Lock()
 
     def apply(self, change: Change) -> None:
         """Take one change record (on the event loop, in commit order). New family types
-        can move series between families, so they make the next scrape read everything."""
-        self.generation += 1
+        can move series between keys, so they make the next scrape read everything."""
         if change.groups:
             self.groups_changed = True
-        if (change.everything or change.families
-                or len(self.touched) + len(change.series) > MAX_TOUCHED):
+        if change.everything or change.families or len(self.dirty) > MAX_DIRTY:
             self.everything = True
-            self.touched = set()
+            self.dirty = set()
         elif not self.everything:
-            self.touched.update(change.series)
+            self.dirty.update({series_id >> RANGE_BITS for series_id in change.series})
 
-    async def text(self, fmt: Format, now: float,
-                   fallback: Format | None = None) -> tuple[str, Format]:
-        """Every exported stored series as exposition text, current as of this call, and
-        the format it is in: `fmt`, or `fallback` (text 0.0.4, when the scraper takes it)
-        instead of OpenMetrics when that would turn a pushed counter into `unknown`."""
+    async def pieces(self, fmt: Format, now: float,
+                     fallback: Format | None = None) -> tuple[list[bytes], Format]:
+        """The exported stored series as exposition text, current as of this call, in
+        pieces to write in order; and the format: `fmt`, or `fallback` (text 0.0.4, when the
+        scraper takes it) instead of OpenMetrics when that would turn a pushed counter into
+        `unknown`."""
         await self.sync()
-        series = self.series
-        generation = self.generation  # read first: a change during the reads forces a redo
-        if fallback is not None and fmt.openmetrics and series.loses_counters_in_openmetrics():
-            fmt = fallback  # (checked again below, after applying what changed)
-        cached = series.get(fmt, generation, now)
-        if cached is not None:
-            return cached, fmt
         since = int(now) - self.window
-        reader = self.reader
-        async with series.lock:  # one scrape applies rows at a time, in the order read
-            touched, everything, groups_changed = (
-                self.touched, self.everything, self.groups_changed)
-            self.touched, self.everything, self.groups_changed = set(), False, False
+        async with self.lock:  # one scrape renders at a time, in the order changes came
+            dirty, everything, groups_changed = self.dirty, self.everything, self.groups_changed
+            self.dirty, self.everything, self.groups_changed = set(), False, False
             try:
-                if everything:
-                    series.reset(await reader.exported_series(since), await reader.families(),
-                                 await reader.groups())
-                else:
-                    if touched:
-                        series.update(await reader.series_by_id(touched))
-                    if groups_changed:
-                        series.groups = await reader.groups()
+                await asyncio.to_thread(self._refresh, dirty, everything, groups_changed,
+                                        since)
+                await self._bring_up_to_date(fmt, since)
+                if fallback is not None and fmt.openmetrics and self._loses_counters():
+                    fmt = fallback
+                    await self._bring_up_to_date(fmt, since)
             except BaseException:
                 self.everything = True  # what was taken was not applied: read it all
                 raise
-            if (fallback is not None and fmt.openmetrics
-                    and series.loses_counters_in_openmetrics()):
-                fmt = fallback
-            text, oldest = series.render(fmt, since, self.with_timestamps)
-        # A series with timestamp t is exported while int(now) - window <= t.
-        series.put(fmt, generation, oldest + self.window + 1, text)
-        return text, fmt
+            return self._assemble(fmt), fmt
+
+    async def _bring_up_to_date(self, fmt: Format, since: int) -> None:
+        """Render `fmt` whole if it never was, else its ranges where a series aged out."""
+        if fmt not in self.rendered:
+            self.rendered[fmt] = Rendered()
+            await asyncio.to_thread(self._render, fmt, None, since)
+        else:
+            await asyncio.to_thread(self._render, fmt, self._expired(fmt, since), since)
+
+    # -- on the render thread ---------------------------------------------------------------
+
+    def _refresh(self, dirty: set[int], everything: bool, groups_changed: bool,
+                 since: int) -> None:
+        """Apply what the change records said to every format rendered so far."""
+        if everything:
+            self.declared = self.reader.families()
+            self.groups = self.reader.groups()
+            for fmt in self.rendered:
+                self.rendered[fmt] = Rendered()
+                self._render(fmt, None, since)
+            return
+        if groups_changed:
+            self.groups = self.reader.groups()
+        if dirty:
+            for fmt in self.rendered:
+                self._render(fmt, dirty, since)
+
+    def _expired(self, fmt: Format, since: int) -> set[int]:
+        rendered = self.rendered[fmt]
+        expired = {number for number, parts in rendered.ranges.items()
+                   if any(part.oldest < since for part in parts.values())}
+        for family, part in rendered.whole.items():
+            if part.oldest < since:
+                expired |= rendered.whole_ranges.get(family, set())
+        return expired
+
+    def _render(self, fmt: Format, ranges: set[int] | None, since: int) -> None:
+        """Render again the given ranges (None: every range) and the structured families
+        with a member in them."""
+        rendered = self.rendered[fmt]
+        if ranges is not None and not ranges:
+            return
+        structured: set[str] = set()
+        if ranges is None:
+            rendered.ranges.clear()
+            rendered.keys.clear()
+            rendered.whole_ranges.clear()
+            spans = [(0, 2**62)]
+        else:
+            spans = [(number << RANGE_BITS, ((number + 1) << RANGE_BITS) - 1)
+                     for number in sorted(ranges)]
+            for number in ranges:
+                rendered.drop_range(number)
+            structured = {family for family, held in rendered.whole_ranges.items()
+                          if held & ranges}
+        declared = self.declared
+        owners: dict[str, str | None] = {}  # metric name -> structured family (names repeat)
+        for first, last in spans:
+            current: int | None = None
+            rows: dict[str, list[ExportRow]] = {}
+            for row in self.reader.rows_between(first, last, since):
+                number = row[0] >> RANGE_BITS
+                if number != current:
+                    if current is not None:
+                        self._store_range(rendered, current, rows, fmt)
+                    current, rows = number, {}
+                name = row[1]
+                if name in owners:
+                    family = owners[name]
+                else:
+                    family = owners[name] = (is_structured(name, declared) if declared
+                                             else None)
+                if family is not None:
+                    structured.add(family)
+                    rendered.whole_ranges.setdefault(family, set()).add(number)
+                else:
+                    rows.setdefault(name, []).append(row)
+            if current is not None:
+                self._store_range(rendered, current, rows, fmt)
+        for family in structured:
+            self._render_whole(rendered, family, fmt, since)
+
+    def _store_range(self, rendered: Rendered, number: int, rows: dict[str, list[ExportRow]],
+                     fmt: Format) -> None:
+        parts: dict[str, Part] = {}
+        for key, members in rows.items():
+            members.sort(key=lambda row: row[4])  # by label block: source, then labels
+            lines = render_lines(members, self.with_timestamps, fmt)
+            oldest = min((row[6] for row in members if not row[7]), default=math.inf)
+            parts[key] = Part(("\n".join(lines) + "\n").encode(), oldest,
+                              frozenset(row[2] for row in members))
+            rendered.keys.setdefault(key, set()).add(number)
+        rendered.ranges[number] = parts
+
+    def _render_whole(self, rendered: Rendered, family: str, fmt: Format, since: int) -> None:
+        meta = self.declared[family]
+        names = [family, *(family + suffix for suffix in ("_bucket", "_count", "_sum"))]
+        rows = self.reader.rows_named(names, since)
+        rendered.whole_ranges[family] = {row[0] >> RANGE_BITS for row in rows}
+        lines = render_structured(family, meta, rows, self.with_timestamps, fmt)
+        if not lines:
+            rendered.whole.pop(family, None)
+            return
+        oldest = min((row[6] for row in rows if not row[7]), default=math.inf)
+        rendered.whole[family] = Part(("\n".join(lines) + "\n").encode(), oldest,
+                                      frozenset(row[2] for row in rows))
+
+    # -- back on the event loop ------------------------------------------------------------
+
+    def _loses_counters(self) -> bool:
+        """True when a counter's samples lack the `_total` OpenMetrics requires: there it
+        would be `unknown`, while text 0.0.4 keeps it a counter, as the Pushgateway does."""
+        present = next(iter(self.rendered.values())).keys if self.rendered else {}
+        return any(meta.type == "counter" and not name.endswith("_total") and name in present
+                   for name, meta in self.declared.items())
+
+    def _assemble(self, fmt: Format) -> list[bytes]:
+        rendered = self.rendered[fmt]
+        pieces: list[bytes] = []
+        for key in sorted({*rendered.keys, *rendered.whole}):
+            whole = rendered.whole.get(key)
+            if whole is not None:
+                pieces.append(whole.text)
+                continue
+            parts = [rendered.ranges[number][key] for number in sorted(rendered.keys[key])]
+            header = key_header(key, self.declared,
+                                frozenset().union(*(part.sources for part in parts)),
+                                rendered.keys, fmt)
+            if header is not None:
+                pieces.append(("\n".join(header) + "\n").encode())
+                pieces += (part.text for part in parts)
+        group_lines = render_group_times(self.groups, fmt)
+        if group_lines:
+            pieces.append(("\n".join(group_lines) + "\n").encode())
+        return pieces

@@ -11,6 +11,7 @@ from metrics_ingest.auth import AuthPolicy
 from metrics_ingest.config import Settings
 from metrics_ingest.export import ExportCache
 from metrics_ingest.logs import AccessLogSink
+from metrics_ingest.parsing import ParsePool
 from metrics_ingest.store import ReadSession, Store
 from metrics_ingest.telemetry import Telemetry
 from metrics_ingest.writer import Writer
@@ -34,3 +35,4 @@ CORS_HEADERS: web.AppKey[dict[str, str]] = web.AppKey("cors_headers")
 ACCESS_LOG = web.AppKey("access_log", AccessLogSink)
 EXPORT = web.AppKey("export", ExportCache)
 WRITER = web.AppKey("writer", Writer)
+PARSERS = web.AppKey("parsers", ParsePool)

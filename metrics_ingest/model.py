@@ -57,14 +57,41 @@ class FieldError(NamedTuple):
 
 
 class PushInvalid(ValueError):
-    """The push breaks the contract; `errors` lists every problem found (at most MAX_ERRORS)."""
+    """The push breaks the contract; `errors` lists every problem found (at most MAX_ERRORS).
 
-    def __init__(self, errors: list[FieldError]) -> None:
+    `source`, when known, is the push's source (for the rejection counter). Picklable: a body
+    parsed in a worker process raises it there and again here.
+    """
+
+    def __init__(self, errors: list[FieldError], source: str | None = None) -> None:
         self.errors = errors[:MAX_ERRORS]
+        self.source = source
         first = self.errors[0]
         where = f"{first.path}: " if first.path else ""
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         super().__init__(f"{where}{first.error}{more}")
+
+    def __reduce__(self) -> tuple[type[PushInvalid], tuple[list[FieldError], str | None]]:
+        return type(self), (self.errors, self.source)
+
+
+class BodyRefused(ValueError):
+    """The body cannot be taken at all: `status` 400 (not the format it claims to be) or 413
+    (more samples than fit in one push, found while parsing). Picklable, as PushInvalid."""
+
+    def __init__(self, status: int, message: str, source: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.source = source
+
+    def __reduce__(self) -> tuple[type[BodyRefused], tuple[int, str, str | None]]:
+        return type(self), (self.status, self.message, self.source)
+
+
+def too_many_samples(count: int, limit: int, source: str | None = None) -> BodyRefused:
+    return BodyRefused(413, f"the push holds more than {limit} samples ({count} read so far); "
+                            f"at most {limit} fit in one push", source)
 
 
 def shorten(text: str, limit: int = 64) -> str:

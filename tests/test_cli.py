@@ -64,7 +64,7 @@ def test_migrate_is_idempotent_and_query_prints(tmp_path: Path) -> None:
     assert rows(db, "PRAGMA journal_mode") == [("wal",)]
 
     conn = sqlite3.connect(db)
-    conn.execute("INSERT INTO series VALUES (1, 'slurm_pending_jobs', 'hpc', '')")
+    conn.execute("INSERT INTO series VALUES (1, 'slurm_pending_jobs', 'hpc', '', '')")
     conn.execute("INSERT INTO samples VALUES (1702345678, 1, 42)")
     conn.execute("INSERT INTO latest (series_id, timestamp, value) VALUES (1, 1702345678, 42)")
     conn.commit()
@@ -99,7 +99,7 @@ def test_purge_command(tmp_path: Path) -> None:
     db = tmp_path / "m.db"
     cli("db", "migrate", "--db", str(db), cwd=tmp_path)
     conn = sqlite3.connect(db)
-    conn.execute("INSERT INTO series VALUES (1, 'a', 'hpc', '')")
+    conn.execute("INSERT INTO series VALUES (1, 'a', 'hpc', '', '')")
     conn.executemany("INSERT INTO samples VALUES (?, 1, 1)", [(t,) for t in range(1000, 1100)])
     conn.execute("INSERT INTO latest (series_id, timestamp, value) VALUES (1, 1099, 1)")
     conn.commit()

@@ -1,4 +1,4 @@
-"""/metrics keeps its stored part up to date incrementally (exported.py). After every kind of
+"""/metrics keeps its stored part up to date incrementally (export.py). After every kind of
 change a user can cause, the scraped series must equal a from-scratch read of the database."""
 
 from __future__ import annotations
@@ -11,29 +11,28 @@ from typing import Any
 from bench.encode import snappy, write_request
 from metrics_ingest import retention
 from metrics_ingest.config import Settings
+from metrics_ingest.export import ExportCache
 from metrics_ingest.formats.exposition import OPENMETRICS, TEXT, Format
-from metrics_ingest.formats.stored import render_group_times, render_stored
 from metrics_ingest.keys import WRITER
-from metrics_ingest.model import FamilyMeta
-from metrics_ingest.store import GroupTimes, open_store
-from metrics_ingest.store.sqlite import sql
+from metrics_ingest.store import open_store
 from tests.conftest import AUTH, Clock
 
 NOW = 1_795_000_000.0
 
 
-def expected(db_path: Path, now: float, window: int, fmt: Format) -> str:
-    """The stored part as a full read renders it, on a connection of its own."""
-    conn = sqlite3.connect(db_path)
+async def expected(db_path: Path, now: float, window: int, fmt: Format) -> str:
+    """The stored part as a from-scratch render gives it: a fresh cache over its own
+    connection, reading everything."""
+    reader = open_store(db_path).open_export_reader()
+
+    async def no_sync() -> None:
+        return None
+
     try:
-        rows = conn.execute(sql.SELECT_FRESH_SERIES, (int(now) - window,)).fetchall()
-        families = {name: FamilyMeta(kind, text)
-                    for name, kind, text in conn.execute(sql.SELECT_FAMILIES)}
-        groups = [GroupTimes(*row) for row in conn.execute(sql.SELECT_GROUPS)]
+        pieces, _ = await ExportCache(reader, no_sync, window, True).pieces(fmt, now)
     finally:
-        conn.close()
-    lines = render_stored(rows, True, None, fmt, families) + render_group_times(groups, fmt)
-    return "\n".join(lines) + "\n" if lines else ""
+        reader.close()
+    return b"".join(pieces).decode()
 
 
 async def scraped(client: Any, fmt: Format) -> str:
@@ -48,7 +47,7 @@ async def scraped(client: Any, fmt: Format) -> str:
 async def check(client: Any, settings: Settings, clock: Clock) -> None:
     now = clock()
     for fmt in (TEXT, OPENMETRICS, TEXT):  # the second TEXT scrape reuses the cached body
-        assert await scraped(client, fmt) == expected(
+        assert await scraped(client, fmt) == await expected(
             settings.db_path, now, settings.export_window, fmt)
 
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from metrics_ingest.store.sqlite import migrations, session, sql
 
-SERIES = [(i, f"metric_{i}", "hpc", "") for i in range(1, 6)]
+SERIES = [(i, f"metric_{i}", "hpc", "", '{source="hpc"}') for i in range(1, 6)]
 # -0.0 is left out: SQLite stores integral reals as integers, so it reads back as 0.0.
 EXTREMES = [0.0, 5e-324, -5e-324, sys.float_info.max, -sys.float_info.max,
             sys.float_info.min, 0.1, 1 / 3, 2.0**53 + 1, -123456789.125]

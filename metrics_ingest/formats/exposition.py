@@ -7,6 +7,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import orjson
+
 from metrics_ingest.telemetry import Telemetry
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -68,6 +70,15 @@ def format_value(value: float) -> str:
 def label_block(pairs: Iterable[tuple[str, str]]) -> str:
     inner = ",".join(f'{name}="{escape_label_value(value)}"' for name, value in pairs)
     return "{" + inner + "}" if inner else ""
+
+
+def series_block(source: str, labels: str) -> str:
+    """`{source="...",name="value",...}` for a stored series; labels arrive as sorted-key JSON.
+    (sql/0005 computes the same text in SQL for series stored before it.)"""
+    pairs = [("source", source)]
+    if labels:
+        pairs.extend(orjson.loads(labels).items())
+    return label_block(pairs)
 
 
 def family(name: str, kind: str, help_text: str, fmt: Format = TEXT) -> list[str]:

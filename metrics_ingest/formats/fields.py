@@ -17,6 +17,7 @@ from metrics_ingest.model import (
     PAST_LIMIT_SECONDS,
     RESERVED_PREFIX,
     SOURCE_RE,
+    BodyRefused,
     FieldError,
     canonical_labels,
     shorten,
@@ -58,6 +59,13 @@ def check_timestamp(value: Any, now: float, path: str, errors: list[FieldError])
         errors.append(FieldError(path, "is more than 1 hour in the future"))
         return None
     return seconds
+
+
+def utf8(body: bytes) -> str:
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BodyRefused(400, "the body is not UTF-8 text") from None
 
 
 # Why a metric of an accepted push was skipped: the `reason` of the skipped-samples counter.

@@ -7,8 +7,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
+from metrics_ingest.formats.fields import utf8
 from metrics_ingest.formats.lineprotocol import Line, LineError, parse_line
 from metrics_ingest.model import (
     FUTURE_LIMIT_SECONDS,
@@ -27,6 +28,7 @@ from metrics_ingest.model import (
     canonical_labels,
     group_for,
     shorten,
+    too_many_samples,
 )
 
 # (multiplier, divisor) from each precision to seconds, v1 (`n`, `u`) and v2 (`ns`, `us`)
@@ -166,9 +168,23 @@ class Write:
             group.values.extend(line.fields.values())
 
 
+class InfluxParams(NamedTuple):
+    precision: str
+    source: str
+    strings: StringFields
+    max_samples: int
+
+
+def parse_write(body: bytes, params: InfluxParams, now: float) -> Parsed:
+    """A /write or /api/v2/write body."""
+    return parse_body(utf8(body), params.precision, params.source, now, params.strings,
+                      params.max_samples)
+
+
 def parse_body(body: str, precision: str, source: str, now: float,
-               strings: StringFields = "skip") -> Parsed:
-    """Every line of a write, all or nothing: raises PushInvalid with `line N` paths.
+               strings: StringFields = "skip", max_samples: int | None = None) -> Parsed:
+    """Every line of a write, all or nothing: raises PushInvalid with `line N` paths, or
+    BodyRefused (413) as soon as more than `max_samples` fields are read.
 
     String fields are not metrics: they are skipped and counted (the line's numeric and
     boolean fields are stored), or refused with `strings="reject"`. Blank lines and `#`
@@ -176,6 +192,7 @@ def parse_body(body: str, precision: str, source: str, now: float,
     """
     write = Write(source, precision, now, strings)
     lines = 0
+    fields = 0
     for number, raw_line in enumerate(body.splitlines(), start=1):
         text = raw_line.strip()
         if not text or text.startswith("#"):
@@ -187,13 +204,16 @@ def parse_body(body: str, precision: str, source: str, now: float,
         except LineError as exc:
             write.errors.append(FieldError(where, str(exc)))
         else:
+            fields += len(line.fields)
+            if max_samples is not None and fields > max_samples:
+                raise too_many_samples(fields, max_samples, source)
             write.add(line, where)
         if len(write.errors) >= MAX_ERRORS:
             break
     if write.errors:
-        raise PushInvalid(write.errors)
+        raise PushInvalid(write.errors, source)
     if not lines:
-        raise PushInvalid([FieldError("", "the body holds no line")])
+        raise PushInvalid([FieldError("", "the body holds no line")], source)
     counts: SkipCounts | None = None
     if write.string_fields:
         counts = {(STRING_FIELD, source): write.string_fields}

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from typing import Any, NamedTuple
+
+import orjson
 
 from metrics_ingest.formats.fields import (
     Skip,
@@ -19,12 +21,14 @@ from metrics_ingest.model import (
     MAX_METRIC_NAME,
     RESERVED_PREFIX,
     SOURCE_RE,
+    BodyRefused,
     FieldError,
     Parsed,
     PushInvalid,
     SampleGroup,
     SkipCounts,
     shorten,
+    too_many_samples,
 )
 
 # Every name of a metrics object at once, newline-joined: one C-level match on the hot path.
@@ -144,6 +148,39 @@ def source_at(path: str, groups: list[SampleGroup]) -> str:
     """The source of the array item a skip path names (`[3].metrics.x`)."""
     index = int(path[1:path.index("]")])
     return groups[index].source if index < len(groups) else groups[-1].source
+
+
+class JsonParams(NamedTuple):
+    strict: bool
+    max_samples: int
+
+
+# Bodies larger than this have their samples counted before they are validated, so that
+# an oversized push is refused (413) without building what it would store.
+COUNT_FIRST_BYTES = 64 * 1024
+
+
+def parse_json_body(body: bytes, params: JsonParams, now: float) -> Parsed:
+    """An `/ingest` body: JSON whatever the Content-Type says (as the Worker read it)."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BodyRefused(400, f"body is not valid JSON: {exc}") from None
+    if len(body) > COUNT_FIRST_BYTES:
+        count = metric_count(payload)
+        if count > params.max_samples:
+            raise too_many_samples(count, params.max_samples, push_source(payload))
+    try:
+        return parse_push(payload, now, params.strict)
+    except PushInvalid as exc:
+        exc.source = push_source(payload)
+        raise
+
+
+def metric_count(payload: Any) -> int:
+    items = payload if isinstance(payload, list) else [payload]
+    return sum(len(item["metrics"]) for item in items
+               if isinstance(item, dict) and isinstance(item.get("metrics"), dict))
 
 
 def push_source(payload: Any) -> str | None:

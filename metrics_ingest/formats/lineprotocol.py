@@ -72,7 +72,8 @@ def parse_line(text: str) -> Line:
     fields: dict[str, float] = {}
     for pair in parts[1].split(","):
         key, sep, value = pair.partition("=")
-        fields[check_key(key, sep, value, "field")] = number(value)
+        key = check_key(key, sep, value, "field")
+        fields[key] = number(value)
     return Line(check_measurement(head[0]), tags, fields, [], timestamp_of(parts))
 
 

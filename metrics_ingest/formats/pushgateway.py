@@ -7,9 +7,10 @@ import base64
 import binascii
 import math
 from decimal import Decimal
-from typing import cast
+from typing import NamedTuple, cast
 
 from metrics_ingest.formats import textformat
+from metrics_ingest.formats.fields import utf8
 from metrics_ingest.model import (
     LABEL_NAME_RE,
     MAX_ERRORS,
@@ -31,6 +32,7 @@ from metrics_ingest.model import (
     canonical_labels,
     group_for,
     shorten,
+    too_many_samples,
 )
 
 
@@ -130,15 +132,38 @@ def series_labels(sample_labels: dict[str, str], grouping: Grouping) -> dict[str
     return labels
 
 
-def parse_text(body: str, grouping: Grouping, now: float, op: GroupOp) -> Parsed:
+class GroupParams(NamedTuple):
+    op: GroupOp
+    grouping: Grouping
+    when: float  # the time the samples carry
+    max_samples: int
+
+
+def parse_group_push(body: bytes, params: GroupParams, now: float) -> Parsed:
+    """A PUT, POST or DELETE of the Pushgateway API. A push the Pushgateway would record as
+    failed (samples with timestamps) comes back as a `fail` operation with its refusal."""
+    if params.op == "delete":
+        return Parsed([], GroupPush("delete", params.grouping))
+    try:
+        return parse_text(utf8(body), params.grouping, params.when, params.op,
+                          params.max_samples)
+    except Refused as exc:
+        return Parsed([], GroupPush("fail", params.grouping), refusal=exc)
+
+
+def parse_text(body: str, grouping: Grouping, now: float, op: GroupOp,
+               max_samples: int | None = None) -> Parsed:
     """Samples of a text-format push, carrying the push time, with the families' TYPE and
     HELP; refuses with PushInvalid, or with Refused where the Pushgateway records a failed
     push (samples with timestamps of their own)."""
     try:
-        families = textformat.parse(body)
+        families = textformat.parse(body, max_samples)
+    except textformat.TooManySamples as exc:
+        assert max_samples is not None
+        raise too_many_samples(exc.count, max_samples, grouping.source) from None
     except textformat.TextFormatError as exc:
-        raise PushInvalid([FieldError("body", f"is not Prometheus text format: {exc}")]) \
-            from None
+        raise PushInvalid([FieldError("body", f"is not Prometheus text format: {exc}")],
+                          grouping.source) from None
     errors: list[FieldError] = []
     stamped: list[FieldError] = []
     merged: dict[GroupKey, SampleGroup] = {}
@@ -188,9 +213,9 @@ def parse_text(body: str, grouping: Grouping, now: float, op: GroupOp) -> Parsed
         if len(errors) >= MAX_ERRORS:
             break
     if errors:
-        raise PushInvalid(errors)
+        raise PushInvalid(errors, grouping.source)
     if stamped:
-        raise Refused(stamped)
+        raise Refused(stamped, grouping.source)
     counts = {("non_finite", grouping.source): skipped} if skipped else None
     return Parsed(list(merged.values()), push, skip_counts=counts, families=declared,
                   typing="strict")

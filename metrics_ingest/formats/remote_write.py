@@ -11,7 +11,7 @@ import math
 import re
 import struct
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import cramjam
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -25,13 +25,16 @@ from metrics_ingest.model import (
     METRIC_NAME_RE,
     PAST_LIMIT_SECONDS,
     RESERVED_PREFIX,
+    BodyRefused,
     FamilyMeta,
     FamilyType,
     GroupKey,
+    Parsed,
     SampleGroup,
     SkipCounts,
     canonical_labels,
     group_for,
+    too_many_samples,
 )
 
 SOURCE_INVALID_RE = re.compile(r"[^A-Za-z0-9_.\-]")
@@ -145,7 +148,27 @@ def resolve_labels(labels: dict[str, str], explicit: str | None) -> tuple[str, s
     return source, canonical_labels(kept)
 
 
-def decode(payload: bytes, explicit_source: str | None, now: float) -> Decoded:
+class WriteParams(NamedTuple):
+    source: str | None  # ?source=
+    max_body: int  # the inflated body's limit
+    max_samples: int
+
+
+def parse_write_request(body: bytes, params: WriteParams, now: float) -> Parsed:
+    """A remote_write body: a snappy block holding a WriteRequest."""
+    try:
+        decoded = decode(decompress(body, params.max_body), params.source, now,
+                         params.max_samples)
+    except Undecodable as exc:
+        raise BodyRefused(400, f"not a remote_write WriteRequest: {exc}") from None
+    except OverflowError as exc:
+        raise BodyRefused(413, str(exc)) from None
+    return Parsed(decoded.groups, skip_counts=decoded.skipped or None,
+                  families=decoded.families or None, typing="soft")
+
+
+def decode(payload: bytes, explicit_source: str | None, now: float,
+           max_samples: int | None = None) -> Decoded:
     """WriteRequest -> samples and the families its metadata declares.
 
     Raises Undecodable for a body that is not a WriteRequest (answered 400, not retried).
@@ -157,6 +180,10 @@ def decode(payload: bytes, explicit_source: str | None, now: float) -> Decoded:
         request.ParseFromString(payload)
     except DecodeError as exc:
         raise Undecodable(str(exc)) from None
+    if max_samples is not None:
+        count = sum(len(series.samples) for series in request.timeseries)
+        if count > max_samples:
+            raise too_many_samples(count, max_samples, explicit_source)
     decoded = Decoded([])
     for entry in request.metadata:
         name = entry.metric_family_name

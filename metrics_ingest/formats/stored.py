@@ -1,5 +1,11 @@
-"""Rendering stored series as exposition text, family by family, with the TYPE and HELP they
-were pushed with; and the Pushgateway API's per-group push times."""
+"""Rendering stored series as exposition text, with the TYPE and HELP their families were
+pushed with; and the Pushgateway API's per-group push times.
+
+Series are rendered under a *key*: their metric name, except the members of a histogram or
+summary, which render under their family as one sorted whole. A counter's samples named
+`<family>` and `<family>_total` are two keys, each with its own TYPE line, as text 0.0.4
+names them.
+"""
 
 from __future__ import annotations
 
@@ -8,32 +14,26 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import orjson
 
-from metrics_ingest.families import family_of
+from metrics_ingest.families import STRUCTURED, family_of
 from metrics_ingest.formats.exposition import (
     INTEGRAL_LIMIT,
     TEXT,
     Format,
     format_value,
     label_block,
+    series_block,
 )
 from metrics_ingest.model import FamilyMeta
 from metrics_ingest.store import GroupTimes
 
-# (metric_name, source, labels, value, timestamp, pinned): a stored series' newest sample
-Row = tuple[str, str, str, float, int, int]
+# (id, metric_name, source, labels, label block, value, timestamp, pinned): a stored series'
+# newest sample, as the store reads it for /metrics
+ExportRow = tuple[int, str, str, str, str, float, int, int]
 PUSH_TIME_HELP = "Last Unix time when changing this group in the Pushgateway succeeded."
 PUSH_FAILURE_HELP = "Last Unix time when changing this group in the Pushgateway failed."
 # A structured family's members: the label that orders them, and the order of the suffixes.
 MEMBER_ORDER = {"histogram": ("le", {"_bucket": 0, "_count": 1, "_sum": 2}),
                 "summary": ("quantile", {"": 0, "_count": 1, "_sum": 2})}
-
-
-def series_labels(source: str, labels: str) -> str:
-    """`{source="...",name="value",...}` for a stored series; labels arrive as sorted-key JSON."""
-    pairs = [("source", source)]
-    if labels:
-        pairs.extend(orjson.loads(labels).items())
-    return label_block(pairs)
 
 
 def sample_line(name: str, block: str, value: float, timestamp: int | None,
@@ -47,20 +47,50 @@ def sample_line(name: str, block: str, value: float, timestamp: int | None,
     return f"{name}{block} {text} {fmt.stamp(timestamp)}"
 
 
-def structured_order(name: str, kind: str, members: Iterable[Row]) -> list[Row]:
+def render_lines(rows: Iterable[ExportRow], with_timestamps: bool, fmt: Format) -> list[str]:
+    """Sample lines, in the order given; pinned series carry no timestamp."""
+    return [sample_line(name, block, value,
+                        timestamp if with_timestamps and not pinned else None, fmt)
+            for _, name, _, _, block, value, timestamp, pinned in rows]
+
+
+def key_header(key: str, families: Mapping[str, FamilyMeta], sources: Iterable[str],
+               present: Mapping[str, object], fmt: Format) -> list[str] | None:
+    """The HELP and TYPE lines of a (non-structured) key, or None when `fmt` must leave the
+    key out: OpenMetrics has no name for a counter sample without `_total` when the same
+    counter also has `_total` samples (`present` holds the keys exported)."""
+    family = family_of(key, families)
+    meta = families.get(family)
+    kind = meta.type if meta is not None else "gauge"
+    help_text = meta.help if meta is not None and meta.help else (
+        "Metric from " + ", ".join(sorted(set(sources))))
+    if kind == "counter":
+        if not fmt.openmetrics:
+            return [fmt.help(key, help_text), f"# TYPE {key} counter"]
+        if key.endswith("_total"):
+            base = key.removesuffix("_total")
+            return [fmt.help(base, help_text), f"# TYPE {base} counter"]
+        if f"{key}_total" in present:
+            return None
+        return [fmt.help(key, help_text), f"# TYPE {key} unknown"]
+    shown = "unknown" if fmt.openmetrics and kind == "untyped" else kind
+    return [fmt.help(key, help_text), fmt.type(key, shown)]
+
+
+def structured_order(name: str, kind: str, rows: Iterable[ExportRow]) -> list[ExportRow]:
     """A histogram's or summary's members grouped by label set (source and labels but `le` /
     `quantile`), buckets or quantiles in numeric order, then `_count`, `_sum`. Members that
     do not fit the structure (a `_bucket` without a numeric `le`) are left out: they would
     make the family unreadable."""
     label, suffixes = MEMBER_ORDER[kind]
     keyed = []
-    for row in members:
-        suffix = row[0][len(name):]
-        order = suffixes.get(suffix)
+    for row in rows:
+        order = suffixes.get(row[1][len(name):])
         if order is None:
             continue
-        labels = orjson.loads(row[2]) if row[2] else {}
+        labels = orjson.loads(row[3]) if row[3] else {}
         bound = labels.pop(label, None)
+        position = 0.0
         if order == 0:
             try:
                 position = float(bound) if bound is not None else math.nan
@@ -68,95 +98,51 @@ def structured_order(name: str, kind: str, members: Iterable[Row]) -> list[Row]:
                 position = math.nan
             if math.isnan(position):
                 continue
-        else:
-            position = 0.0
         rest = orjson.dumps(labels, option=orjson.OPT_SORT_KEYS)
-        keyed.append(((row[1], rest, order, position), row))
+        keyed.append(((row[2], rest, order, position), row))
     keyed.sort(key=lambda item: item[0])
     return [row for _, row in keyed]
 
 
-def render_family(name: str, meta: FamilyMeta | None, members: Sequence[Row],
-                  with_timestamps: bool, blocks: dict[tuple[str, str], str],
-                  fmt: Format = TEXT) -> list[str]:
-    """The lines of one family. `members` are its series sorted by (metric_name, source,
-    labels); `blocks` memoises each (source, labels)'s rendered label block."""
-    if not members:
-        return []
-    kind = meta.type if meta is not None else "gauge"
-    help_text = meta.help if meta is not None and meta.help else (
-        "Metric from " + ", ".join(sorted({row[1] for row in members})))
-    if kind in MEMBER_ORDER:
-        ordered = structured_order(name, kind, members)
-        header = [fmt.help(name, help_text), fmt.type(name, kind)]
-    elif kind == "counter":
-        return render_counter(name, help_text, members, with_timestamps, blocks, fmt)
-    else:
-        ordered = list(members)
-        shown = "unknown" if fmt.openmetrics and kind == "untyped" else kind
-        header = [fmt.help(name, help_text), fmt.type(name, shown)]
+def render_structured(name: str, meta: FamilyMeta, rows: Iterable[ExportRow],
+                      with_timestamps: bool, fmt: Format = TEXT) -> list[str]:
+    """A histogram or summary family, whole: its header, then its members in order."""
+    ordered = structured_order(name, meta.type, rows)
     if not ordered:
         return []
-    lines = header
-    for sample_name, source, labels, value, timestamp, pinned in ordered:
-        block = blocks.get((source, labels))
-        if block is None:
-            block = blocks[(source, labels)] = series_labels(source, labels)
-        stamp = timestamp if with_timestamps and not pinned else None
-        lines.append(sample_line(sample_name, block, value, stamp, fmt))
-    return lines
+    help_text = meta.help or "Metric from " + ", ".join(sorted({row[2] for row in ordered}))
+    return [fmt.help(name, help_text), fmt.type(name, meta.type),
+            *render_lines(ordered, with_timestamps, fmt)]
 
 
-def render_counter(name: str, help_text: str, members: Sequence[Row], with_timestamps: bool,
-                   blocks: dict[tuple[str, str], str], fmt: Format) -> list[str]:
-    """A counter's samples are named `<family>` or `<family>_total`. Text 0.0.4 names each
-    TYPE after its samples; OpenMetrics names the family without `_total` and needs its
-    samples to carry it, so samples without `_total` are exported there as `unknown` (when
-    no `_total` sample shares the family)."""
-    by_name: dict[str, list[Row]] = {}
-    for row in members:
-        by_name.setdefault(row[0], []).append(row)
-    lines: list[str] = []
-    base = name.removesuffix("_total")
-    for sample_name, rows in sorted(by_name.items()):
-        if fmt.openmetrics:
-            if sample_name.endswith("_total"):
-                header = [fmt.help(base, help_text), f"# TYPE {base} counter"]
-            elif f"{sample_name}_total" in by_name:
-                continue
-            else:
-                header = [fmt.help(sample_name, help_text), f"# TYPE {sample_name} unknown"]
-        else:
-            header = [fmt.help(sample_name, help_text), f"# TYPE {sample_name} counter"]
-        lines += header
-        for _, source, labels, value, timestamp, pinned in rows:
-            block = blocks.get((source, labels))
-            if block is None:
-                block = blocks[(source, labels)] = series_labels(source, labels)
-            stamp = timestamp if with_timestamps and not pinned else None
-            lines.append(sample_line(sample_name, block, value, stamp, fmt))
-    return lines
+def is_structured(name: str, families: Mapping[str, FamilyMeta]) -> str | None:
+    """The histogram or summary family a metric name belongs to, if any."""
+    family = family_of(name, families)
+    meta = families.get(family)
+    return family if meta is not None and meta.type in STRUCTURED else None
 
 
-def group_rows(rows: Iterable[Row],
-               families: Mapping[str, FamilyMeta]) -> list[tuple[str, list[Row]]]:
-    """Rows by family, families sorted by name, members in their input order."""
-    grouped: dict[str, list[Row]] = {}
-    for row in rows:
-        grouped.setdefault(family_of(row[0], families), []).append(row)
-    return sorted(grouped.items())
-
-
-def render_stored(rows: Iterable[Row], with_timestamps: bool,
-                  label_blocks: dict[tuple[str, str], str] | None = None,
+def render_stored(rows: Iterable[tuple[str, str, str, float, int, int]], with_timestamps: bool,
                   fmt: Format = TEXT,
                   families: Mapping[str, FamilyMeta] | None = None) -> list[str]:
-    """Lines for stored series (sorted by metric name, source, labels), family by family."""
-    blocks = {} if label_blocks is None else label_blocks
+    """Lines for given stored series, (metric_name, source, labels, value, timestamp,
+    pinned) each, key by key in name order and each key's series in the order given."""
     declared = families or {}
+    by_key: dict[str, list[ExportRow]] = {}
+    for number, (name, source, labels, value, timestamp, pinned) in enumerate(rows):
+        key = is_structured(name, declared) or name
+        by_key.setdefault(key, []).append(
+            (number, name, source, labels, series_block(source, labels), value, timestamp,
+             pinned))
     lines: list[str] = []
-    for name, members in group_rows(rows, declared):
-        lines += render_family(name, declared.get(name), members, with_timestamps, blocks, fmt)
+    for key, members in sorted(by_key.items()):
+        structured = is_structured(key, declared)
+        if structured == key:
+            lines += render_structured(key, declared[key], members, with_timestamps, fmt)
+            continue
+        header = key_header(key, declared, (row[2] for row in members), by_key, fmt)
+        if header is not None:
+            lines += header + render_lines(members, with_timestamps, fmt)
     return lines
 
 

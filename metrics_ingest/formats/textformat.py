@@ -76,8 +76,18 @@ def value_of(text: str, number: int) -> float:
     return float(text)
 
 
-def parse(body: str) -> list[Family]:
-    """Families in order of appearance; raises TextFormatError naming the line."""
+class TooManySamples(TextFormatError):
+    """More samples than the caller takes (it stopped reading)."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(f"more than {count - 1} samples")
+        self.count = count
+
+
+def parse(body: str, max_samples: int | None = None) -> list[Family]:
+    """Families in order of appearance; raises TextFormatError naming the line, or
+    TooManySamples once more than `max_samples` samples are read."""
+    samples = 0
     families: list[Family] = []
     current: Family | None = None
     allowed: tuple[str, ...] = ()
@@ -116,6 +126,9 @@ def parse(body: str) -> list[Family]:
         name, block, raw_value, raw_timestamp = match.groups()
         if raw_timestamp is not None and not re.fullmatch(r"-?\d+", raw_timestamp):
             raise TextFormatError(f"line {number}: {raw_timestamp[:32]!r} is not a timestamp")
+        samples += 1
+        if max_samples is not None and samples > max_samples:
+            raise TooManySamples(samples)
         sample = (name, labels_of(block, number) if block else {}, value_of(raw_value, number),
                   raw_timestamp is not None)
         if current is None or name not in allowed:

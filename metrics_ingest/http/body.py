@@ -1,14 +1,12 @@
-"""Reading a request body within the size limit, raw and (for gzip) inflated."""
+"""Reading a request body as sent, within the size limit, and the encoding it declares
+(parsing.py inflates it)."""
 
 from __future__ import annotations
 
-import zlib
-
 from aiohttp import web
 
-from metrics_ingest.http.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-
-SUPPORTED_ENCODINGS = ("identity", "gzip", "x-gzip", "deflate")
+from metrics_ingest.http.errors import PayloadTooLarge, UnsupportedMediaType
+from metrics_ingest.parsing import SUPPORTED_ENCODINGS
 
 
 def content_encoding(request: web.Request) -> str:
@@ -20,17 +18,6 @@ def content_encoding(request: web.Request) -> str:
         raise UnsupportedMediaType(
             f"Content-Encoding {encoding[:32]!r} is not supported; send gzip or no encoding")
     return encoding
-
-
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The body, inflated if gzip/deflate; 413 as soon as either form passes `limit` bytes.
-
-    The server runs with aiohttp's auto_decompress off so this is the only place that
-    inflates, and it never inflates more than `limit` + 1 bytes (a gzip bomb stops there).
-    """
-    encoding = content_encoding(request)
-    raw = await read_raw(request, limit)
-    return raw if encoding == "identity" else inflate(raw, limit)
 
 
 async def read_raw(request: web.Request, limit: int) -> bytes:
@@ -51,22 +38,3 @@ async def read_raw(request: web.Request, limit: int) -> bytes:
     if len(raw) > limit:
         raise PayloadTooLarge(f"request body is larger than {limit} bytes")
     return raw
-
-
-def inflate(data: bytes, limit: int) -> bytes:
-    """Inflate gzip (one or more members) or zlib data to at most `limit` bytes."""
-    out = bytearray()
-    remaining = data
-    while remaining:
-        # 32 + MAX_WBITS: accept a gzip or a zlib header, whichever the client sent.
-        inflater = zlib.decompressobj(32 + zlib.MAX_WBITS)
-        try:
-            out += inflater.decompress(remaining, limit + 1 - len(out))
-        except zlib.error as exc:
-            raise BadRequest(f"body is not valid gzip/deflate data: {exc}") from None
-        if len(out) > limit:
-            raise PayloadTooLarge(f"inflated request body is larger than {limit} bytes")
-        if not inflater.eof:
-            raise BadRequest("gzip/deflate body is truncated")
-        remaining = inflater.unused_data
-    return bytes(out)

@@ -13,9 +13,9 @@ from metrics_ingest import __version__
 from metrics_ingest.auth import influx_credentials
 from metrics_ingest.formats import influx
 from metrics_ingest.http.errors import BadRequest, UnsupportedMediaType, json_response
-from metrics_ingest.http.intake import Attempt, accept, text_of
+from metrics_ingest.http.intake import Attempt, accept
 from metrics_ingest.keys import CLOCK, LIFECYCLE, READER, SETTINGS, WRITER
-from metrics_ingest.model import SOURCE_RE, Parsed, shorten
+from metrics_ingest.model import SOURCE_RE, shorten
 
 LINE_PROTOCOL_TYPES = ("text/plain", "application/octet-stream",
                        "application/x-www-form-urlencoded")
@@ -61,28 +61,24 @@ def source_of(request: web.Request, database_param: str) -> str:
 class LineProtocolWrite:
     """The v1 (`db`, precisions n..h) or v2 (`bucket`, ns..s) flavour of a write."""
 
+    raw = False
+    parse = staticmethod(influx.parse_write)
+
     def __init__(self, database_param: str, default_precision: str,
                  precisions: tuple[str, ...]) -> None:
         self.database_param = database_param
         self.default_precision = default_precision
         self.precisions = precisions
 
-    def check(self, request: web.Request, attempt: Attempt) -> None:
+    def check(self, request: web.Request, attempt: Attempt) -> influx.InfluxParams:
         check_type(request)
-        self.precision(request)
-        attempt.source = source_of(request, self.database_param)
-
-    def precision(self, request: web.Request) -> str:
         precision = request.query.get("precision", self.default_precision)
         if precision not in self.precisions:
             raise BadRequest(f"precision must be one of {', '.join(self.precisions)}")
-        return precision
-
-    def parse(self, request: web.Request, body: bytes, attempt: Attempt) -> Parsed:
-        assert attempt.source is not None  # set by check
-        strings = request.app[SETTINGS].influx_string_fields
-        return influx.parse_body(text_of(body), self.precision(request), attempt.source,
-                                 attempt.now, strings)
+        source = attempt.source = source_of(request, self.database_param)
+        settings = request.app[SETTINGS]
+        return influx.InfluxParams(precision, source, settings.influx_string_fields,
+                                   settings.queue_max_samples)
 
 
 V1 = LineProtocolWrite("db", "n", ("n", "ns", "u", "ms", "s", "m", "h"))
@@ -90,13 +86,13 @@ V2 = LineProtocolWrite("bucket", "ns", ("ns", "us", "ms", "s"))
 
 
 async def write_v1(request: web.Request) -> web.Response:
-    await accept(request, V1.parse, V1.check)
+    await accept(request, V1)
     # 204 is what InfluxDB answers, and the only success Telegraf's v1 output accepts.
     return web.Response(status=204, headers=VERSION_HEADERS)
 
 
 async def write_v2(request: web.Request) -> web.Response:
-    await accept(request, V2.parse, V2.check)
+    await accept(request, V2)
     return web.Response(status=204, headers=VERSION_HEADERS)
 
 

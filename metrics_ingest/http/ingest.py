@@ -5,31 +5,33 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from metrics_ingest.formats.json_push import parse_push, push_source
-from metrics_ingest.http.errors import BadRequest
+from metrics_ingest.formats.json_push import JsonParams, parse_json_body
 from metrics_ingest.http.intake import Attempt, accept
 from metrics_ingest.http.params import boolean_param
-from metrics_ingest.model import Parsed
+from metrics_ingest.keys import SETTINGS
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 
-def parse(request: web.Request, body: bytes, attempt: Attempt) -> Parsed:
-    """The body as JSON whatever its Content-Type says, as the Worker read it (.NET's
+class JsonPush:
+    """The Worker's JSON: read whatever the Content-Type says, as the Worker read it (.NET's
     StringContent sends text/plain, curl -d form-urlencoded)."""
-    query = request.query
-    strict = bool(query) and boolean_param(query, "strict")  # other parameters are ignored
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"body is not valid JSON: {exc}") from None
-    attempt.payload = payload
-    attempt.source_of = push_source
-    return parse_push(payload, attempt.now, strict)
+
+    raw = False
+    parse = staticmethod(parse_json_body)
+
+    @staticmethod
+    def check(request: web.Request, attempt: Attempt) -> JsonParams:
+        query = request.query
+        strict = bool(query) and boolean_param(query, "strict")  # other parameters: ignored
+        return JsonParams(strict, request.app[SETTINGS].queue_max_samples)
+
+
+JSON_PUSH = JsonPush()
 
 
 async def ingest(request: web.Request) -> web.Response:
-    parsed, inserted = await accept(request, parse)
+    parsed, inserted = await accept(request, JSON_PUSH)
     if parsed.skipped is None:
         return web.Response(body=b'{"status":"ok","inserted":%d}\n' % inserted,
                             headers=JSON_HEADERS)

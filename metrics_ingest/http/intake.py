@@ -4,12 +4,11 @@ format's parser, the writer's inbox and the wait for the commit, and the rejecti
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
-from metrics_ingest.http.body import read_body, read_raw
+from metrics_ingest.http.body import content_encoding, read_raw
 from metrics_ingest.http.errors import (
     ApiError,
     BadRequest,
@@ -18,36 +17,38 @@ from metrics_ingest.http.errors import (
     ServiceUnavailable,
 )
 from metrics_ingest.inbox import Closed, Overloaded, StorageFailed
-from metrics_ingest.keys import CLOCK, LIFECYCLE, SETTINGS, TELEMETRY, WRITER
-from metrics_ingest.model import Parsed, Push, PushInvalid, PushRefused
+from metrics_ingest.keys import CLOCK, LIFECYCLE, PARSERS, SETTINGS, TELEMETRY, WRITER
+from metrics_ingest.model import BodyRefused, Parsed, Push, PushInvalid, PushRefused
+from metrics_ingest.parsing import Parse
 
 REJECTION_REASONS = {
     400: "invalid", 408: "timeout", 413: "too_large", 415: "unsupported_type", 503: "overload"}
 
 
 class Attempt:
-    """One push on its way in: its source once known, for the rejection counter. A format
-    that knows it only from its payload leaves the payload and how to read it, so the work
-    is done only for a push that is refused."""
+    """One push on its way in: when it arrived, and its source once known (for the rejection
+    counter)."""
 
-    __slots__ = ("now", "payload", "source", "source_of")
+    __slots__ = ("now", "payload", "source")
 
     def __init__(self, now: float) -> None:
         self.now = now
         self.source: str | None = None
-        self.payload: Any = None
-        self.source_of: Callable[[Any], str | None] | None = None
-
-    def known_source(self) -> str | None:
-        if self.source is None and self.source_of is not None:
-            return self.source_of(self.payload)
-        return self.source
+        self.payload: Any = None  # what `check` learnt that `parse` needs (the grouping)
 
 
-# A format's two steps: `check` runs before the body is read (headers, the path; it may note
-# the source on the attempt), `parse` turns the body into what to store. Both plain calls.
-Check = Callable[[web.Request, Attempt], None]
-Parse = Callable[[web.Request, bytes, Attempt], Parsed]
+class PushFormat(Protocol):
+    """A push format, as the intake runs it: `check` before the body is read (headers, the
+    path, query parameters; it may note the source) returns the parameters that `parse` takes
+    with the body. `parse` is a pure module-level function (picklable): a big body is parsed
+    in a worker process. `raw`: the body is compressed inside (snappy), not inflated here."""
+
+    raw: bool
+
+    def check(self, request: web.Request, attempt: Attempt) -> Any: ...
+
+    @property
+    def parse(self) -> Parse: ...
 
 
 class StorageUnavailable(ServiceUnavailable):
@@ -57,8 +58,11 @@ class StorageUnavailable(ServiceUnavailable):
         super().__init__(message, retry_after=5)
 
 
-async def accept(request: web.Request, parse: Parse, check: Check | None = None,
-                 raw: bool = False) -> tuple[Parsed, int]:
+def refused_body(exc: BodyRefused) -> ApiError:
+    return PayloadTooLarge(exc.message) if exc.status == 413 else BadRequest(exc.message)
+
+
+async def accept(request: web.Request, fmt: PushFormat) -> tuple[Parsed, int]:
     """Check, read and parse a push, queue it and wait for the commit that holds it; returns
     it with the number of samples stored. Every refusal on the way is counted once (with the
     source when known) and re-raised as the error answer. A push the format refuses but
@@ -66,14 +70,21 @@ async def accept(request: web.Request, parse: Parse, check: Check | None = None,
     refused. One coroutine for it all: each await layer costs a small push ~1 us."""
     app = request.app
     attempt = Attempt(app[CLOCK]())
+    parsed: Parsed | None = None
     try:
-        if check is not None:
-            check(request, attempt)
-        body = await body_of(request, raw)
+        params = fmt.check(request, attempt)
+        settings = app[SETTINGS]
+        encoding = "identity" if fmt.raw else content_encoding(request)
+        raw = await body_of(request)
         try:
-            parsed = parse(request, body, attempt)
+            parsed = await app[PARSERS].parse(fmt.parse, raw, encoding,
+                                              settings.max_body_bytes, params, attempt.now)
         except PushInvalid as exc:
+            attempt.source = attempt.source or exc.source
             raise invalid_push(exc) from None
+        except BodyRefused as exc:
+            attempt.source = attempt.source or exc.source
+            raise refused_body(exc) from None
         push = queue(app, parsed, attempt.now)
         if push is not None:
             try:
@@ -90,7 +101,11 @@ async def accept(request: web.Request, parse: Parse, check: Check | None = None,
     except ApiError as exc:
         reason = ("storage" if isinstance(exc, StorageUnavailable)
                   else REJECTION_REASONS.get(exc.status, "invalid"))
-        app[TELEMETRY].count_rejected(reason, attempt.known_source())
+        source = attempt.source
+        if source is None and parsed is not None:
+            sources = {group.source for group in parsed.groups}
+            source = sources.pop() if len(sources) == 1 else None
+        app[TELEMETRY].count_rejected(reason, source)
         raise
     if parsed.skip_counts:
         skipped = app[TELEMETRY].skipped_samples
@@ -99,19 +114,17 @@ async def accept(request: web.Request, parse: Parse, check: Check | None = None,
     return parsed, 0 if push is None else push.samples
 
 
-async def body_of(request: web.Request, raw: bool = False) -> bytes:
-    """The request body within METRICS_MAX_BODY_BYTES and METRICS_BODY_TIMEOUT: inflated
-    (gzip/deflate), or as sent when `raw` (for formats that compress inside, like snappy)."""
+async def body_of(request: web.Request) -> bytes:
+    """The request body as sent, within METRICS_MAX_BODY_BYTES and METRICS_BODY_TIMEOUT."""
     settings = request.app[SETTINGS]
-    read = read_raw if raw else read_body
     if request.content.is_eof():
         # The whole body came with the headers (a small push): nothing to wait for, so no
         # timer to arm (asyncio.timeout cost ~4% of a small push's loop time).
-        return await read(request, settings.max_body_bytes)
+        return await read_raw(request, settings.max_body_bytes)
     try:
         # A client trickling its body holds only its own connection, and only this long.
         async with asyncio.timeout(settings.body_timeout):
-            return await read(request, settings.max_body_bytes)
+            return await read_raw(request, settings.max_body_bytes)
     except TimeoutError:
         raise RequestTimeout(
             f"the body did not arrive within {settings.body_timeout} s") from None

@@ -7,15 +7,14 @@ from aiohttp import web
 
 from metrics_ingest.formats import pushgateway
 from metrics_ingest.formats.fields import check_timestamp
+from metrics_ingest.formats.pushgateway import GroupParams, parse_group_push
 from metrics_ingest.http.errors import BadRequest, UnsupportedMediaType, json_response
-from metrics_ingest.http.intake import Attempt, accept, invalid_push, text_of
+from metrics_ingest.http.intake import Attempt, accept, invalid_push
+from metrics_ingest.keys import SETTINGS
 from metrics_ingest.model import (
     DIGITS_RE,
     FieldError,
-    Grouping,
     GroupOp,
-    GroupPush,
-    Parsed,
     PushInvalid,
 )
 
@@ -38,36 +37,35 @@ def push_time(request: web.Request, now: float) -> float:
     return float(seconds)
 
 
-def check(request: web.Request, attempt: Attempt) -> None:
-    """The grouping path first: it names the source (the job), even of a refused push."""
-    try:
-        grouping = pushgateway.parse_grouping(request.match_info["grouping"])
-    except PushInvalid as exc:
-        raise invalid_push(exc) from None
-    attempt.source = grouping.source
-    attempt.payload = grouping
-    if (request.method != "DELETE" and "Content-Type" in request.headers
-            and request.content_type not in TEXT_TYPES):
-        raise UnsupportedMediaType(
-            f"Content-Type {request.content_type[:64]!r} is not supported; push the "
-            "Prometheus text format (the protobuf format is not accepted)")
+class GroupPushFormat:
+    """The Pushgateway API: the grouping path first (it names the source, the job, even of a
+    refused push), then a text body for PUT and POST."""
+
+    raw = False
+    parse = staticmethod(parse_group_push)
+
+    @staticmethod
+    def check(request: web.Request, attempt: Attempt) -> GroupParams:
+        op = OPS[request.method]
+        try:
+            grouping = pushgateway.parse_grouping(request.match_info["grouping"])
+        except PushInvalid as exc:
+            raise invalid_push(exc) from None
+        attempt.source = grouping.source
+        if (op != "delete" and "Content-Type" in request.headers
+                and request.content_type not in TEXT_TYPES):
+            raise UnsupportedMediaType(
+                f"Content-Type {request.content_type[:64]!r} is not supported; push the "
+                "Prometheus text format (the protobuf format is not accepted)")
+        when = attempt.now if op == "delete" else push_time(request, attempt.now)
+        return GroupParams(op, grouping, when, request.app[SETTINGS].queue_max_samples)
 
 
-def parse(request: web.Request, body: bytes, attempt: Attempt) -> Parsed:
-    op = OPS[request.method]
-    grouping: Grouping = attempt.payload
-    if op == "delete":
-        return Parsed([], GroupPush(op, grouping))
-    when = push_time(request, attempt.now)
-    try:
-        return pushgateway.parse_text(text_of(body), grouping, when, op)
-    except pushgateway.Refused as exc:
-        # The Pushgateway records such a push as the group's failure, then refuses it.
-        return Parsed([], GroupPush("fail", grouping), refusal=exc)
+GROUP_PUSH = GroupPushFormat()
 
 
 async def push(request: web.Request) -> web.Response:
-    parsed, inserted = await accept(request, parse, check)
+    parsed, inserted = await accept(request, GROUP_PUSH)
     if parsed.group is not None and parsed.group.op == "delete":
         return json_response({"status": "ok", "deleted": True}, status=202)
     return json_response({"status": "ok", "inserted": inserted})

@@ -4,23 +4,68 @@ lose a pushed counter's type and the scraper takes text too)."""
 
 from __future__ import annotations
 
+import asyncio
+import zlib
+
 from aiohttp import hdrs, web
-from aiohttp.web import ContentCoding
 
 from metrics_ingest.formats.exposition import TEXT, accepts_text, negotiate, render_telemetry
-from metrics_ingest.keys import CLOCK, EXPORT, STORE, TELEMETRY, WRITER
+from metrics_ingest.keys import CLOCK, CORS_HEADERS, EXPORT, STORE, TELEMETRY, WRITER
+
+# Bodies up to this size are sent in one piece; larger ones are written as they are handed
+# over, in writes of about this size, so a million series are never joined into one copy.
+WHOLE_BODY_BYTES = 1 << 20
+WRITE_BYTES = 1 << 18
 
 
-async def metrics(request: web.Request) -> web.Response:
+def gzipped(pieces: list[bytes]) -> bytes:
+    """gzip of the pieces in order (zlib releases the GIL while it compresses)."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    return b"".join([*map(compressor.compress, pieces), compressor.flush()])
+
+
+def coalesced(pieces: list[bytes]) -> list[bytes]:
+    """Small pieces joined up to WRITE_BYTES, so the transport gets few, large writes."""
+    out: list[bytes] = []
+    pending: list[bytes] = []
+    size = 0
+    for piece in pieces:
+        pending.append(piece)
+        size += len(piece)
+        if size >= WRITE_BYTES:
+            out.append(b"".join(pending))
+            pending, size = [], 0
+    if pending:
+        out.append(b"".join(pending))
+    return out
+
+
+async def metrics(request: web.Request) -> web.StreamResponse:
     app = request.app
     accept = request.headers.get(hdrs.ACCEPT, "")
     fmt = negotiate(accept)
     fallback = TEXT if fmt.openmetrics and accepts_text(accept) else None
-    stored, fmt = await app[EXPORT].text(fmt, app[CLOCK](), fallback)
+    pieces, fmt = await app[EXPORT].pieces(fmt, app[CLOCK](), fallback)
     own = render_telemetry(app[TELEMETRY], app[WRITER].queued_samples,
                            app[STORE].size_bytes(), fmt)
-    body = (stored + "\n".join(own) + "\n" + fmt.trailer).encode()
-    response = web.Response(body=body, headers={"Content-Type": fmt.content_type})
+    pieces.append(("\n".join(own) + "\n" + fmt.trailer).encode())
+    headers = {"Content-Type": fmt.content_type}
+    size = sum(map(len, pieces))
     if "gzip" in request.headers.get(hdrs.ACCEPT_ENCODING, "").lower():
-        response.enable_compression(ContentCoding.gzip)
+        headers["Content-Encoding"] = "gzip"
+        headers["Vary"] = "Accept-Encoding"
+        body = gzipped(pieces) if size <= WHOLE_BODY_BYTES else await asyncio.to_thread(
+            gzipped, pieces)
+        return web.Response(body=body, headers=headers)
+    if size <= WHOLE_BODY_BYTES:
+        return web.Response(body=b"".join(pieces), headers=headers)
+    # Headers go out with prepare(): the endpoint wrapper's CORS header is set here already.
+    cors: dict[str, str] = app[CORS_HEADERS]
+    headers.update(cors)
+    response = web.StreamResponse(headers=headers)
+    response.content_length = size
+    await response.prepare(request)
+    for chunk in coalesced(pieces):
+        await response.write(chunk)
+    await response.write_eof()
     return response

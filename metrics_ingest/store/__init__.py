@@ -6,7 +6,7 @@ configured location, and everything else speaks `Store`, `WriteSession` and `Rea
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
@@ -121,6 +121,30 @@ class ReadSession(Protocol):
     async def close(self) -> None: ...
 
 
+# (id, metric_name, source, labels, label block, value, timestamp, pinned)
+ExportRow = tuple[int, str, str, str, str, float, int, int]
+
+
+class ExportReader(Protocol):
+    """A read connection that /metrics renders from off the event loop: plain (blocking)
+    calls, made from one thread at a time."""
+
+    def rows_between(self, first: int, last: int, since: int) -> Iterator[ExportRow]:
+        """Series exported now (visible, pinned or newer than `since`) with ids in
+        [first, last], in id order."""
+        ...
+
+    def rows_named(self, names: Sequence[str], since: int) -> list[ExportRow]:
+        """Series exported now with any of these metric names."""
+        ...
+
+    def families(self) -> dict[str, FamilyMeta]: ...
+
+    def groups(self) -> list[GroupTimes]: ...
+
+    def close(self) -> None: ...
+
+
 class Store(Protocol):
     """A configured database: migrations, sessions and the operator's commands."""
 
@@ -135,6 +159,8 @@ class Store(Protocol):
         ...
 
     async def open_reader(self) -> ReadSession: ...
+
+    def open_export_reader(self) -> ExportReader: ...
 
     def size_bytes(self) -> int:
         """What the data takes on disk (0 when unknown)."""

@@ -11,6 +11,7 @@ from typing import Any
 from metrics_ingest.config import Synchronous
 from metrics_ingest.store import StorageError
 from metrics_ingest.store.sqlite import migrations
+from metrics_ingest.store.sqlite.export_reader import SQLiteExportReader
 from metrics_ingest.store.sqlite.reader import SQLiteReader
 from metrics_ingest.store.sqlite.session import SQLiteWriteSession
 from metrics_ingest.store.sqlite.sql import SELECT_VIEW_DELETES
@@ -34,6 +35,9 @@ class SQLiteStore:
 
     async def open_reader(self) -> SQLiteReader:
         return await SQLiteReader.open(self.db_path)
+
+    def open_export_reader(self) -> SQLiteExportReader:
+        return SQLiteExportReader(self.db_path)
 
     def size_bytes(self) -> int:
         """The main file plus its WAL."""

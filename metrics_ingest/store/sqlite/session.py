@@ -21,18 +21,22 @@ from metrics_ingest.store.sqlite.sql import (
     DELETE_EXPIRED_LATEST,
     DELETE_EXPIRED_MEMBERS,
     DELETE_EXPIRED_SERIES,
+    DELETE_EXPIRED_SOURCES,
     DELETE_GROW_PROBE,
     DELETE_SAMPLES_BEFORE,
     DELETE_SAMPLES_BEFORE_KEY,
+    DELETE_SOURCES,
     GROW_PROBE,
     INSERT_SERIES,
     PROBE_GROWTH_BYTES,
+    RECOUNT_SOURCES,
     SELECT_FAMILIES,
     SELECT_PURGE_BOUNDARY,
     SET_SYNCHRONOUS,
     UPSERT_FAMILY,
     UPSERT_LATESTS,
     UPSERT_SAMPLES,
+    UPSERT_SOURCE,
     VALUES_CHUNK_ROWS,
     WRITE_PROBE,
 )
@@ -92,6 +96,15 @@ def insert_rows(db: sqlite3.Connection, new_series: Sequence[NewSeries],
     insert_flat(db, UPSERT_LATESTS, latest)
 
 
+def newest_per_source(pushes: Sequence[Push]) -> list[tuple[str, int]]:
+    newest: dict[str, int] = {}
+    for push in pushes:
+        for group in push.groups:
+            if newest.get(group.source, -1) < group.timestamp:
+                newest[group.source] = group.timestamp
+    return list(newest.items())
+
+
 def insert_flat(db: sqlite3.Connection, statements: dict[int, str],
                 params: list[int | float]) -> None:
     """Rows of three values, flattened, through the largest chunk statements that fit."""
@@ -123,6 +136,7 @@ def purge_expired_series(db: sqlite3.Connection, cutoff: int) -> int:
     db.execute(DELETE_EMPTY_GROUPS, (cutoff,))
     forgotten = db.execute(DELETE_EXPIRED_SERIES, (cutoff,)).rowcount
     db.execute(DELETE_EXPIRED_LATEST, (cutoff,))
+    db.execute(DELETE_EXPIRED_SOURCES, (cutoff,))
     return forgotten
 
 
@@ -191,8 +205,10 @@ class SQLiteWriteSession:
             reloaded = self._refresh()
             registry = self.registry
             accepted = checked(pushes, registry)
-            new_series, samples, latest = series.rows(accepted)
+            new_series, samples, latest = series.rows(db, accepted)
             insert_rows(db, new_series, samples, latest)
+            if accepted:
+                db.executemany(UPSERT_SOURCE, newest_per_source(accepted))
             touched = cast(list[int], latest[0::3])  # (series_id, timestamp, value), flat
             group_pushed = False
             for push in pushes:
@@ -236,7 +252,14 @@ class SQLiteWriteSession:
 
     def outside_change(self) -> bool:
         with engine_errors():
-            return self._refresh()
+            if not self._refresh():
+                return False
+            # Another process may have deleted a source's newest samples (the Worker's
+            # manual cleanup through the view): count the sources again.
+            with immediate_transaction(self.db):
+                self.db.execute(DELETE_SOURCES)
+                self.db.execute(RECOUNT_SOURCES)
+            return True
 
     def close(self) -> None:
         self.db.close()

@@ -4,8 +4,21 @@ from __future__ import annotations
 
 SET_SYNCHRONOUS = {"full": "PRAGMA synchronous=FULL", "normal": "PRAGMA synchronous=NORMAL"}
 SELECT_DATA_VERSION = "PRAGMA data_version"
-SELECT_ALL_SERIES = "SELECT id, metric_name, source, labels FROM series"
-INSERT_SERIES = "INSERT INTO series (id, metric_name, source, labels) VALUES (?, ?, ?, ?)"
+SELECT_MAX_SERIES_ID = "SELECT max(id) FROM series"
+# Ids of the series named by a JSON array of [metric_name, source, labels]: one query for a
+# batch's cache misses, each an index lookup on the series' unique key.
+SELECT_SERIES_BY_KEYS = (
+    "SELECT s.id, s.metric_name, s.source, s.labels FROM json_each(?) j"
+    " JOIN series s ON s.metric_name = j.value ->> 0 AND s.source = j.value ->> 1"
+    " AND s.labels = j.value ->> 2"
+)
+INSERT_SERIES = (
+    "INSERT INTO series (id, metric_name, source, labels, block) VALUES (?, ?, ?, ?, ?)"
+)
+UPSERT_SOURCE = (
+    "INSERT INTO sources (source, newest) VALUES (?, ?)"
+    " ON CONFLICT (source) DO UPDATE SET newest = max(newest, excluded.newest)"
+)
 UPSERT_SAMPLE = (
     "INSERT INTO samples (timestamp, series_id, value) VALUES (?, ?, ?)"
     " ON CONFLICT (timestamp, series_id) DO UPDATE SET value = excluded.value"
@@ -111,6 +124,19 @@ SELECT_SERIES_BY_ID = (
     " FROM latest l JOIN series s ON s.id = l.series_id"
     " WHERE l.series_id IN (SELECT value FROM json_each(?))"
 )
+# What /metrics renders from: visible series, pinned or fresh, by id range or by name.
+SELECT_EXPORTED_BETWEEN = (
+    "SELECT s.id, s.metric_name, s.source, s.labels, s.block, l.value, l.timestamp, l.pinned"
+    " FROM latest l JOIN series s ON s.id = l.series_id"
+    " WHERE l.series_id BETWEEN ? AND ? AND l.hidden = 0"
+    " AND (l.timestamp >= ? OR l.pinned = 1) ORDER BY l.series_id"
+)
+SELECT_EXPORTED_NAMED = (
+    "SELECT s.id, s.metric_name, s.source, s.labels, s.block, l.value, l.timestamp, l.pinned"
+    " FROM series s JOIN latest l ON l.series_id = s.id"
+    " WHERE s.metric_name IN (SELECT value FROM json_each(?))"
+    " AND l.hidden = 0 AND (l.timestamp >= ? OR l.pinned = 1)"
+)
 SELECT_RECENT_SAMPLES = (
     "SELECT s.source, x.timestamp, s.metric_name, x.value, s.labels"
     " FROM samples x JOIN series s ON s.id = x.series_id"
@@ -121,7 +147,17 @@ SELECT_RECENT_SAMPLES = (
 )
 SELECT_GROUPS = "SELECT source, grouping, pushed_at, failed_at FROM push_groups"
 SELECT_VIEW_DELETES = "SELECT count FROM metrics_deleted"
-SELECT_ACTIVE_SOURCES = (
-    "SELECT DISTINCT s.source FROM latest l JOIN series s ON s.id = l.series_id"
-    " WHERE l.timestamp >= ? ORDER BY s.source"
+SELECT_ACTIVE_SOURCES = "SELECT source FROM sources WHERE newest >= ? ORDER BY source"
+# Rebuilt after another process's commit (a delete through the view can take a source's
+# newest sample away).
+RECOUNT_SOURCES = (
+    "INSERT OR REPLACE INTO sources (source, newest)"
+    " SELECT s.source, max(l.timestamp) FROM series s JOIN latest l ON l.series_id = s.id"
+    " GROUP BY s.source"
+)
+DELETE_SOURCES = "DELETE FROM sources"
+# After a purge: sources left without samples (pinned Pushgateway-API series stay).
+DELETE_EXPIRED_SOURCES = (
+    "DELETE FROM sources WHERE newest < ? AND source NOT IN"
+    " (SELECT s.source FROM latest l JOIN series s ON s.id = l.series_id WHERE l.pinned = 1)"
 )

@@ -1,0 +1,87 @@
+"""Parsing a push body: inflating it within the limit, then the format's parser; inline for
+a small body, in a worker process for a big one, so that no body holds up the event loop.
+
+A worker process, not a thread: parsing is Python code, and a thread parsing 5 MB would hold
+the GIL in 5 ms slices against every request the loop serves (bench/README.md, W11).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import zlib
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+from metrics_ingest.model import BodyRefused, Parsed
+
+# Bodies up to this size (or a compressed one up to an eighth of it) are parsed inline: a
+# worker's round trip costs about a millisecond, a small push's whole parse much less.
+INLINE_BYTES = 256 * 1024
+SUPPORTED_ENCODINGS = ("identity", "gzip", "x-gzip", "deflate")
+
+Parse = Callable[[bytes, Any, float], Parsed]
+
+
+def inflate(data: bytes, limit: int) -> bytes:
+    """Inflate gzip (one or more members) or zlib data to at most `limit` bytes: a gzip bomb
+    stops at limit + 1 bytes, never inflated whole."""
+    out = bytearray()
+    remaining = data
+    while remaining:
+        # 32 + MAX_WBITS: accept a gzip or a zlib header, whichever the client sent.
+        inflater = zlib.decompressobj(32 + zlib.MAX_WBITS)
+        try:
+            out += inflater.decompress(remaining, limit + 1 - len(out))
+        except zlib.error as exc:
+            raise BodyRefused(400, f"body is not valid gzip/deflate data: {exc}") from None
+        if len(out) > limit:
+            raise BodyRefused(413, f"inflated request body is larger than {limit} bytes")
+        if not inflater.eof:
+            raise BodyRefused(400, "gzip/deflate body is truncated")
+        remaining = inflater.unused_data
+    return bytes(out)
+
+
+def parse_body(parse: Parse, raw: bytes, encoding: str, limit: int, params: Any,
+               now: float) -> Parsed:
+    """What a worker process runs (and the inline path too): module-level, so it pickles."""
+    body = raw if encoding == "identity" else inflate(raw, limit)
+    return parse(body, params, now)
+
+
+def warm() -> int:
+    return os.getpid()
+
+
+class ParsePool:
+    """Worker processes for big bodies, one per core, started on first use (forkserver:
+    they do not inherit the server's threads), shut down with the app."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers or os.cpu_count() or 1
+        self._executor: ProcessPoolExecutor | None = None
+
+    def _pool(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["metrics_ingest.parsing", "metrics_ingest.formats"])
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=context)
+        return self._executor
+
+    async def parse(self, parse: Parse, raw: bytes, encoding: str, limit: int, params: Any,
+                    now: float) -> Parsed:
+        """Parse inline or in a worker by size; raises what the parser raises."""
+        big = len(raw) > INLINE_BYTES or (encoding != "identity" and len(raw) * 8 > INLINE_BYTES)
+        if not big:
+            return parse_body(parse, raw, encoding, limit, params, now)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool(), parse_body, parse, raw, encoding,
+                                          limit, params, now)
+
+    async def close(self) -> None:
+        if self._executor is not None:
+            executor, self._executor = self._executor, None
+            await asyncio.to_thread(executor.shutdown, True, cancel_futures=True)
