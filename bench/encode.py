@@ -30,18 +30,16 @@ def write_request(series: list[tuple[dict[str, str], list[tuple[float, int]]]],
                   metadata: list[tuple[int, str, str]] = ()) -> bytes:  # type: ignore[assignment]
     """A WriteRequest laid out as Prometheus' protobuf marshaller does; (value, ms) samples,
     and MetricMetadata entries as (MetricType number, family name, help)."""
-    request = b""
+    parts: list[bytes] = []
     for labels, samples in series:
-        body = b"".join(field(1, field(1, k.encode()) + field(2, v.encode()))
-                        for k, v in labels.items())
-        for value, millis in samples:
-            body += field(2, varint(1 << 3 | 1) + struct.pack("<d", value)
-                          + varint(2 << 3 | 0) + varint(millis))
-        request += field(1, body)
+        body = [field(1, field(1, k.encode()) + field(2, v.encode())) for k, v in labels.items()]
+        body += [field(2, varint(1 << 3 | 1) + struct.pack("<d", value) + varint(2 << 3 | 0)
+                       + varint(millis)) for value, millis in samples]
+        parts.append(field(1, b"".join(body)))
     for kind, family, help_text in metadata:
-        request += field(3, varint(1 << 3 | 0) + varint(kind) + field(2, family.encode())
-                         + field(4, help_text.encode()))
-    return request
+        parts.append(field(3, varint(1 << 3 | 0) + varint(kind) + field(2, family.encode())
+                           + field(4, help_text.encode())))
+    return b"".join(parts)
 
 
 def snappy(payload: bytes) -> bytes:

@@ -110,10 +110,14 @@ async def export_context(app: web.Application) -> AsyncIterator[None]:
 
     reader = await asyncio.to_thread(app[STORE].open_export_reader)
     app[EXPORT] = export = ExportCache(reader, sync, settings.export_window,
-                                       settings.export_timestamps)
+                                       settings.export_timestamps, app[CLOCK])
     writer.subscribers.append(export.apply)
+    renderer = asyncio.create_task(export.render_in_background(), name="export-renderer")
     yield
-    async with export.lock:  # a scrape still rendering finishes first
+    async with export.lock:  # no render is running (a thread cannot be cancelled) ...
+        renderer.cancel()  # ... so the renderer waits for work, and stops there
+        with contextlib.suppress(asyncio.CancelledError):
+            await renderer
         await asyncio.to_thread(reader.close)
 
 

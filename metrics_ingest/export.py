@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from metrics_ingest.formats.exposition import Format
+from metrics_ingest.formats.exposition import TEXT, Format
 from metrics_ingest.formats.stored import (
     is_structured,
     key_header,
@@ -30,6 +31,9 @@ from metrics_ingest.store import ExportReader, ExportRow, GroupTimes
 
 RANGE_BITS = 10
 MAX_DIRTY = 100_000  # beyond this many dirty ranges, a scrape reads everything
+# Changes are rendered in the background at most this often (a scrape renders what is left):
+# a scrape after a million new series then waits for the last second of them, not all.
+BACKGROUND_SECONDS = 1.0
 
 
 @dataclass(eq=False)
@@ -64,9 +68,11 @@ class ExportCache:
     (`sync`), then renders what changed since the previous scrape."""
 
     def __init__(self, reader: ExportReader, sync: Callable[[], Awaitable[None]],
-                 window: int, with_timestamps: bool) -> None:
+                 window: int, with_timestamps: bool,
+                 clock: Callable[[], float] = time.time) -> None:
         self.reader = reader
         self.sync = sync
+        self.clock = clock
         self.window = window
         self.with_timestamps = with_timestamps
         self.declared: dict[str, FamilyMeta] = {}
@@ -76,10 +82,12 @@ class ExportCache:
         self.everything = True
         self.groups_changed = True
         self.lock = asyncio.Lock()
+        self.changed = asyncio.Event()  # set by apply: the background renderer has work
 
     def apply(self, change: Change) -> None:
         """Take one change record (on the event loop, in commit order). New family types
         can move series between keys, so they make the next scrape read everything."""
+        self.changed.set()
         if change.groups:
             self.groups_changed = True
         if change.everything or change.families or len(self.dirty) > MAX_DIRTY:
@@ -96,28 +104,49 @@ class ExportCache:
         `unknown`."""
         await self.sync()
         since = int(now) - self.window
-        async with self.lock:  # one scrape renders at a time, in the order changes came
-            dirty, everything, groups_changed = self.dirty, self.everything, self.groups_changed
-            self.dirty, self.everything, self.groups_changed = set(), False, False
-            try:
-                await asyncio.to_thread(self._refresh, dirty, everything, groups_changed,
-                                        since)
+        async with self.lock:  # one render at a time, in the order changes came
+            await self._catch_up(since)
+            await self._bring_up_to_date(fmt, since)
+            if fallback is not None and fmt.openmetrics and self._loses_counters():
+                fmt = fallback
                 await self._bring_up_to_date(fmt, since)
-                if fallback is not None and fmt.openmetrics and self._loses_counters():
-                    fmt = fallback
-                    await self._bring_up_to_date(fmt, since)
-            except BaseException:
-                self.everything = True  # what was taken was not applied: read it all
-                raise
             return self._assemble(fmt), fmt
+
+    async def render_in_background(self) -> None:
+        """Until cancelled: render changes as they come, at most every BACKGROUND_SECONDS,
+        in the formats scraped so far (text 0.0.4 before the first scrape)."""
+        while True:
+            await self.changed.wait()
+            await asyncio.sleep(BACKGROUND_SECONDS)  # gather a second of changes
+            self.changed.clear()
+            since = int(self.clock()) - self.window
+            async with self.lock:
+                await self._catch_up(since)
+                if not self.rendered:
+                    await self._bring_up_to_date(TEXT, since)
+
+    async def _catch_up(self, since: int) -> None:
+        """Apply what the change records said to every format rendered so far; the caller
+        holds the lock."""
+        dirty, everything, groups_changed = self.dirty, self.everything, self.groups_changed
+        self.dirty, self.everything, self.groups_changed = set(), False, False
+        try:
+            await asyncio.to_thread(self._refresh, dirty, everything, groups_changed, since)
+        except BaseException:
+            self.everything = True  # what was taken was not applied: read it all
+            raise
 
     async def _bring_up_to_date(self, fmt: Format, since: int) -> None:
         """Render `fmt` whole if it never was, else its ranges where a series aged out."""
-        if fmt not in self.rendered:
-            self.rendered[fmt] = Rendered()
-            await asyncio.to_thread(self._render, fmt, None, since)
-        else:
-            await asyncio.to_thread(self._render, fmt, self._expired(fmt, since), since)
+        try:
+            if fmt not in self.rendered:
+                self.rendered[fmt] = Rendered()
+                await asyncio.to_thread(self._render, fmt, None, since)
+            else:
+                await asyncio.to_thread(self._render, fmt, self._expired(fmt, since), since)
+        except BaseException:
+            self.rendered.pop(fmt, None)  # half rendered: start over next time
+            raise
 
     # -- on the render thread ---------------------------------------------------------------
 
@@ -177,11 +206,9 @@ class ExportCache:
                         self._store_range(rendered, current, rows, fmt)
                     current, rows = number, {}
                 name = row[1]
-                if name in owners:
-                    family = owners[name]
-                else:
-                    family = owners[name] = (is_structured(name, declared) if declared
-                                             else None)
+                family = owners.get(name, name) if declared else None
+                if family == name:  # not looked up yet (no family is named as its member)
+                    family = owners[name] = is_structured(name, declared)
                 if family is not None:
                     structured.add(family)
                     rendered.whole_ranges.setdefault(family, set()).add(number)
@@ -196,8 +223,7 @@ class ExportCache:
                      fmt: Format) -> None:
         parts: dict[str, Part] = {}
         for key, members in rows.items():
-            members.sort(key=lambda row: row[4])  # by label block: source, then labels
-            lines = render_lines(members, self.with_timestamps, fmt)
+            lines = render_lines(members, self.with_timestamps, fmt)  # in id order
             oldest = min((row[6] for row in members if not row[7]), default=math.inf)
             parts[key] = Part(("\n".join(lines) + "\n").encode(), oldest,
                               frozenset(row[2] for row in members))

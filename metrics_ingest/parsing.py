@@ -52,23 +52,26 @@ def parse_body(parse: Parse, raw: bytes, encoding: str, limit: int, params: Any,
     return parse(body, params, now)
 
 
-def warm() -> int:
-    return os.getpid()
+def lower_priority() -> None:
+    """In a worker: yield the CPU to the server's own process, which answers small pushes."""
+    os.nice(10)
 
 
 class ParsePool:
-    """Worker processes for big bodies, one per core, started on first use (forkserver:
-    they do not inherit the server's threads), shut down with the app."""
+    """Worker processes for big bodies, one per core but one (that core is the event loop's),
+    at a lower priority, started on first use (forkserver: they do not inherit the server's
+    threads), shut down with the app."""
 
     def __init__(self, workers: int | None = None) -> None:
-        self.workers = workers or os.cpu_count() or 1
+        self.workers = workers or max(1, (os.cpu_count() or 1) - 1)
         self._executor: ProcessPoolExecutor | None = None
 
     def _pool(self) -> ProcessPoolExecutor:
         if self._executor is None:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(["metrics_ingest.parsing", "metrics_ingest.formats"])
-            self._executor = ProcessPoolExecutor(self.workers, mp_context=context)
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=context,
+                                                 initializer=lower_priority)
         return self._executor
 
     async def parse(self, parse: Parse, raw: bytes, encoding: str, limit: int, params: Any,

@@ -26,8 +26,8 @@ from metrics_ingest.formats.exposition import (
 from metrics_ingest.model import FamilyMeta
 from metrics_ingest.store import GroupTimes
 
-# (id, metric_name, source, labels, label block, value, timestamp, pinned): a stored series'
-# newest sample, as the store reads it for /metrics
+# (id, metric_name, source, labels, head, value, timestamp, pinned): a stored series' newest
+# sample, as the store reads it for /metrics; `head` is the line's `name{labels}`
 ExportRow = tuple[int, str, str, str, str, float, int, int]
 PUSH_TIME_HELP = "Last Unix time when changing this group in the Pushgateway succeeded."
 PUSH_FAILURE_HELP = "Last Unix time when changing this group in the Pushgateway failed."
@@ -36,22 +36,21 @@ MEMBER_ORDER = {"histogram": ("le", {"_bucket": 0, "_count": 1, "_sum": 2}),
                 "summary": ("quantile", {"": 0, "_count": 1, "_sum": 2})}
 
 
-def sample_line(name: str, block: str, value: float, timestamp: int | None,
-                fmt: Format) -> str:
-    if value.is_integer() and -INTEGRAL_LIMIT < value < INTEGRAL_LIMIT:
-        text = str(int(value))
-    else:
-        text = format_value(value)
-    if timestamp is None:
-        return f"{name}{block} {text}"
-    return f"{name}{block} {text} {fmt.stamp(timestamp)}"
-
-
 def render_lines(rows: Iterable[ExportRow], with_timestamps: bool, fmt: Format) -> list[str]:
-    """Sample lines, in the order given; pinned series carry no timestamp."""
-    return [sample_line(name, block, value,
-                        timestamp if with_timestamps and not pinned else None, fmt)
-            for _, name, _, _, block, value, timestamp, pinned in rows]
+    """Sample lines, in the order given; pinned series carry no timestamp. (The hottest loop
+    of a scrape: a million series cost a million of these.)"""
+    lines: list[str] = []
+    append = lines.append
+    scale = 1 if fmt.openmetrics else 1000
+    low, high = -INTEGRAL_LIMIT, INTEGRAL_LIMIT
+    for _, _, _, _, head, value, timestamp, pinned in rows:
+        text = (str(int(value)) if value.is_integer() and low < value < high
+                else format_value(value))
+        if with_timestamps and not pinned:
+            append(f"{head} {text} {timestamp * scale}")
+        else:
+            append(f"{head} {text}")
+    return lines
 
 
 def key_header(key: str, families: Mapping[str, FamilyMeta], sources: Iterable[str],
@@ -132,8 +131,8 @@ def render_stored(rows: Iterable[tuple[str, str, str, float, int, int]], with_ti
     for number, (name, source, labels, value, timestamp, pinned) in enumerate(rows):
         key = is_structured(name, declared) or name
         by_key.setdefault(key, []).append(
-            (number, name, source, labels, series_block(source, labels), value, timestamp,
-             pinned))
+            (number, name, source, labels, name + series_block(source, labels), value,
+             timestamp, pinned))
     lines: list[str] = []
     for key, members in sorted(by_key.items()):
         structured = is_structured(key, declared)

@@ -121,7 +121,8 @@ class ReadSession(Protocol):
     async def close(self) -> None: ...
 
 
-# (id, metric_name, source, labels, label block, value, timestamp, pinned)
+# (id, metric_name, source, labels, head: `name{labels}`, value, timestamp, pinned); labels
+# are "" from rows_between
 ExportRow = tuple[int, str, str, str, str, float, int, int]
 
 

@@ -19,7 +19,8 @@ from metrics_ingest.store.sqlite.sql import (
     SELECT_GROUPS,
 )
 
-# (id, metric_name, source, labels, label block, value, timestamp, pinned)
+# (id, metric_name, source, labels, head: `name{labels}`, value, timestamp, pinned); labels
+# are "" from rows_between
 ExportRow = tuple[int, str, str, str, str, float, int, int]
 FETCH_ROWS = 4096
 

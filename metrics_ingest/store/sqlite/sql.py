@@ -125,14 +125,18 @@ SELECT_SERIES_BY_ID = (
     " WHERE l.series_id IN (SELECT value FROM json_each(?))"
 )
 # What /metrics renders from: visible series, pinned or fresh, by id range or by name.
+# A row's `head` is the line's start, `name{labels}`; the labels themselves are needed only
+# to order a histogram's members (by name), so the range query leaves them out.
 SELECT_EXPORTED_BETWEEN = (
-    "SELECT s.id, s.metric_name, s.source, s.labels, s.block, l.value, l.timestamp, l.pinned"
+    "SELECT s.id, s.metric_name, s.source, '', s.metric_name || s.block, l.value,"
+    " l.timestamp, l.pinned"
     " FROM latest l JOIN series s ON s.id = l.series_id"
     " WHERE l.series_id BETWEEN ? AND ? AND l.hidden = 0"
     " AND (l.timestamp >= ? OR l.pinned = 1) ORDER BY l.series_id"
 )
 SELECT_EXPORTED_NAMED = (
-    "SELECT s.id, s.metric_name, s.source, s.labels, s.block, l.value, l.timestamp, l.pinned"
+    "SELECT s.id, s.metric_name, s.source, s.labels, s.metric_name || s.block, l.value,"
+    " l.timestamp, l.pinned"
     " FROM series s JOIN latest l ON l.series_id = s.id"
     " WHERE s.metric_name IN (SELECT value FROM json_each(?))"
     " AND l.hidden = 0 AND (l.timestamp >= ? OR l.pinned = 1)"
