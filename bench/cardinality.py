@@ -142,7 +142,7 @@ async def measure(url: str, server: systems.Running, series: int, per_push: int
         steady_gz = [(await timed_get(session, url + "/metrics",
                                       {"Accept-Encoding": "gzip"}))[0] for _ in range(3)]
         out["steady_gzip_scrape_s"] = statistics.median(steady_gz)
-        (steady_scrape, _), p99, errors = await while_pushing(
+        _, p99, errors = await while_pushing(
             session, url, timed_get(session, url + "/metrics"))
         out.update(small_push_p99_during_steady_scrape_ms=p99, errors_steady_scrape=errors)
         sources = [(await timed_get(session, url + "/api/sources"))[0] for _ in range(5)]

@@ -76,7 +76,8 @@ async def test_errors_from_a_worker_name_the_line(client: Client, settings: Sett
     assert (await response.json())["errors"] == [
         {"path": "line 20001", "error": "field 'line' is not key=value"}]
     stamped = "".join(f"x_{i} {i} 1795000000000\n" for i in range(20_000))
-    response = await client.put("/metrics/job/late", data=io.BytesIO(stamped.encode()), headers=AUTH)
+    response = await client.put("/metrics/job/late", data=io.BytesIO(stamped.encode()),
+                                headers=AUTH)
     assert response.status == 400
     assert "must not have timestamps" in (await response.json())["error"]
     assert stored(settings) == 0
