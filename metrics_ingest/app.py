@@ -21,7 +21,7 @@ from metrics_ingest.http import pushgateway as pushgateway_handlers
 from metrics_ingest.http import remote_write as remote_write_handlers
 from metrics_ingest.http.api import api_metrics, api_sources, openapi_document
 from metrics_ingest.http.endpoint import Endpoint, wrap
-from metrics_ingest.http.health import healthz, readyz
+from metrics_ingest.http.health import Readiness, healthz, readyz
 from metrics_ingest.http.ingest import ingest
 from metrics_ingest.http.scrape import metrics
 from metrics_ingest.inbox import Closed
@@ -34,6 +34,7 @@ from metrics_ingest.keys import (
     LIFECYCLE,
     PARSERS,
     READER,
+    READINESS,
     SETTINGS,
     STORE,
     TELEMETRY,
@@ -51,6 +52,7 @@ log = logging.getLogger("metrics_ingest.app")
 # Handlers still running this long after SIGTERM are cancelled, leaving time to drain the
 # writer and close the database inside SPEC's 10 s.
 SHUTDOWN_TIMEOUT = 5.0
+WATCH_SECONDS = 2.0  # how often the writer checks its database is still the file at the path
 
 ENDPOINTS = (
     Endpoint("ingest", "/ingest", "push", {"POST": ingest}),
@@ -80,14 +82,21 @@ ENDPOINTS = (
 
 
 async def store_context(app: web.Application) -> AsyncIterator[None]:
-    """Migrate, then open the read session; the write session is the writer's."""
+    """Claim the store, migrate, then open the read session; the write session is the
+    writer's."""
     store = app[STORE]
-    applied = await asyncio.to_thread(store.migrate)
-    if applied:
-        log.info("database %s: applied migrations %s", store.location, ", ".join(applied))
-    app[READER] = reader = await store.open_reader()
-    yield
-    await reader.close()
+    store.claim()
+    try:
+        applied = await asyncio.to_thread(store.migrate)
+        if applied:
+            log.info("database %s: applied migrations %s", store.location, ", ".join(applied))
+        app[READER] = reader = await store.open_reader()
+        try:
+            yield
+        finally:
+            await reader.close()
+    finally:
+        store.release()
 
 
 async def writer_context(app: web.Application) -> AsyncIterator[None]:
@@ -95,7 +104,11 @@ async def writer_context(app: web.Application) -> AsyncIterator[None]:
     app[WRITER] = writer = Writer(app[STORE], settings.synchronous, app[TELEMETRY],
                                   settings.batch_max_samples, settings.queue_max_samples)
     await writer.start()
+    watchdog = asyncio.create_task(writer.watch(WATCH_SECONDS), name="store-watchdog")
     yield
+    watchdog.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watchdog
     # Pushes already queued are committed and answered before the database closes.
     await writer.stop()
 
@@ -164,6 +177,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> we
     app[CLOCK] = clock
     app[TELEMETRY] = Telemetry()
     app[LIFECYCLE] = Lifecycle()
+    app[READINESS] = Readiness()
     for spec in ENDPOINTS:
         app.router.add_route("*", spec.path, wrap(spec), name=spec.name)
     # Everything else: SPEC's JSON 404, with CORS, through the same wrapper.
@@ -178,9 +192,10 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> we
 def server_options(app: web.Application) -> dict[str, Any]:
     """Options for aiohttp's server, shared by `serve` and the tests' fixtures.
 
-    auto_decompress is off because `body.read_body` inflates gzip itself, within the limit.
+    auto_decompress is off because parsing.py inflates gzip itself, within the limit.
     """
-    options: dict[str, Any] = {"auto_decompress": False, "shutdown_timeout": SHUTDOWN_TIMEOUT}
+    options: dict[str, Any] = {"auto_decompress": False, "shutdown_timeout": SHUTDOWN_TIMEOUT,
+                               "keepalive_timeout": app[SETTINGS].keepalive_timeout}
     if ACCESS_LOG in app:
         options["access_log_class"] = access_log_class(app[ACCESS_LOG])
     else:

@@ -21,6 +21,12 @@ from metrics_ingest import __version__, retention
 from metrics_ingest.app import create_app, server_options
 from metrics_ingest.auth import remembered_token
 from metrics_ingest.config import OPTIONS, ConfigError, Settings, load_settings
+from metrics_ingest.http.server import (
+    ConnectionGuard,
+    GuardedRunner,
+    connection_bound,
+    raise_file_limit,
+)
 from metrics_ingest.logs import configure_logging
 from metrics_ingest.store import StorageError, open_store
 
@@ -107,7 +113,10 @@ def with_push_token(settings: Settings) -> Settings:
 
 async def serve_until_signalled(settings: Settings) -> None:
     app = create_app(settings)
-    runner = web.AppRunner(app, handle_signals=False, **server_options(app))
+    files = raise_file_limit()
+    guard = ConnectionGuard(connection_bound(settings.max_connections, files),
+                            settings.header_timeout)
+    runner = GuardedRunner(app, guard, handle_signals=False, **server_options(app))
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

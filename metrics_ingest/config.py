@@ -40,6 +40,9 @@ class Settings:
     batch_max_samples: int = 10_000
     synchronous: Synchronous = "full"
     influx_string_fields: InfluxStringFields = "skip"
+    keepalive_timeout: int = 75
+    header_timeout: int = 10
+    max_connections: int = 10_000
     log_format: LogFormat = "text"
     log_level: str = "INFO"
 
@@ -152,6 +155,13 @@ OPTIONS: tuple[Option, ...] = (
            _integer(1), "most samples committed in one transaction"),
     Option("synchronous", "METRICS_SYNCHRONOUS", "--synchronous", _choice("full", "normal"),
            "full: a 200 survives power loss; normal: survives a process crash only"),
+    Option("keepalive_timeout", "METRICS_KEEPALIVE_TIMEOUT", "--keepalive-timeout",
+           _integer(1, 86400), "seconds an idle connection stays open"),
+    Option("header_timeout", "METRICS_HEADER_TIMEOUT", "--header-timeout", _integer(1, 3600),
+           "seconds a request's headers may take to arrive before a 408"),
+    Option("max_connections", "METRICS_MAX_CONNECTIONS", "--max-connections",
+           _integer(16, 1_000_000),
+           "most open connections (at most the open-file limit less 128)"),
     Option("influx_string_fields", "METRICS_INFLUX_STRING_FIELDS", "--influx-string-fields",
            _choice("skip", "reject"),
            "Influx string fields: skip them (counted) or reject the write with 400"),

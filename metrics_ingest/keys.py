@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -36,3 +37,4 @@ ACCESS_LOG = web.AppKey("access_log", AccessLogSink)
 EXPORT = web.AppKey("export", ExportCache)
 WRITER = web.AppKey("writer", Writer)
 PARSERS = web.AppKey("parsers", ParsePool)
+READINESS: web.AppKey[Any] = web.AppKey("readiness")  # http.health.Readiness

@@ -15,7 +15,7 @@ from typing import Any, TypeVar, cast
 from metrics_ingest.config import Synchronous
 from metrics_ingest.inbox import Call, Closed, Command, Inbox, PurgeJob, StorageFailed
 from metrics_ingest.model import EVERYTHING, Change, Push, PushRefused
-from metrics_ingest.store import StorageError, Store, WriteSession
+from metrics_ingest.store import StorageError, Store, StoreLost, WriteSession
 from metrics_ingest.telemetry import Telemetry
 
 log = logging.getLogger("metrics_ingest.writer")
@@ -54,6 +54,7 @@ class Writer:
         self.alive = False
         self.in_flight = 0  # samples in the transaction being committed now
         self.last_error: str | None = None
+        self.lost: str | None = None  # the store is gone underneath: refuse, until restart
         self._thread: threading.Thread | None = None
         self._stopped: asyncio.Future[None] = self.loop.create_future()
         self._in_hand: list[Push] = []  # a batch whose transaction died of a bug
@@ -119,6 +120,25 @@ class Writer:
             raise StorageFailed(str(exc)) from None
         self.healthy = True
         self.last_error = None
+
+    async def watch(self, interval: float) -> None:
+        """Until cancelled: every `interval` seconds, make sure the store is still the one
+        opened (a database file deleted or replaced underneath is noticed within seconds)."""
+        while self.lost is None:
+            await asyncio.sleep(interval)
+            try:
+                await self.call(lambda session: session.check())
+            except StoreLost as exc:
+                self._lose(exc)
+            except Closed:
+                return
+
+    def _lose(self, exc: StoreLost) -> None:
+        if self.lost is None:
+            log.error("%s", exc)
+        self.lost = str(exc)
+        self.healthy = False
+        self.last_error = str(exc)
 
     async def sync(self) -> None:
         """Publish a change for everything if another process wrote to the store since the
@@ -227,6 +247,8 @@ class Writer:
     def _failed(self, pushes: list[Push], exc: StorageError) -> None:
         self.healthy = False
         self.last_error = str(exc)
+        if isinstance(exc, StoreLost):
+            self._lose(exc)
         self.publish(EVERYTHING)  # the session may have reloaded its index meanwhile
         log.error("flush failed, %d pushes answered 503: %s", len(pushes), exc)
         for push in pushes:

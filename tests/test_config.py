@@ -35,7 +35,8 @@ def test_every_variable_is_read() -> None:
         "METRICS_EXPORT_WINDOW": "120", "METRICS_EXPORT_TIMESTAMPS": "false",
         "METRICS_QUEUE_MAX_SAMPLES": "500", "METRICS_BATCH_MAX_SAMPLES": "50",
         "METRICS_SYNCHRONOUS": "normal", "METRICS_LOG_FORMAT": "json", "METRICS_LOG_LEVEL": "debug",
-        "METRICS_INFLUX_STRING_FIELDS": "reject",
+        "METRICS_INFLUX_STRING_FIELDS": "reject", "METRICS_KEEPALIVE_TIMEOUT": "30",
+        "METRICS_HEADER_TIMEOUT": "5", "METRICS_MAX_CONNECTIONS": "500",
     }
     settings = load_settings(env)
     assert settings == Settings(
@@ -44,7 +45,8 @@ def test_every_variable_is_read() -> None:
         purge_cron="*/5 * * * *", max_body_bytes=2048, body_timeout=5, export_window=120,
         export_timestamps=False, queue_max_samples=500, batch_max_samples=50,
         synchronous="normal", log_format="json", log_level="DEBUG",
-        influx_string_fields="reject",
+        influx_string_fields="reject", keepalive_timeout=30, header_timeout=5,
+        max_connections=500,
     )
     assert {option.env for option in OPTIONS} == set(env)
 

@@ -201,3 +201,15 @@ async def test_official_influxdb_client(client: Client, clock: Clock) -> None:
     assert got == [("node_load1", "{'host': 'n7'}", 0.5),
                    ("slurm_pending", "{'partition': 'cpu'}", 3.5),
                    ("slurm_pending", "{'partition': 'gpu'}", 7)]
+
+
+@pytest.mark.parametrize(("body", "words"), [
+    ("m,ü=1,ö=2 v=1", "tags 'ü' and 'ö' would both be the label _"),
+    ("m,host-name=a v=1\nm,host_name=b v=2", "tags 'host-name' and 'host_name' would both be"),
+    ("cpu usage-idle=1,usage_idle=2", "would both be the metric cpu_usage_idle"),
+    ("cpu-x v=1\ncpu_x v=2", "field 'v' of 'cpu_x' and field 'v' of 'cpu-x' would both be"),
+])
+def test_names_that_would_merge_are_refused(body: str, words: str) -> None:
+    with pytest.raises(PushInvalid) as caught:
+        parse_body(body, "n", "src", NOW)
+    assert words in str(caught.value.errors)

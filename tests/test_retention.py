@@ -20,7 +20,7 @@ from metrics_ingest.store import open_store
 from metrics_ingest.store.sqlite import session
 from metrics_ingest.telemetry import Telemetry
 from metrics_ingest.writer import Writer
-from tests.conftest import AUTH, rows
+from tests.conftest import AUTH, poll, rows
 
 Client = TestClient[web.Request, web.Application]
 NOW = 1_795_000_000
@@ -79,13 +79,16 @@ async def test_purge_of_nothing(running_writer: Writer) -> None:
 async def test_pushes_are_answered_between_purge_chunks(
     running_writer: Writer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(session, "PURGE_CHUNK_ROWS", 100)
+    monkeypatch.setattr(session, "PURGE_CHUNK_ROWS", 1)
     old = NOW - 30 * DAY
     await write(running_writer, [Sample("hpc", f"m{i % 50}", "", old + i, 1) for i in range(5000)])
-    purge = asyncio.ensure_future(running_writer.request_purge(NOW - 7 * DAY))
+    chunks: list[object] = []
+    running_writer.subscribers.append(chunks.append)
+    purge = running_writer.request_purge(NOW - 7 * DAY)
+    await poll(lambda: bool(chunks))  # the purge has begun
     pushed = asyncio.ensure_future(write(running_writer, [Sample("hpc", "live", "", NOW, 1)]))
     done, _ = await asyncio.wait({purge, pushed}, return_when=asyncio.FIRST_COMPLETED)
-    # 50 chunks are needed; the push must not wait behind all of them.
+    # 5,000 chunks are needed; the push is committed between two of them, not after all.
     assert pushed in done
     assert await purge == 5000
 
@@ -122,3 +125,29 @@ async def test_purge_shows_in_self_metrics(client: Client, settings: Settings) -
     text = await (await client.get("/metrics")).text()
     assert "metrics_ingest_purged_samples_total 1\n" in text
     assert "metrics_ingest_last_purge_timestamp_seconds " in text
+
+
+async def test_a_group_older_than_retention_is_still_exported(client: Client,
+                                                              settings: Settings) -> None:
+    """A weekly job's last push stays its group's until replaced or deleted: the purge keeps
+    a group member's newest sample and drops only what is older, and what left the group."""
+    week = 7 * DAY
+    for age in (3 * week, 2 * week):  # two weekly runs, the last 14 days ago
+        push = f"weekly_last_success {NOW - age}\nweekly_rows {age}\n"
+        assert (await client.put(f"/metrics/job/weekly?timestamp={NOW - age}", data=push,
+                                 headers=AUTH)).status == 200
+    assert (await client.put(f"/metrics/job/weekly?timestamp={NOW - 2 * week + 1}",
+                             data=f"weekly_last_success {NOW - 2 * week}\n",
+                             headers=AUTH)).status == 200  # weekly_rows left the group
+    app = client.app
+    assert await retention.purge(app[WRITER], app[TELEMETRY], 7, NOW) == 4
+    assert rows(settings.db_path, "SELECT metric_name, timestamp FROM metrics") == [
+        ("weekly_last_success", NOW - 2 * week + 1)]
+    text = await (await client.get("/metrics")).text()
+    assert f'weekly_last_success{{source="weekly",instance="",job="weekly"}} {NOW - 2 * week}' \
+        in text
+    assert "weekly_rows" not in text
+    assert 'push_time_seconds{source="weekly",instance="",job="weekly"}' in text
+    # A second purge, from the CLI beside the server, keeps it too.
+    assert await retention.purge_store(open_store(settings.db_path), 7, NOW) == 0
+    assert "weekly_last_success{" in await (await client.get("/metrics")).text()

@@ -88,9 +88,15 @@ def in_bounds(seconds: int, now: float) -> bool:
 @dataclass
 class Names:
     """Per-body memo: a write repeats the same measurements, fields and tag sets, so each is
-    sanitised and validated once. Tag sets map to (canonical labels, error)."""
+    sanitised and validated once. Tag sets map to (canonical labels, error).
+
+    Sanitising is not injective (`cpu-usage` and `cpu_usage` both become `cpu_usage`): two
+    different names of one write that would become one metric or label are refused, naming
+    both, instead of silently overwriting each other."""
 
     metrics: dict[tuple[str, str], str] = field(default_factory=dict)
+    metric_origins: dict[str, tuple[str, str]] = field(default_factory=dict)
+    label_origins: dict[str, str] = field(default_factory=dict)
     tag_sets: dict[tuple[tuple[str, str], ...], tuple[str, str | None]] = field(
         default_factory=dict)
 
@@ -98,26 +104,41 @@ class Names:
         key = (measurement, field_key)
         name = self.metrics.get(key)
         if name is None:
-            name = self.metrics[key] = metric_name(measurement, field_key)
+            name = metric_name(measurement, field_key)
+            origin = self.metric_origins.setdefault(name, key)
+            if origin != key:
+                raise LineError(f"field {shorten(field_key, 32)!r} of "
+                                f"{shorten(measurement, 32)!r} and field "
+                                f"{shorten(origin[1], 32)!r} of {shorten(origin[0], 32)!r} "
+                                f"would both be the metric {shorten(name)}; rename one")
+            self.metrics[key] = name
         return name
 
     def tag_set(self, tags: dict[str, str]) -> tuple[str, str | None]:
         key = tuple(tags.items())
         known = self.tag_sets.get(key)
         if known is None:
-            known = self.tag_sets[key] = resolve_tags(tags)
+            known = self.tag_sets[key] = resolve_tags(tags, self.label_origins)
         return known
 
 
-def resolve_tags(tags: dict[str, str]) -> tuple[str, str | None]:
-    """(canonical labels, error or None) for one tag set."""
+def resolve_tags(tags: dict[str, str],
+                 origins: dict[str, str] | None = None) -> tuple[str, str | None]:
+    """(canonical labels, error or None) for one tag set; `origins` holds which tag key each
+    label came from so far in the write."""
     if len(tags) > MAX_LABELS:
         return "", f"more than {MAX_LABELS} tags"
+    seen = {} if origins is None else origins
     labels: dict[str, str] = {}
     for key, value in tags.items():
         if len(value) > MAX_LABEL_VALUE:
             return "", f"tag {shorten(key)} is longer than {MAX_LABEL_VALUE} characters"
-        labels[label_name(key)] = value
+        name = label_name(key)
+        origin = seen.setdefault(name, key)
+        if origin != key:
+            return "", (f"tags {shorten(origin, 32)!r} and {shorten(key, 32)!r} would both "
+                        f"be the label {shorten(name)}; rename one")
+        labels[name] = value
     return canonical_labels(labels), None
 
 
@@ -147,7 +168,11 @@ class Write:
         if problem is not None:
             self.errors.append(FieldError(where, problem))
             return
-        metric_names = [self.names.metric(line.measurement, key) for key in line.fields]
+        try:
+            metric_names = [self.names.metric(line.measurement, key) for key in line.fields]
+        except LineError as exc:
+            self.errors.append(FieldError(where, str(exc)))
+            return
         for name in metric_names:
             if len(name) > MAX_METRIC_NAME or name.startswith(RESERVED_PREFIX):
                 self.errors.append(FieldError(where, f"metric name {shorten(name)} is too "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from metrics_ingest.http.errors import PayloadTooLarge, UnsupportedMediaType
+from metrics_ingest.http.errors import ClientGone, PayloadTooLarge, UnsupportedMediaType
 from metrics_ingest.parsing import SUPPORTED_ENCODINGS
 
 
@@ -30,10 +30,14 @@ async def read_raw(request: web.Request, limit: int) -> bytes:
         if request.content_length is not None and request.content_length > limit:
             raise PayloadTooLarge(f"request body is larger than {limit} bytes")
         buffer = bytearray()
-        async for chunk in stream.iter_any():
-            buffer += chunk
-            if len(buffer) > limit:
-                raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+        try:
+            async for chunk in stream.iter_any():
+                buffer += chunk
+                if len(buffer) > limit:
+                    raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+        except (ConnectionResetError, RuntimeError):  # aiohttp's words for a closed connection
+            raise ClientGone("the client closed the connection before its body arrived") \
+                from None
         raw = bytes(buffer)
     if len(raw) > limit:
         raise PayloadTooLarge(f"request body is larger than {limit} bytes")

@@ -48,6 +48,12 @@ class RequestTimeout(ApiError):
     status = 408
 
 
+class ClientGone(ApiError):
+    """The client went away mid-request; nobody reads the answer, but it is counted."""
+
+    status = 400
+
+
 class PayloadTooLarge(ApiError):
     status = 413
 

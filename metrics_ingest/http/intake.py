@@ -150,6 +150,8 @@ def queue(app: web.Application, parsed: Parsed, now: float) -> Push | None:
     if not app[LIFECYCLE].accepting:
         raise ServiceUnavailable("the service is shutting down; retry against its successor")
     writer = app[WRITER]
+    if writer.lost is not None:
+        raise StorageUnavailable(writer.lost)
     count = len(groups[0].names) if len(groups) == 1 else sum(len(g.names) for g in groups)
     if count > writer.inbox.max_samples:
         raise PayloadTooLarge(

@@ -21,6 +21,11 @@ class StorageError(Exception):
     """
 
 
+class StoreLost(StorageError):
+    """The store is no longer the one opened (its file deleted or replaced): nothing written
+    from now on would be kept, so nothing is, until the server is restarted."""
+
+
 class StoredSeries(NamedTuple):
     """One series' newest sample as /metrics exports it."""
 
@@ -84,6 +89,11 @@ class WriteSession(Protocol):
     def outside_change(self) -> bool:
         """True when another connection has committed since the last call (or the first
         call): caches of what is stored must be rebuilt."""
+        ...
+
+    def check(self) -> None:
+        """Raise StorageError if the store is no longer the one opened (a database file
+        deleted or replaced underneath): nothing written now would be kept."""
         ...
 
     def close(self) -> None: ...
@@ -154,6 +164,13 @@ class Store(Protocol):
     def migrate(self) -> list[str]:
         """Apply the engine's schema files not applied yet, in order; returns their names."""
         ...
+
+    def claim(self) -> None:
+        """Claim the store for this server until `release`; raises StorageError naming the
+        holder if another server already serves it and the engine cannot share it."""
+        ...
+
+    def release(self) -> None: ...
 
     def open_writer(self, synchronous: Synchronous) -> WriteSession:
         """A write session; call on the thread that will use it."""

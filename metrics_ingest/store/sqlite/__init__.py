@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import sqlite3
 from pathlib import Path
@@ -23,6 +24,30 @@ class SQLiteStore:
     def __init__(self, db_path: Path) -> None:
         self.db_path = db_path
         self.location = str(db_path)
+        self._lock: int | None = None
+
+    def claim(self) -> None:
+        """One server per file: an exclusive lock on `<db>.lock`, which holds the PID."""
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        path = Path(f"{self.db_path}.lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise StorageError(
+                f"another metrics-ingest server (PID {holder}) is serving {self.db_path}; "
+                "two servers must not share one SQLite file") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock = fd
+
+    def release(self) -> None:
+        if self._lock is not None:
+            fd, self._lock = self._lock, None
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
     def migrate(self) -> list[str]:
         try:

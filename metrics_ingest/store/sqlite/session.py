@@ -4,6 +4,7 @@ through it (batches, push groups, purge chunks, probes). Confined to the writer'
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -13,7 +14,7 @@ from typing import cast
 from metrics_ingest.config import Synchronous
 from metrics_ingest.families import FamilyRegistry
 from metrics_ingest.model import Change, FamilyMeta, Push
-from metrics_ingest.store import StorageError
+from metrics_ingest.store import StorageError, StoreLost
 from metrics_ingest.store.sqlite import groups
 from metrics_ingest.store.sqlite.series import NewSeries, SeriesIndex
 from metrics_ingest.store.sqlite.sql import (
@@ -174,6 +175,11 @@ def checked(pushes: Sequence[Push], registry: FamilyRegistry) -> Sequence[Push]:
     return accepted
 
 
+def file_identity(path: Path) -> tuple[int, int]:
+    stat = os.stat(path)
+    return stat.st_dev, stat.st_ino
+
+
 class SQLiteWriteSession:
     """The store's WriteSession over one sqlite3 connection (see store.WriteSession).
 
@@ -184,10 +190,24 @@ class SQLiteWriteSession:
     """
 
     def __init__(self, db_path: Path, synchronous: Synchronous) -> None:
+        self.db_path = db_path
         with engine_errors():
             self.db = connect(db_path, synchronous)
             self.registry = load_registry(self.db)
+            self.identity = file_identity(db_path)
         self.series = SeriesIndex()
+
+    def check(self) -> None:
+        """Raise StorageError unless the file at the path is still the one open: a commit to
+        a deleted or replaced file is lost at the next restart, so it is never acknowledged."""
+        try:
+            same = file_identity(self.db_path) == self.identity
+        except OSError:
+            same = False
+        if not same:
+            raise StoreLost(
+                f"the database file {self.db_path} was deleted or replaced while the server "
+                "had it open; nothing more is stored until the server is restarted")
 
     def _refresh(self) -> bool:
         if not self.series.refresh(self.db):
@@ -223,6 +243,7 @@ class SQLiteWriteSession:
                 db.executemany(UPSERT_FAMILY, [(name, meta.type, meta.help)
                                                for name, meta in registry.pending.items()])
             db.execute("COMMIT")
+            self.check()
         except BaseException as exc:
             self.registry.discard()
             if db.in_transaction:
@@ -231,12 +252,13 @@ class SQLiteWriteSession:
             if isinstance(exc, sqlite3.Error):
                 raise StorageError(str(exc)) from exc
             raise
-        series.adopt(new_series)
+        series.adopt(new_series)  # (a lost file raised above: its series are not adopted)
         families = registry.adopt()
         return Change(touched, reloaded, families or None, group_pushed)
 
     def purge_chunk(self, cutoff: int) -> tuple[int, bool, Change]:
         db = self.db
+        self.check()
         with engine_errors():
             with immediate_transaction(db):
                 self._refresh()
@@ -249,6 +271,7 @@ class SQLiteWriteSession:
     def probe(self, now: int) -> None:
         with engine_errors():
             write_probe(self.db, now)
+        self.check()
 
     def outside_change(self) -> bool:
         with engine_errors():

@@ -65,9 +65,11 @@ INSERT_GROUP_MEMBER = (
 DELETE_GROUP = "DELETE FROM push_groups WHERE id = ?"
 HIDE_SERIES = "UPDATE latest SET hidden = 1, pinned = 0 WHERE series_id = ?"
 PIN_SERIES = "UPDATE latest SET pinned = 1, hidden = 0 WHERE series_id = ?"
+# A Pushgateway-API group's current members (pinned) are never forgotten by the purge:
+# their newest sample stays, so the group keeps its meaning until replaced or deleted.
 DELETE_EXPIRED_MEMBERS = (
-    "DELETE FROM group_series"
-    " WHERE series_id IN (SELECT series_id FROM latest WHERE timestamp < ?)"
+    "DELETE FROM group_series WHERE series_id IN"
+    " (SELECT series_id FROM latest WHERE timestamp < ? AND pinned = 0)"
 )
 FAIL_GROUP = (
     "INSERT INTO push_groups (source, grouping, pushed_at, failed_at) VALUES (?, ?, 0, ?)"
@@ -94,14 +96,21 @@ SELECT_PURGE_BOUNDARY = (
     "SELECT timestamp, series_id FROM samples WHERE timestamp < ?"
     " ORDER BY timestamp, series_id LIMIT 1 OFFSET ?"
 )
+# The newest sample of a pinned series (a group member) is kept; its older samples go.
 DELETE_SAMPLES_BEFORE_KEY = (
-    "DELETE FROM samples WHERE timestamp < ? OR (timestamp = ? AND series_id < ?)"
+    "DELETE FROM samples WHERE (timestamp < ? OR (timestamp = ? AND series_id < ?))"
+    " AND (timestamp, series_id) NOT IN (SELECT timestamp, series_id FROM latest"
+    " WHERE pinned = 1)"
 )
-DELETE_SAMPLES_BEFORE = "DELETE FROM samples WHERE timestamp < ?"
+DELETE_SAMPLES_BEFORE = (
+    "DELETE FROM samples WHERE timestamp < ? AND (timestamp, series_id) NOT IN"
+    " (SELECT timestamp, series_id FROM latest WHERE pinned = 1)"
+)
 DELETE_EXPIRED_SERIES = (
-    "DELETE FROM series WHERE id IN (SELECT series_id FROM latest WHERE timestamp < ?)"
+    "DELETE FROM series WHERE id IN"
+    " (SELECT series_id FROM latest WHERE timestamp < ? AND pinned = 0)"
 )
-DELETE_EXPIRED_LATEST = "DELETE FROM latest WHERE timestamp < ?"
+DELETE_EXPIRED_LATEST = "DELETE FROM latest WHERE timestamp < ? AND pinned = 0"
 WRITE_PROBE = "INSERT OR REPLACE INTO probe (id, written_at) VALUES (1, ?)"
 GROW_PROBE = "INSERT OR REPLACE INTO probe (id, written_at, filler) VALUES (2, ?, zeroblob(?))"
 DELETE_GROW_PROBE = "DELETE FROM probe WHERE id = 2"
