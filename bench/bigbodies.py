@@ -74,16 +74,19 @@ async def post(session: aiohttp.ClientSession, url: str, body: bytes,
         return reply.status
 
 
-def bodies() -> list[tuple[str, str, bytes, dict[str, str]]]:
+def bodies(scale: float = 1.0) -> list[tuple[str, str, bytes, dict[str, str]]]:
+    """Three ~6 MB Influx bodies and a 300k-series remote_write (`scale` shrinks them)."""
     stamp = int(time.time()) - 5
-    out = [(f"influx{i}", f"/write?db=big{i}&precision=s", influx_body(85_000, stamp, i),
-            {"Content-Type": "text/plain"}) for i in range(3)]
-    out.append(("remote_write", "/api/v1/write", remote_write_body(300_000, stamp * 1000),
+    out = [(f"influx{i}", f"/write?db=big{i}&precision=s",
+            influx_body(int(85_000 * scale), stamp, i), {"Content-Type": "text/plain"})
+           for i in range(3)]
+    out.append(("remote_write", "/api/v1/write",
+                remote_write_body(int(300_000 * scale), stamp * 1000),
                 {"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf"}))
     return out
 
 
-def run(workdir: Path, code: Path | None) -> dict[str, float]:
+def run(workdir: Path, code: Path | None, scale: float = 1.0) -> dict[str, float]:
     env = {"PYTHONPATH": str(code)} if code is not None else {}
     # A 5 MB body holds 255,000 fields: room for it, so the parse runs to its end.
     env["METRICS_QUEUE_MAX_SAMPLES"] = "1200000"
@@ -91,7 +94,7 @@ def run(workdir: Path, code: Path | None) -> dict[str, float]:
     env["METRICS_MAX_BODY_BYTES"] = str(32 << 20)  # the remote_write inflates to 19 MB
     server = systems.metrics_ingest(workdir, env=env)
     try:
-        return asyncio.run(measure(server.url, bodies()))
+        return asyncio.run(measure(server.url, bodies(scale)))
     finally:
         server.stop()
 

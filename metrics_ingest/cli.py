@@ -27,6 +27,7 @@ from metrics_ingest.http.server import (
     connection_bound,
     raise_file_limit,
 )
+from metrics_ingest.keys import PARSERS
 from metrics_ingest.logs import configure_logging
 from metrics_ingest.store import StorageError, open_store
 
@@ -126,11 +127,15 @@ async def serve_until_signalled(settings: Settings) -> None:
         site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()
         tune_garbage_collector()
+        # The big-body parsers start beside the first requests, not in front of them.
+        warming = loop.run_in_executor(None, app[PARSERS].warm)
         for address in runner.addresses:
             host, port = address[0], address[1]
             log.info("listening on http://%s:%d (database %s)", host, port, settings.db_path)
         await stop.wait()
         log.info("signal received: refusing new pushes, draining the queue")
+        with contextlib.suppress(Exception):  # a failed warm-up leaves parsing to first use
+            await warming
     finally:
         started = time.monotonic()
         await runner.cleanup()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import threading
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -65,24 +66,40 @@ class ParsePool:
     def __init__(self, workers: int | None = None) -> None:
         self.workers = workers or max(1, (os.cpu_count() or 1) - 1)
         self._executor: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
 
     def _pool(self) -> ProcessPoolExecutor:
-        if self._executor is None:
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["metrics_ingest.parsing", "metrics_ingest.formats"])
-            self._executor = ProcessPoolExecutor(self.workers, mp_context=context,
-                                                 initializer=lower_priority)
-        return self._executor
+        """The executor, made on first use (thread-safe: `_lock`)."""
+        with self._lock:
+            if self._executor is None:
+                context = multiprocessing.get_context("forkserver")
+                context.set_forkserver_preload(["metrics_ingest.parsing",
+                                                "metrics_ingest.formats"])
+                self._executor = ProcessPoolExecutor(self.workers, mp_context=context,
+                                                     initializer=lower_priority)
+            return self._executor
+
+    def warm(self) -> None:
+        """Start the worker processes now (on a thread: starting one takes a fraction of a
+        second), so the first big body does not wait for them."""
+        pool = self._pool()
+        for future in [pool.submit(os.getpid) for _ in range(self.workers)]:
+            future.result()
 
     async def parse(self, parse: Parse, raw: bytes, encoding: str, limit: int, params: Any,
-                    now: float) -> Parsed:
-        """Parse inline or in a worker by size; raises what the parser raises."""
-        big = len(raw) > INLINE_BYTES or (encoding != "identity" and len(raw) * 8 > INLINE_BYTES)
+                    now: float, compressed: bool = False) -> Parsed:
+        """Parse inline or in a worker by size (a compressed body, by Content-Encoding or by
+        its format like remote_write's snappy, counts eight times); raises what the parser
+        raises."""
+        packed = compressed or encoding != "identity"
+        big = len(raw) * (8 if packed else 1) > INLINE_BYTES
         if not big:
             return parse_body(parse, raw, encoding, limit, params, now)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool(), parse_body, parse, raw, encoding,
-                                          limit, params, now)
+        # Submitted from a thread: submit() starts a worker process when none is idle yet,
+        # which must not happen on the event loop.
+        submitted = await asyncio.to_thread(self._pool().submit, parse_body, parse, raw,
+                                            encoding, limit, params, now)
+        return await asyncio.wrap_future(submitted)
 
     async def close(self) -> None:
         if self._executor is not None:

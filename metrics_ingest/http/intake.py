@@ -78,7 +78,8 @@ async def accept(request: web.Request, fmt: PushFormat) -> tuple[Parsed, int]:
         raw = await body_of(request)
         try:
             parsed = await app[PARSERS].parse(fmt.parse, raw, encoding,
-                                              settings.max_body_bytes, params, attempt.now)
+                                              settings.max_body_bytes, params, attempt.now,
+                                              fmt.raw)
         except PushInvalid as exc:
             attempt.source = attempt.source or exc.source
             raise invalid_push(exc) from None
