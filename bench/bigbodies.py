@@ -1,4 +1,4 @@
-"""W11, big bodies: the p99 of small pushes sent while three 5 MB Influx bodies and a
+"""W11, big bodies: the p99 of small pushes sent while three 6 MB Influx bodies and a
 300k-series remote_write are being parsed, against their p99 with nothing else going on.
 
     .venv/bin/python -m bench.bigbodies [--base REVISION]
@@ -29,7 +29,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def influx_body(lines: int, stamp: int, offset: int) -> bytes:
-    """About 5 MB of line protocol: job-level points, three fields each."""
+    """About 6 MB of line protocol: job-level points, three fields each."""
     return "".join(f"job_usage,cluster=c{offset},job_id={i} cpu={i % 97}i,mem={i}.25,gpu={i % 3}i "
                    f"{stamp}\n" for i in range(lines)).encode()
 
@@ -88,7 +88,7 @@ def bodies(scale: float = 1.0) -> list[tuple[str, str, bytes, dict[str, str]]]:
 
 def run(workdir: Path, code: Path | None, scale: float = 1.0) -> dict[str, float]:
     env = {"PYTHONPATH": str(code)} if code is not None else {}
-    # A 5 MB body holds 255,000 fields: room for it, so the parse runs to its end.
+    # A 6 MB body holds 255,000 fields: room for it, so the parse runs to its end.
     env["METRICS_QUEUE_MAX_SAMPLES"] = "1200000"
     env["METRICS_BATCH_MAX_SAMPLES"] = "10000"
     env["METRICS_MAX_BODY_BYTES"] = str(32 << 20)  # the remote_write inflates to 19 MB

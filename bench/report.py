@@ -135,9 +135,7 @@ BARS = [
 
 def newest_run(results: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     runs: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
-    for path in sorted(results.glob("*.jsonl")):
-        if path.name == "quick.jsonl":
-            continue
+    for path in sorted(results.glob("[0-9]*.jsonl")):  # YYYYMMDD.jsonl: full runs only
         for line in path.read_text().splitlines():
             row = json.loads(line)
             if "meta" in row:
