@@ -43,7 +43,7 @@ from metrics_ingest.keys import (
 )
 from metrics_ingest.logs import AccessLogSink, access_log_class
 from metrics_ingest.parsing import ParsePool
-from metrics_ingest.store import open_store
+from metrics_ingest.store import ChangeFeed, StorageError, open_store
 from metrics_ingest.telemetry import Telemetry
 from metrics_ingest.writer import Writer
 
@@ -53,6 +53,7 @@ log = logging.getLogger("metrics_ingest.app")
 # writer and close the database inside SPEC's 10 s.
 SHUTDOWN_TIMEOUT = 5.0
 WATCH_SECONDS = 2.0  # how often the writer checks its database is still the file at the path
+FEED_SECONDS = 1.0  # how often other servers' changes are taken in between scrapes
 
 ENDPOINTS = (
     Endpoint("ingest", "/ingest", "push", {"POST": ingest}),
@@ -117,21 +118,52 @@ async def export_context(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     writer = app[WRITER]
 
+    feed = app[STORE].open_feed()
+
     async def sync() -> None:
+        """Before a scrape: what this server's writer and every other server committed."""
         with contextlib.suppress(Closed):  # a dead writer cannot say; serve what is stored
             await writer.sync()
+        if feed is not None:
+            for change in await feed.drain():
+                export.apply(change)
 
     reader = await asyncio.to_thread(app[STORE].open_export_reader)
     app[EXPORT] = export = ExportCache(reader, sync, settings.export_window,
                                        settings.export_timestamps, app[CLOCK])
     writer.subscribers.append(export.apply)
-    renderer = asyncio.create_task(export.render_in_background(), name="export-renderer")
+    tasks = [asyncio.create_task(export.render_in_background(), name="export-renderer")]
+    if feed is not None:
+        tasks.append(asyncio.create_task(follow(feed, export), name="change-feed"))
     yield
     async with export.lock:  # no render is running (a thread cannot be cancelled) ...
-        renderer.cancel()  # ... so the renderer waits for work, and stops there
-        with contextlib.suppress(asyncio.CancelledError):
-            await renderer
+        for task in tasks:  # ... so the renderer waits for work, and stops there
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await asyncio.to_thread(reader.close)
+        if feed is not None:
+            await feed.close()
+
+
+async def follow(feed: ChangeFeed, export: ExportCache) -> None:
+    """Until cancelled: other servers' changes into the cache every FEED_SECONDS, so the
+    background renderer keeps up with them too (a scrape drains the feed itself first)."""
+    failing = False
+    while True:
+        await asyncio.sleep(FEED_SECONDS)
+        try:
+            changes = await feed.drain()
+        except StorageError as exc:
+            if not failing:
+                log.warning("change feed: %s (retrying every %.0f s)", exc, FEED_SECONDS)
+            failing = True
+            continue
+        if failing:
+            log.info("change feed: connected again")
+        failing = False
+        for change in changes:
+            export.apply(change)
 
 
 async def parsers_context(app: web.Application) -> AsyncIterator[None]:
@@ -166,7 +198,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> we
         raise ValueError("create_app needs at least one push token (see auth.remembered_token)")
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
-    app[STORE] = open_store(settings.db_path)
+    app[STORE] = open_store(settings.database)
     app[AUTH] = AuthPolicy.from_tokens(settings.auth_tokens, settings.read_token)
     cors = {"Access-Control-Allow-Origin": settings.allowed_origin}
     if settings.allowed_origin != "*":

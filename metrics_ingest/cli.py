@@ -131,7 +131,8 @@ async def serve_until_signalled(settings: Settings) -> None:
         warming = loop.run_in_executor(None, app[PARSERS].warm)
         for address in runner.addresses:
             host, port = address[0], address[1]
-            log.info("listening on http://%s:%d (database %s)", host, port, settings.db_path)
+            log.info("listening on http://%s:%d (database %s)", host, port,
+                     open_store(settings.database).location)
         await stop.wait()
         log.info("signal received: refusing new pushes, draining the queue")
         with contextlib.suppress(Exception):  # a failed warm-up leaves parsing to first use
@@ -180,7 +181,7 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def db_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    store = open_store(settings.db_path)
+    store = open_store(settings.database)
     applied = store.migrate()
     sys.stdout.write(
         f"applied {len(applied)} migration(s) to {store.location}"
@@ -189,7 +190,7 @@ def db_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def db_query(settings: Settings, args: argparse.Namespace) -> int:
-    columns, rows, changed = open_store(settings.db_path).query(args.sql)
+    columns, rows, changed = open_store(settings.database).query(args.sql)
     if changed is not None:
         if args.json:
             sys.stdout.write(orjson.dumps({"changed": changed}).decode() + "\n")
@@ -219,9 +220,9 @@ def format_table(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
 
 
 def purge(settings: Settings, args: argparse.Namespace) -> int:
-    if not settings.db_path.exists():
+    if settings.db_url is None and not settings.db_path.exists():
         raise ValueError(f"no database at {settings.db_path} (set --db or METRICS_DB_PATH)")
-    store = open_store(settings.db_path)
+    store = open_store(settings.database)
     store.migrate()
     deleted = run(retention.purge_store(store, settings.retention_days, time.time()))
     sys.stdout.write(

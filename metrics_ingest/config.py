@@ -27,6 +27,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8787
     db_path: Path = Path("data/metrics.db")
+    db_url: str | None = None  # a postgresql:// URL given as --db: the store is PostgreSQL
     auth_tokens: tuple[str, ...] = ()
     read_token: str | None = None
     retention_days: int = 7
@@ -45,6 +46,11 @@ class Settings:
     max_connections: int = 10_000
     log_format: LogFormat = "text"
     log_level: str = "INFO"
+
+    @property
+    def database(self) -> str:
+        """Where the store is: the PostgreSQL URL, else the SQLite file's path."""
+        return self.db_url or str(self.db_path)
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -94,6 +100,20 @@ def _path(raw: str) -> Path:
     return Path(_text(raw))
 
 
+class DatabaseUrl(str):
+    """A --db value that names a PostgreSQL database rather than a file."""
+
+
+def _location(raw: str) -> Path | DatabaseUrl:
+    text = _text(raw)
+    if text.startswith(("postgresql://", "postgres://")):
+        return DatabaseUrl(text)
+    if "://" in text:
+        raise ValueError("must be a file path or a postgresql:// URL, got "
+                         f"{text.partition('://')[0]}://...")
+    return Path(text)
+
+
 def parse_token_list(raw: str) -> tuple[str, ...]:
     """Comma-separated tokens: spaces around entries trimmed, empty entries ignored."""
     tokens = tuple(token.strip() for token in raw.split(",") if token.strip())
@@ -130,7 +150,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("host", "METRICS_HOST", "--host", _text, "address to listen on"),
     Option("port", "METRICS_PORT", "--port", _integer(0, 65535),
            "port to listen on (0 picks a free one, logged at start)"),
-    Option("db_path", "METRICS_DB_PATH", "--db", _path, "SQLite database file"),
+    Option("db_path", "METRICS_DB_PATH", "--db", _location,
+           "SQLite database file, or a postgresql:// URL (password also from PGPASSWORD)"),
     Option("auth_tokens", "METRICS_AUTH_TOKEN", "--auth-token", parse_token_list,
            "bearer token(s) for pushes, comma-separated"),
     Option("read_token", "METRICS_READ_TOKEN", "--read-token", _text,
@@ -194,10 +215,14 @@ def load_settings(
         if raw is None:
             continue
         try:
-            values[option.field] = option.parse(raw)
+            value = option.parse(raw)
         except ValueError as exc:
             name = option.env if origin == option.env else f"{origin} ({option.env})"
             raise ConfigError(f"{name} {exc}") from None
+        if isinstance(value, DatabaseUrl):
+            values["db_url"] = str(value)
+        else:
+            values[option.field] = value
     settings = Settings(**values)
     if settings.batch_max_samples > settings.queue_max_samples:
         raise ConfigError(

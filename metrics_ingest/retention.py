@@ -43,8 +43,13 @@ async def scheduled_purge(
     """Run the purge on the cron schedule (UTC) while the context is open."""
 
     async def run_once() -> None:
+        now = time.time()
+        slot = int(now // 60)
         try:
-            await purge(writer, telemetry, retention_days, time.time())
+            if not await writer.call(lambda session: session.claim_purge(slot)):
+                log.info("scheduled purge: another server sharing the database runs this one")
+                return
+            await purge(writer, telemetry, retention_days, now)
         except Closed:
             log.info("scheduled purge interrupted by shutdown; the next run finishes it")
         except Exception:

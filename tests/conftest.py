@@ -1,4 +1,5 @@
-"""Fixtures: real settings over a real SQLite file in tmp_path, and the real app on a port."""
+"""Fixtures: real settings over a real store — an SQLite file in tmp_path, or a database of
+its own in a throwaway PostgreSQL cluster the suite starts — and the real app on a port."""
 
 from __future__ import annotations
 
@@ -12,16 +13,21 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from metrics_ingest.app import create_app, server_options
 from metrics_ingest.config import Settings
+from metrics_ingest.store.postgres import migrations as pg_migrations
+from metrics_ingest.store.sqlite.session import SQLiteWriteSession
+from tests import pg_cluster
 
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -43,8 +49,62 @@ def clock() -> Clock:
     return Clock()
 
 
+@dataclass
+class PostgresServer:
+    """The suite's PostgreSQL cluster and a migrated template database to copy per test."""
+
+    cluster: pg_cluster.Cluster
+    made: int = 0
+
+    def new_database(self) -> str:
+        """A URL to a fresh, migrated database of its own."""
+        self.made += 1
+        name = f"test_{os.getpid()}_{self.made}"
+        with psycopg.connect(self.cluster.url(), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name} TEMPLATE metrics_template")
+        return self.cluster.url(name)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL 15 cluster from Debian's `postgresql` package: missing fails in CI
+    (.ci/run installs it), skips elsewhere."""
+    cluster = pg_cluster.start_cluster({"fsync": "off", "full_page_writes": "off"})
+    if cluster is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is required in CI (Debian package postgresql)")
+        pytest.skip("PostgreSQL not installed (Debian package postgresql)")
+    try:
+        with psycopg.connect(cluster.url(), autocommit=True) as conn:
+            conn.execute("CREATE DATABASE metrics_template")
+        with psycopg.connect(cluster.url("metrics_template"), autocommit=True) as conn:
+            pg_migrations.migrate(conn)
+        yield PostgresServer(cluster)
+    finally:
+        cluster.destroy()
+
+
+ENGINES = ["sqlite", "postgres"]
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    """Each test that uses `settings` runs once per engine."""
+    return str(request.param)
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(tmp_path: Path, engine: str, request: pytest.FixtureRequest) -> Settings:
+    plain = Settings(db_path=tmp_path / "metrics.db", auth_tokens=(TOKEN,))
+    if engine == "sqlite":
+        return plain
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return plain.replace(db_url=server.new_database())
+
+
+@pytest.fixture
+def sqlite_settings(tmp_path: Path) -> Settings:
+    """For what only the SQLite engine has (its file, its PRAGMAs)."""
     return Settings(db_path=tmp_path / "metrics.db", auth_tokens=(TOKEN,))
 
 
@@ -96,13 +156,54 @@ async def run_tool(*command: str, stdin: str) -> tuple[int, str]:
     return process.returncode, output.decode()
 
 
-def rows(db_path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Read the database as a user would, on a separate connection."""
-    conn = sqlite3.connect(db_path)
+def rows(where: Settings | Path, sql: str,
+         params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Read the store as a user would, on a separate connection: `where` is the settings
+    (either engine; `?` placeholders) or an SQLite file's path."""
+    if isinstance(where, Settings) and where.db_url is not None:
+        with psycopg.connect(where.db_url) as conn:
+            return [tuple(row) for row in conn.execute(sql.replace("?", "%s"),  # type: ignore[call-overload]
+                                                       params).fetchall()]
+    conn = sqlite3.connect(where.db_path if isinstance(where, Settings) else where)
     try:
         return conn.execute(sql, params).fetchall()
     finally:
         conn.close()
+
+
+def refuse_writes(session: Any) -> str:
+    """Make the writer's store refuse writes from now on (on the writer thread: pass to
+    Writer.call); returns the word the engine's error uses."""
+    if isinstance(session, SQLiteWriteSession):
+        session.db.execute("PRAGMA query_only = ON")
+        return "readonly"
+    session.conn.execute("SET default_transaction_read_only = on")
+    return "read-only"
+
+
+def accept_writes(session: Any) -> None:
+    if isinstance(session, SQLiteWriteSession):
+        session.db.execute("PRAGMA query_only = OFF")
+    else:
+        session.conn.execute("SET default_transaction_read_only = off")
+
+
+@contextmanager
+def writes_held(settings: Settings) -> Iterator[None]:
+    """Another connection holds what the writer needs, so it stalls inside its batch."""
+    if settings.db_url is not None:
+        with psycopg.connect(settings.db_url) as blocker:
+            blocker.execute("LOCK TABLE latest IN EXCLUSIVE MODE")
+            yield
+            blocker.rollback()
+        return
+    blocker = sqlite3.connect(settings.db_path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
 
 
 def free_port() -> int:

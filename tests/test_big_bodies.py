@@ -27,7 +27,7 @@ def influx_lines(count: int, stamp: int, start: int = 0) -> bytes:
 
 
 def stored(settings: Settings) -> int:
-    return int(rows(settings.db_path, "SELECT count(*) FROM samples")[0][0])
+    return int(rows(settings, "SELECT count(*) FROM samples")[0][0])
 
 
 async def test_big_bodies_of_every_format(client: Client, settings: Settings) -> None:

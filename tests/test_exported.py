@@ -135,7 +135,7 @@ async def test_every_change_shows_as_a_full_read_would(make_client: Any, tmp_pat
     assert (await client.put("/metrics/job/keep2", data="kept_too 1\n",
                              headers=AUTH)).status == 200
     await check(client, settings, clock)
-    await retention.purge_store(open_store(settings.db_path), 0, clock.pinned + 10)
+    await retention.purge_store(open_store(settings.database), 0, clock.pinned + 10)
     await push("after", clock.pinned, {"m9": 9.0})
     await check(client, settings, clock)
     assert "kept_too" in await scraped(client, TEXT)

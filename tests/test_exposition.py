@@ -20,7 +20,6 @@ from metrics_ingest.formats.exposition import (
     render_exposition,
 )
 from metrics_ingest.formats.stored import render_stored
-from metrics_ingest.store import StoredSeries as FreshSeries
 from tests.conftest import AUTH, Clock, promtool, run_tool
 
 Client = TestClient[web.Request, web.Application]
@@ -28,10 +27,10 @@ NOW = 1_795_000_000
 
 
 def test_golden_stored_series() -> None:
-    rows = [
-        FreshSeries("slurm_pending_jobs", "hpc", "", 42.0, NOW, 0),
-        FreshSeries("slurm_pending_jobs", "hpc2", '{"partition":"gpu"}', 3.5, NOW - 60, 0),
-        FreshSeries("temp", "server", '{"room":"a\\"b\\\\c\\nd"}', -0.0, NOW, 0),
+    rows = [  # (metric_name, source, labels, value, timestamp, pinned)
+        ("slurm_pending_jobs", "hpc", "", 42.0, NOW, 0),
+        ("slurm_pending_jobs", "hpc2", '{"partition":"gpu"}', 3.5, NOW - 60, 0),
+        ("temp", "server", '{"room":"a\\"b\\\\c\\nd"}', -0.0, NOW, 0),
     ]
     assert render_exposition(render_stored(rows, with_timestamps=True)).decode() == (
         "# HELP slurm_pending_jobs Metric from hpc, hpc2\n"

@@ -122,7 +122,7 @@ async def test_type_clash_is_refused_and_recorded(client: Client, settings: Sett
         "prometheus_http_request_duration_seconds_bucket": 1}})
     assert claimed.status == 400
     assert "belongs to the histogram family" in (await claimed.json())["error"]
-    assert rows(settings.db_path, "SELECT count(*) FROM metrics WHERE source IN ('other',"
+    assert rows(settings, "SELECT count(*) FROM metrics WHERE source IN ('other',"
                 " 'hpc')") == [(0,)]
     text = await scrape(client)
     assert 'push_failure_time_seconds{source="other",instance="",job="other"} 17' in text

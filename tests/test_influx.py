@@ -121,7 +121,7 @@ async def test_v1_write(client: Client, settings: Settings) -> None:
     response = await client.post("/write", params={"db": "telegraf", "precision": "ns"},
                                  data=body, headers={"Authorization": f"Bearer {TOKEN}"})
     assert response.status == 204
-    stored = rows(settings.db_path, "SELECT source, metric_name, metric_value, labels"
+    stored = rows(settings, "SELECT source, metric_name, metric_value, labels"
                   " FROM metrics ORDER BY labels")
     assert stored == [("telegraf", "cpu_usage_idle", 90.0, '{"host":"n1"}'),
                       ("telegraf", "cpu_usage_idle", 80.0, '{"host":"n2"}')]

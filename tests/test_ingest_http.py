@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import io
-import sqlite3
 import time
 import zlib
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from aiohttp.test_utils import TestClient
 
 from metrics_ingest.config import Settings
 from metrics_ingest.keys import TELEMETRY, WRITER
-from tests.conftest import AUTH, TOKEN, poll, rows
+from tests.conftest import AUTH, TOKEN, accept_writes, poll, refuse_writes, rows, writes_held
 
 Client = TestClient[web.Request, web.Application]
 JSON = {"Content-Type": "application/json"}
@@ -26,7 +25,7 @@ WORKER_PUSH = {"source": "hpc", "metrics": {"slurm_pending_jobs": 42, "slurm_run
 
 
 def stored(settings: Settings) -> list[tuple[Any, ...]]:
-    return rows(settings.db_path, "SELECT source, metric_name, metric_value, labels FROM metrics"
+    return rows(settings, "SELECT source, metric_name, metric_value, labels FROM metrics"
                 " ORDER BY metric_name")
 
 
@@ -105,7 +104,7 @@ async def test_repush_replaces_never_duplicates(client: Client, settings: Settin
     again = {**first, "metrics": {"slurm_pending_jobs": 7}}
     response = await client.post("/ingest", json=again, headers=AUTH)
     assert response.status == 200
-    assert rows(settings.db_path, "SELECT metric_name, metric_value FROM metrics "
+    assert rows(settings, "SELECT metric_name, metric_value FROM metrics "
                 "ORDER BY metric_name") == [("slurm_pending_jobs", 7.0),
                                             ("slurm_running_jobs", 10.0)]
 
@@ -270,10 +269,8 @@ async def test_overload_gets_503_with_retry_after(make_client: Callable[[Setting
                                                   small_limits: Settings) -> None:
     client = await make_client(small_limits)
     app = client.app
-    # Hold the write lock from another connection so the writer stalls inside its batch.
-    blocker = sqlite3.connect(small_limits.db_path, isolation_level=None)
-    blocker.execute("BEGIN IMMEDIATE")
-    try:
+    # Another connection holds the writer up inside its batch.
+    with writes_held(small_limits):
         first = asyncio.create_task(client.post("/ingest", json=WORKER_PUSH, headers=AUTH))
         await poll(lambda: app[WRITER].in_flight == 2)
         waiting = [asyncio.create_task(client.post(
@@ -284,12 +281,9 @@ async def test_overload_gets_503_with_retry_after(make_client: Callable[[Setting
         assert response.status == 503
         assert response.headers["Retry-After"] == "1"
         assert "overloaded" in (await response.json())["error"]
-    finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
     answers = await asyncio.gather(first, *waiting)
     assert [answer.status for answer in answers] == [200] * 6
-    assert rows(small_limits.db_path, "SELECT count(*) FROM samples") == [(12,)]
+    assert rows(small_limits, "SELECT count(*) FROM samples") == [(12,)]
     rejected = app[TELEMETRY].rejected_pushes
     assert rejected[(("reason", "overload"), ("source", "hpc"))] == 1
 
@@ -297,15 +291,15 @@ async def test_overload_gets_503_with_retry_after(make_client: Callable[[Setting
 async def test_storage_failure_gets_503_and_recovers(client: Client, settings: Settings) -> None:
     assert (await client.post("/ingest", json=WORKER_PUSH, headers=AUTH)).status == 200
     conn = client.app[WRITER]
-    # A full disk, as SQLite sees one: the file may not grow past its current size.
-    await conn.call(lambda session: session.db.execute("PRAGMA max_page_count = 1"))
+    word = await conn.call(refuse_writes)
     big = {"source": "hpc", "metrics": {f"m{i}": i for i in range(3000)}}
     response = await client.post("/ingest", json=big, headers=AUTH)
     assert response.status == 503
     assert "database" in (await response.json())["error"]
+    assert word in (await response.json())["error"]
     assert (await client.get("/readyz")).status == 503
     assert len(stored(settings)) == 2
-    await conn.call(lambda session: session.db.execute("PRAGMA max_page_count = 1073741823"))
+    await conn.call(accept_writes)
     assert (await client.post("/ingest", json=big, headers=AUTH)).status == 200
     assert (await client.get("/readyz")).status == 200
     assert len(stored(settings)) == 3002
@@ -333,9 +327,9 @@ async def test_10000_samples_through_200_concurrent_requests(client: Client,
 
     statuses = await asyncio.gather(*(send(i) for i in range(200)))
     assert statuses == [200] * 200
-    assert rows(settings.db_path, "SELECT count(*), count(DISTINCT id) FROM metrics") == [
+    assert rows(settings, "SELECT count(*), count(DISTINCT id) FROM metrics") == [
         (10000, 10000)]
-    assert rows(settings.db_path, "SELECT sum(metric_value) FROM metrics") == [
+    assert rows(settings, "SELECT sum(metric_value) FROM metrics") == [
         (sum(i * 100 + j for i in range(200) for j in range(50)),)]
     batches = client.app[TELEMETRY].batch_samples
     assert batches.total == 10000

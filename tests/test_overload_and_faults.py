@@ -18,8 +18,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from metrics_ingest.config import Settings
 from metrics_ingest.keys import TELEMETRY, WRITER
-from tests.conftest import AUTH, Service, poll, rows
+from tests.conftest import AUTH, Service, accept_writes, poll, refuse_writes, rows
 
 Client = TestClient[web.Request, web.Application]
 PUSH = {"source": "hpc", "metrics": {"slurm_pending_jobs": 1}}
@@ -110,27 +111,28 @@ async def test_burst_beyond_the_queue(service_factory: Callable[..., Service]) -
 async def test_read_only_database_gets_503_and_recovers(client: Client) -> None:
     assert (await client.post("/ingest", json=PUSH, headers=AUTH)).status == 200
     conn = client.app[WRITER]
-    # Writes are refused from now on.
-    await conn.call(lambda session: session.db.execute("PRAGMA query_only = ON"))
+    word = await conn.call(refuse_writes)  # writes are refused from now on
     response = await client.post("/ingest", json={**PUSH, "timestamp": 1_790_000_000},
                                  headers=AUTH)
     assert response.status == 503
-    assert "readonly" in (await response.json())["error"]
+    assert word in (await response.json())["error"]
     ready = await client.get("/readyz")
     assert ready.status == 503
     assert (await ready.json())["error"] == "the database refuses writes"  # no internals...
     detailed = await client.get("/readyz", headers=AUTH)
     assert "refuses writes: " in (await detailed.json())["error"]  # ... but for a token
-    assert "readonly" in (await detailed.json())["error"]
+    assert word in (await detailed.json())["error"]
     assert client.app[WRITER].alive
-    await conn.call(lambda session: session.db.execute("PRAGMA query_only = OFF"))
+    await conn.call(accept_writes)
     # Readiness comes back by probing (at most every 2 s), before any push succeeds.
     await ready_again(client)
     assert (await client.post("/ingest", json=PUSH, headers=AUTH)).status == 200
     assert client.app[TELEMETRY].rejected_pushes[(("reason", "storage"), ("source", "hpc"))] == 1
 
 
-async def test_full_database_readiness_probes_growth(client: Client) -> None:
+async def test_full_database_readiness_probes_growth(
+        make_client: Callable[[Settings], Any], sqlite_settings: Settings) -> None:
+    client = await make_client(sqlite_settings)  # a full disk, as SQLite sees one
     conn = client.app[WRITER]
     await conn.call(lambda session: session.db.execute("PRAGMA max_page_count = 1"))
     big = {"source": "hpc", "metrics": {f"m{i}": i for i in range(3000)}}

@@ -164,7 +164,7 @@ async def test_push_functions_against_the_live_app(client: Client, settings: Any
     final = exported(await (await client.get("/metrics")).text(), "source")
     assert {name for name, _, _ in final} == {"batch_extra"}
     # History stays in the database: the replaced and deleted series are still stored.
-    assert rows(settings.db_path, "SELECT count(*) FROM metrics WHERE metric_name ="
+    assert rows(settings, "SELECT count(*) FROM metrics WHERE metric_name ="
                 " 'batch_records_total'") == [(2,)]
 
 

@@ -108,13 +108,13 @@ async def test_cli_purge_beside_running_server(client: Client, settings: Setting
     push = {"source": "hpc", "timestamp": old, "metrics": {"a": 1, "b": 2}}
     assert (await client.post("/ingest", json=push, headers=AUTH)).status == 200
     # `metrics-ingest purge` runs on its own connection while the server holds its own.
-    deleted = await retention.purge_store(open_store(settings.db_path), 7, NOW)
+    deleted = await retention.purge_store(open_store(settings.database), 7, NOW)
     assert deleted == 2
-    assert rows(settings.db_path, "SELECT count(*) FROM series") == [(0,)]
+    assert rows(settings, "SELECT count(*) FROM series") == [(0,)]
     # The server notices the outside commit and does not reuse the forgotten series ids.
     fresh = {"source": "hpc", "metrics": {"a": 3}}
     assert (await client.post("/ingest", json=fresh, headers=AUTH)).status == 200
-    assert rows(settings.db_path, "SELECT metric_name, metric_value FROM metrics") == [("a", 3.0)]
+    assert rows(settings, "SELECT metric_name, metric_value FROM metrics") == [("a", 3.0)]
 
 
 async def test_purge_shows_in_self_metrics(client: Client, settings: Settings) -> None:
@@ -141,7 +141,7 @@ async def test_a_group_older_than_retention_is_still_exported(client: Client,
                              headers=AUTH)).status == 200  # weekly_rows left the group
     app = client.app
     assert await retention.purge(app[WRITER], app[TELEMETRY], 7, NOW) == 4
-    assert rows(settings.db_path, "SELECT metric_name, timestamp FROM metrics") == [
+    assert rows(settings, "SELECT metric_name, timestamp FROM metrics") == [
         ("weekly_last_success", NOW - 2 * week + 1)]
     text = await (await client.get("/metrics")).text()
     assert f'weekly_last_success{{source="weekly",instance="",job="weekly"}} {NOW - 2 * week}' \
@@ -149,5 +149,5 @@ async def test_a_group_older_than_retention_is_still_exported(client: Client,
     assert "weekly_rows" not in text
     assert 'push_time_seconds{source="weekly",instance="",job="weekly"}' in text
     # A second purge, from the CLI beside the server, keeps it too.
-    assert await retention.purge_store(open_store(settings.db_path), 7, NOW) == 0
+    assert await retention.purge_store(open_store(settings.database), 7, NOW) == 0
     assert "weekly_last_success{" in await (await client.get("/metrics")).text()

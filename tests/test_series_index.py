@@ -12,7 +12,8 @@ import pytest
 
 from metrics_ingest.formats.exposition import series_block
 from metrics_ingest.model import Push, SampleGroup, canonical_labels
-from metrics_ingest.store.sqlite import migrations, series
+from metrics_ingest.store import series_cache
+from metrics_ingest.store.sqlite import migrations
 from metrics_ingest.store.sqlite.session import SQLiteWriteSession
 
 NOW = 1_795_000_000
@@ -35,7 +36,7 @@ def job_groups(first: int, count: int, stamp: int = NOW) -> list[SampleGroup]:
 
 @pytest.fixture
 def session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SQLiteWriteSession:
-    monkeypatch.setattr(series, "GENERATION_SERIES", 1000)
+    monkeypatch.setattr(series_cache, "GENERATION_SERIES", 1000)
     migrations.migrate(tmp_path / "m.db")
     return SQLiteWriteSession(tmp_path / "m.db", "normal")
 

@@ -58,7 +58,7 @@ async def test_body_cut_off_mid_way(client: Client, settings: Settings) -> None:
     await writer.wait_closed()
     assert (await client.post("/ingest", json=PUSH, headers=AUTH)).status == 200
     assert client.app[WRITER].alive
-    assert rows(settings.db_path, "SELECT count(*) FROM samples") == [(1,)]
+    assert rows(settings, "SELECT count(*) FROM samples") == [(1,)]
 
 
 async def test_client_leaving_before_its_answer_keeps_its_samples(
@@ -79,7 +79,7 @@ async def test_client_leaving_before_its_answer_keeps_its_samples(
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
-    await poll(lambda: rows(settings.db_path, "SELECT count(*) FROM metrics"
+    await poll(lambda: rows(settings, "SELECT count(*) FROM metrics"
                             " WHERE source = 'gone'") == [(2,)])
     # The service carries on; nothing is left waiting (filterwarnings=error would fail the
     # test on a pending task or an unretrieved exception at teardown).

@@ -33,7 +33,7 @@ def db(tmp_path: Path) -> Iterator[sqlite3.Connection]:
 def write(db: sqlite3.Connection, samples: list[tuple[int, int, float]],
           latest: list[tuple[int, int, float]]) -> None:
     with session.immediate_transaction(db):
-        session.insert_rows(db, [], list(chain.from_iterable(samples)),
+        session.insert_rows(db, list(chain.from_iterable(samples)),
                             list(chain.from_iterable(latest)))
 
 

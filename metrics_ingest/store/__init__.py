@@ -26,22 +26,6 @@ class StoreLost(StorageError):
     from now on would be kept, so nothing is, until the server is restarted."""
 
 
-class StoredSeries(NamedTuple):
-    """One series' newest sample as /metrics exports it."""
-
-    metric_name: str
-    source: str
-    labels: str  # canonical JSON, "" for none
-    value: float
-    timestamp: int
-    pinned: int  # 1: a push-group member, exported whatever its age, without a timestamp
-
-
-# StoredSeries plus `hidden` (1: left its push group, not exported): what /metrics re-reads
-# for the series a change named, fresh or not.
-SeriesUpdate = tuple[str, str, str, float, int, int, int]
-
-
 class GroupTimes(NamedTuple):
     """A Pushgateway-API group's last successful and last refused push (0: never)."""
 
@@ -75,6 +59,11 @@ class WriteSession(Protocol):
         """
         ...
 
+    def claim_purge(self, slot: int) -> bool:
+        """True for exactly one caller per scheduled purge `slot` (a minute number) among
+        every server sharing the store: that one runs it."""
+        ...
+
     def purge_chunk(self, cutoff: int) -> tuple[int, bool, Change]:
         """Delete a bounded chunk of the samples older than `cutoff` in a short transaction
         of its own; returns (samples deleted, finished, change). The finishing chunk also
@@ -101,23 +90,6 @@ class WriteSession(Protocol):
 
 class ReadSession(Protocol):
     """An engine's read connection for the event loop; it never writes."""
-
-    async def exported_series(self, since: int) -> list[StoredSeries]:
-        """Every series /metrics exports: visible and either pinned or newer than `since`,
-        sorted by (metric_name, source, labels)."""
-        ...
-
-    async def series_by_id(self, ids: set[int]) -> list[SeriesUpdate]:
-        """The newest sample of each given series, fresh or not, with `hidden`."""
-        ...
-
-    async def families(self) -> dict[str, FamilyMeta]:
-        """Every declared family's TYPE and HELP."""
-        ...
-
-    async def groups(self) -> list[GroupTimes]:
-        """Every Pushgateway-API group with its push times."""
-        ...
 
     async def recent_samples(self, since: int, source: str | None, metric: str | None,
                              limit: int) -> list[StoredSample]:
@@ -184,6 +156,10 @@ class Store(Protocol):
         """What the data takes on disk (0 when unknown)."""
         ...
 
+    def open_feed(self) -> ChangeFeed | None:
+        """The change feed from other servers, or None when no other server writes to it."""
+        ...
+
     def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]], int | None]:
         """Run one ad-hoc statement for `db query`; returns (columns, rows, rows changed by a
         statement that returns none, else None). A running server notices the change at its
@@ -191,8 +167,23 @@ class Store(Protocol):
         ...
 
 
-def open_store(location: Path) -> Store:
-    """The store at `location` (today: an SQLite file)."""
+class ChangeFeed(Protocol):
+    """What other servers sharing the store committed, for this server's /metrics cache."""
+
+    async def drain(self) -> list[Change]:
+        """Every change other servers committed before this call, in commit order. Raises
+        StorageError while the database cannot be reached."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def open_store(location: str | Path) -> Store:
+    """The store at `location`: a postgresql:// URL, else an SQLite file's path."""
+    if isinstance(location, str) and location.startswith(("postgresql://", "postgres://")):
+        from metrics_ingest.store.postgres import PostgresStore
+
+        return PostgresStore(location)
     from metrics_ingest.store.sqlite import SQLiteStore
 
-    return SQLiteStore(location)
+    return SQLiteStore(Path(location))

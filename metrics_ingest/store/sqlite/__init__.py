@@ -64,6 +64,10 @@ class SQLiteStore:
     def open_export_reader(self) -> SQLiteExportReader:
         return SQLiteExportReader(self.db_path)
 
+    def open_feed(self) -> None:
+        """One server per file: no one else writes (see claim)."""
+        return None
+
     def size_bytes(self) -> int:
         """The main file plus its WAL."""
         total = 0

@@ -12,10 +12,10 @@ import orjson
 
 from metrics_ingest.model import FamilyMeta
 from metrics_ingest.store import GroupTimes, StorageError
+from metrics_ingest.store.batch import SELECT_FAMILIES
 from metrics_ingest.store.sqlite.sql import (
     SELECT_EXPORTED_BETWEEN,
     SELECT_EXPORTED_NAMED,
-    SELECT_FAMILIES,
     SELECT_GROUPS,
 )
 

@@ -1,15 +1,13 @@
-"""Forward-only SQLite schema migrations: the `sql/NNNN_name.sql` files, applied in order, once
-each, each with its row in `schema_version`."""
+"""The SQLite side of the migration runner (store/migrations.py): the files of `sql/`."""
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-MIGRATION_NAME_RE = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
+from metrics_ingest.store import migrations
+from metrics_ingest.store.migrations import Migration
 
 CREATE_VERSION_TABLE = (
     "CREATE TABLE IF NOT EXISTS schema_version ("
@@ -19,32 +17,8 @@ SELECT_VERSIONS = "SELECT version FROM schema_version"
 INSERT_VERSION = "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)"
 
 
-@dataclass(frozen=True)
-class Migration:
-    version: int
-    name: str
-    path: Path
-
-
-def sql_directory() -> Path:
-    """The packaged copy inside a wheel, else the repository's `sql/` (editable installs)."""
-    package = Path(__file__).resolve().parents[2]  # metrics_ingest/
-    packaged = package / "sql"
-    return packaged if packaged.is_dir() else package.parent / "sql"
-
-
 def discover(directory: Path | None = None) -> list[Migration]:
-    folder = directory or sql_directory()
-    found = []
-    for path in sorted(folder.glob("*.sql")):
-        match = MIGRATION_NAME_RE.fullmatch(path.name)
-        if match is None:
-            raise RuntimeError(f"migration file name must look like 0001_name.sql: {path}")
-        found.append(Migration(int(match.group(1)), path.stem, path))
-    versions = [migration.version for migration in found]
-    if len(set(versions)) != len(versions):
-        raise RuntimeError(f"two migration files share a version number in {folder}")
-    return found
+    return migrations.discover(directory or migrations.sql_directory())
 
 
 def connect(db_path: Path) -> sqlite3.Connection:
@@ -55,34 +29,37 @@ def connect(db_path: Path) -> sqlite3.Connection:
     return conn
 
 
-def migrate(db_path: Path, directory: Path | None = None) -> list[str]:
-    """Apply every migration not yet recorded; each file and its version row commit together.
+class SQLiteTarget:
+    """BEGIN IMMEDIATE takes the write lock: a second runner waits, then sees the versions."""
 
-    Idempotent and safe against a concurrent runner: the check happens under the write lock.
-    Returns the names applied by this call.
-    """
-    applied: list[str] = []
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        conn.execute(CREATE_VERSION_TABLE)
+
+    def begin(self) -> set[int]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return {row[0] for row in self.conn.execute(SELECT_VERSIONS)}
+
+    def apply(self, migration: Migration) -> None:
+        for statement in split_statements(migration.path.read_text(encoding="utf-8")):
+            self.conn.execute(statement)
+        self.conn.execute(INSERT_VERSION, (migration.version, migration.name, int(time.time())))
+
+    def commit(self) -> None:
+        self.conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+
+def migrate(db_path: Path, directory: Path | None = None) -> list[str]:
+    """Apply every SQLite migration not yet recorded; returns the names applied."""
     conn = connect(db_path)
     try:
-        conn.execute(CREATE_VERSION_TABLE)
-        for migration in discover(directory):
-            conn.execute("BEGIN IMMEDIATE")
-            done = {row[0] for row in conn.execute(SELECT_VERSIONS)}
-            if migration.version in done:
-                conn.execute("ROLLBACK")
-                continue
-            try:
-                for statement in split_statements(migration.path.read_text(encoding="utf-8")):
-                    conn.execute(statement)
-                conn.execute(INSERT_VERSION, (migration.version, migration.name, int(time.time())))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            applied.append(migration.name)
+        return migrations.run(SQLiteTarget(conn), discover(directory))
     finally:
         conn.close()
-    return applied
 
 
 def split_statements(script: str) -> list[str]:

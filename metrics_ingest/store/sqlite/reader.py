@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import cast
 
 import aiosqlite
-import orjson
 
-from metrics_ingest.model import FamilyMeta
-from metrics_ingest.store import GroupTimes, SeriesUpdate, StoredSample, StoredSeries
+from metrics_ingest.store import StoredSample
 from metrics_ingest.store.sqlite.sql import (
     SELECT_ACTIVE_SOURCES,
-    SELECT_FAMILIES,
-    SELECT_FRESH_SERIES,
-    SELECT_GROUPS,
     SELECT_RECENT_SAMPLES,
-    SELECT_SERIES_BY_ID,
 )
 
 
@@ -39,23 +32,6 @@ class SQLiteReader:
             await conn.close()
             raise
         return cls(conn)
-
-    async def exported_series(self, since: int) -> list[StoredSeries]:
-        # Plain row tuples, shaped as StoredSeries (100k NamedTuples would cost ~15 ms).
-        rows = await self.conn.execute_fetchall(SELECT_FRESH_SERIES, (since,))
-        return cast(list[StoredSeries], rows)
-
-    async def series_by_id(self, ids: set[int]) -> list[SeriesUpdate]:
-        rows = await self.conn.execute_fetchall(SELECT_SERIES_BY_ID, (orjson.dumps(list(ids)),))
-        return cast(list[SeriesUpdate], rows)
-
-    async def families(self) -> dict[str, FamilyMeta]:
-        rows = await self.conn.execute_fetchall(SELECT_FAMILIES)
-        return {name: FamilyMeta(kind, help_text) for name, kind, help_text in rows}
-
-    async def groups(self) -> list[GroupTimes]:
-        rows = await self.conn.execute_fetchall(SELECT_GROUPS)
-        return [GroupTimes(*row) for row in rows]
 
     async def recent_samples(self, since: int, source: str | None, metric: str | None,
                              limit: int) -> list[StoredSample]:

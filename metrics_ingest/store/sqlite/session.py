@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import cast
 
 from metrics_ingest.config import Synchronous
-from metrics_ingest.families import FamilyRegistry
-from metrics_ingest.model import Change, FamilyMeta, Push
-from metrics_ingest.store import StorageError, StoreLost
-from metrics_ingest.store.sqlite import groups
-from metrics_ingest.store.sqlite.series import NewSeries, SeriesIndex
+from metrics_ingest.model import Change, Push
+from metrics_ingest.store import StorageError, StoreLost, groups
+from metrics_ingest.store.batch import SELECT_FAMILIES, checked, load_registry, newest_per_source
+from metrics_ingest.store.series_cache import SeriesCache
+from metrics_ingest.store.sqlite.series import SQLiteSeriesTable
 from metrics_ingest.store.sqlite.sql import (
+    CLAIM_PURGE_SLOT,
     DELETE_EMPTY_GROUPS,
     DELETE_EXPIRED_LATEST,
     DELETE_EXPIRED_MEMBERS,
@@ -27,11 +28,11 @@ from metrics_ingest.store.sqlite.sql import (
     DELETE_SAMPLES_BEFORE,
     DELETE_SAMPLES_BEFORE_KEY,
     DELETE_SOURCES,
+    GROUPS,
     GROW_PROBE,
-    INSERT_SERIES,
     PROBE_GROWTH_BYTES,
     RECOUNT_SOURCES,
-    SELECT_FAMILIES,
+    SELECT_DATA_VERSION,
     SELECT_PURGE_BOUNDARY,
     SET_SYNCHRONOUS,
     UPSERT_FAMILY,
@@ -84,26 +85,15 @@ def engine_errors() -> Iterator[None]:
         raise StorageError(str(exc)) from exc
 
 
-def insert_rows(db: sqlite3.Connection, new_series: Sequence[NewSeries],
-                samples: list[int | float], latest: list[int | float]) -> None:
+def insert_rows(db: sqlite3.Connection, samples: list[int | float],
+                latest: list[int | float]) -> None:
     """Write one batch's rows; the caller owns the surrounding transaction.
 
     `samples` is flat (timestamp, series_id, value, ...), `latest` flat (series_id,
     timestamp, value, ...). Rows with the same key: the last one wins.
     """
-    if new_series:
-        db.executemany(INSERT_SERIES, new_series)
     insert_flat(db, UPSERT_SAMPLES, samples)
     insert_flat(db, UPSERT_LATESTS, latest)
-
-
-def newest_per_source(pushes: Sequence[Push]) -> list[tuple[str, int]]:
-    newest: dict[str, int] = {}
-    for push in pushes:
-        for group in push.groups:
-            if newest.get(group.source, -1) < group.timestamp:
-                newest[group.source] = group.timestamp
-    return list(newest.items())
 
 
 def insert_flat(db: sqlite3.Connection, statements: dict[int, str],
@@ -155,26 +145,6 @@ def write_probe(db: sqlite3.Connection, now: int) -> None:
         db.execute(WRITE_PROBE, (now,))
 
 
-def load_registry(db: sqlite3.Connection) -> FamilyRegistry:
-    return FamilyRegistry({name: FamilyMeta(kind, help_text)
-                           for name, kind, help_text in db.execute(SELECT_FAMILIES)})
-
-
-def checked(pushes: Sequence[Push], registry: FamilyRegistry) -> Sequence[Push]:
-    """The pushes whose family types agree with the registry; the others get `refused`."""
-    if not (registry.claimed or registry.pending) and all(
-            push.typing == "gauges" for push in pushes):
-        return pushes  # the usual batch: plain gauges, no histogram or summary to protect
-    accepted = []
-    for push in pushes:
-        why = registry.check(push)
-        if why is None:
-            accepted.append(push)
-        else:
-            push.refused = why
-    return accepted
-
-
 def file_identity(path: Path) -> tuple[int, int]:
     stat = os.stat(path)
     return stat.st_dev, stat.st_ino
@@ -183,19 +153,20 @@ def file_identity(path: Path) -> tuple[int, int]:
 class SQLiteWriteSession:
     """The store's WriteSession over one sqlite3 connection (see store.WriteSession).
 
-    Series ids are allocated by the in-memory index, which is safe because this is the only
-    writer; another connection's commit (`metrics-ingest purge`, `db query`) is noticed
-    through PRAGMA data_version and the index (and the family registry) reloaded before they
-    are used again.
+    Series ids come from the series cache over the table; another connection's commit
+    (`metrics-ingest purge`, `db query`) is noticed through PRAGMA data_version and the cache
+    (and the family registry) reloaded before they are used again.
     """
 
     def __init__(self, db_path: Path, synchronous: Synchronous) -> None:
         self.db_path = db_path
         with engine_errors():
             self.db = connect(db_path, synchronous)
-            self.registry = load_registry(self.db)
+            self.registry = load_registry(self.db.execute(SELECT_FAMILIES))
             self.identity = file_identity(db_path)
-        self.series = SeriesIndex()
+        self.series = SeriesCache()
+        self.table = SQLiteSeriesTable(self.db)
+        self.data_version = -1
 
     def check(self) -> None:
         """Raise StorageError unless the file at the path is still the one open: a commit to
@@ -210,9 +181,13 @@ class SQLiteWriteSession:
                 "had it open; nothing more is stored until the server is restarted")
 
     def _refresh(self) -> bool:
-        if not self.series.refresh(self.db):
+        """Drop what is cached if another connection committed since; True if it did."""
+        version = int(self.db.execute(SELECT_DATA_VERSION).fetchone()[0])
+        if version == self.data_version:
             return False
-        self.registry = load_registry(self.db)
+        self.data_version = version
+        self.series.clear()
+        self.registry = load_registry(self.db.execute(SELECT_FAMILIES))
         return True
 
     def commit(self, pushes: Sequence[Push]) -> Change:
@@ -225,8 +200,8 @@ class SQLiteWriteSession:
             reloaded = self._refresh()
             registry = self.registry
             accepted = checked(pushes, registry)
-            new_series, samples, latest = series.rows(db, accepted)
-            insert_rows(db, new_series, samples, latest)
+            samples, latest = series.rows(self.table, accepted)
+            insert_rows(db, samples, latest)
             if accepted:
                 db.executemany(UPSERT_SOURCE, newest_per_source(accepted))
             touched = cast(list[int], latest[0::3])  # (series_id, timestamp, value), flat
@@ -236,9 +211,9 @@ class SQLiteWriteSession:
                 if group is not None:
                     group_pushed = True
                     if push.refused is not None or group.op == "fail":
-                        groups.record_failure(db, group.grouping, push.received_at)
+                        groups.record_failure(db, GROUPS, group.grouping, push.received_at)
                     else:
-                        touched += groups.apply(db, series, push)
+                        touched += groups.apply(db, GROUPS, series, push)
             if registry.pending:
                 db.executemany(UPSERT_FAMILY, [(name, meta.type, meta.help)
                                                for name, meta in registry.pending.items()])
@@ -246,15 +221,20 @@ class SQLiteWriteSession:
             self.check()
         except BaseException as exc:
             self.registry.discard()
+            series.forget_pending()
             if db.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
                 raise StorageError(str(exc)) from exc
             raise
-        series.adopt(new_series)  # (a lost file raised above: its series are not adopted)
+        series.adopt()  # (a lost file raised above: its series are not adopted)
         families = registry.adopt()
         return Change(touched, reloaded, families or None, group_pushed)
+
+    def claim_purge(self, slot: int) -> bool:
+        with engine_errors(), immediate_transaction(self.db):
+            return self.db.execute(CLAIM_PURGE_SLOT, (slot, slot)).rowcount == 1
 
     def purge_chunk(self, cutoff: int) -> tuple[int, bool, Change]:
         db = self.db
@@ -265,7 +245,7 @@ class SQLiteWriteSession:
                 deleted, finished = purge_chunk(db, cutoff, PURGE_CHUNK_ROWS)
                 forgotten = purge_expired_series(db, cutoff) if finished else 0
             if forgotten:
-                self.series.reload(db)
+                self.series.clear()
         return deleted, finished, Change([], everything=True)
 
     def probe(self, now: int) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from metrics_ingest.store.groups import GroupStatements
+
 SET_SYNCHRONOUS = {"full": "PRAGMA synchronous=FULL", "normal": "PRAGMA synchronous=NORMAL"}
 SELECT_DATA_VERSION = "PRAGMA data_version"
 SELECT_MAX_SERIES_ID = "SELECT max(id) FROM series"
@@ -65,15 +67,20 @@ INSERT_GROUP_MEMBER = (
 DELETE_GROUP = "DELETE FROM push_groups WHERE id = ?"
 HIDE_SERIES = "UPDATE latest SET hidden = 1, pinned = 0 WHERE series_id = ?"
 PIN_SERIES = "UPDATE latest SET pinned = 1, hidden = 0 WHERE series_id = ?"
+FAIL_GROUP = (
+    "INSERT INTO push_groups (source, grouping, pushed_at, failed_at) VALUES (?, ?, 0, ?)"
+    " ON CONFLICT (source, grouping) DO UPDATE SET failed_at = excluded.failed_at"
+)
+GROUPS = GroupStatements(
+    upsert_group=UPSERT_GROUP, select_group=SELECT_GROUP, select_members=SELECT_GROUP_MEMBERS,
+    delete_member=DELETE_GROUP_MEMBER, insert_member=INSERT_GROUP_MEMBER,
+    delete_group=DELETE_GROUP, hide_series=HIDE_SERIES, pin_series=PIN_SERIES,
+    fail_group=FAIL_GROUP)
 # A Pushgateway-API group's current members (pinned) are never forgotten by the purge:
 # their newest sample stays, so the group keeps its meaning until replaced or deleted.
 DELETE_EXPIRED_MEMBERS = (
     "DELETE FROM group_series WHERE series_id IN"
     " (SELECT series_id FROM latest WHERE timestamp < ? AND pinned = 0)"
-)
-FAIL_GROUP = (
-    "INSERT INTO push_groups (source, grouping, pushed_at, failed_at) VALUES (?, ?, 0, ?)"
-    " ON CONFLICT (source, grouping) DO UPDATE SET failed_at = excluded.failed_at"
 )
 # Groups left without series whose last push or failure is older than the cutoff.
 DELETE_EMPTY_GROUPS = (
@@ -83,7 +90,7 @@ DELETE_EMPTY_GROUPS = (
 
 # -- families -----------------------------------------------------------------------------
 
-SELECT_FAMILIES = "SELECT name, type, help FROM families"
+
 UPSERT_FAMILY = (
     "INSERT INTO families (name, type, help) VALUES (?, ?, ?)"
     " ON CONFLICT (name) DO UPDATE SET type = excluded.type, help = excluded.help"
@@ -111,6 +118,7 @@ DELETE_EXPIRED_SERIES = (
     " (SELECT series_id FROM latest WHERE timestamp < ? AND pinned = 0)"
 )
 DELETE_EXPIRED_LATEST = "DELETE FROM latest WHERE timestamp < ? AND pinned = 0"
+CLAIM_PURGE_SLOT = "UPDATE store_state SET purge_slot = ? WHERE purge_slot < ?"
 WRITE_PROBE = "INSERT OR REPLACE INTO probe (id, written_at) VALUES (1, ?)"
 GROW_PROBE = "INSERT OR REPLACE INTO probe (id, written_at, filler) VALUES (2, ?, zeroblob(?))"
 DELETE_GROW_PROBE = "DELETE FROM probe WHERE id = 2"
@@ -118,21 +126,6 @@ PROBE_GROWTH_BYTES = 256 * 1024
 
 # -- reads ----------------------------------------------------------------------------------
 
-# Walks the series unique index in (metric_name, source, labels) order: families come out
-# grouped and sorted without a sort step.
-SELECT_FRESH_SERIES = (
-    "SELECT s.metric_name, s.source, s.labels, l.value, l.timestamp, l.pinned"
-    " FROM series s JOIN latest l ON l.series_id = s.id"
-    " WHERE l.hidden = 0 AND (l.timestamp >= ? OR l.pinned = 1)"
-    " ORDER BY s.metric_name, s.source, s.labels"
-)
-# The same columns for chosen series, fresh or not, with `hidden`: what /metrics re-reads
-# after a commit touched them.
-SELECT_SERIES_BY_ID = (
-    "SELECT s.metric_name, s.source, s.labels, l.value, l.timestamp, l.pinned, l.hidden"
-    " FROM latest l JOIN series s ON s.id = l.series_id"
-    " WHERE l.series_id IN (SELECT value FROM json_each(?))"
-)
 # What /metrics renders from: visible series, pinned or fresh, by id range or by name.
 # A row's `head` is the line's start, `name{labels}`; the labels themselves are needed only
 # to order a histogram's members (by name), so the range query leaves them out.

@@ -1,0 +1,62 @@
+"""Connecting to PostgreSQL: the URL as configured (its password never logged), libpq's
+own sources for the password (`PGPASSWORD`, `~/.pgpass`), and the driver's errors as the
+store's StorageError."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+from metrics_ingest.store import StorageError
+
+URL_SCHEMES = ("postgresql://", "postgres://")
+CONNECT_TIMEOUT_SECONDS = 5
+
+
+def is_url(location: str) -> bool:
+    return location.startswith(URL_SCHEMES)
+
+
+def redact(url: str) -> str:
+    """The URL with its password (if any) replaced by ***, for logs and messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def connect(url: str, purpose: str) -> psycopg.Connection:
+    """A blocking connection in autocommit mode (transactions are explicit)."""
+    with engine_errors(url):
+        return psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                               application_name=f"metrics-ingest {purpose}")
+
+
+async def connect_async(url: str, purpose: str) -> psycopg.AsyncConnection:
+    with engine_errors(url):
+        return await psycopg.AsyncConnection.connect(
+            url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            application_name=f"metrics-ingest {purpose}")
+
+
+@contextmanager
+def engine_errors(url: str) -> Iterator[None]:
+    """psycopg's errors as StorageError, in PostgreSQL's words, the URL's password removed."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        text = str(exc).strip() or type(exc).__name__
+        parts = urlsplit(url)
+        if parts.password:
+            text = text.replace(parts.password, "***")
+        raise StorageError(f"PostgreSQL: {text}") from exc
+
+
+def broken(conn: psycopg.Connection | psycopg.AsyncConnection | None) -> bool:
+    """True when the connection must be replaced (closed, or lost mid-transaction)."""
+    return conn is None or conn.closed or conn.broken

@@ -1,0 +1,172 @@
+"""The writer's series cache: ids of recently written series by (source, labels) and metric
+name, a bounded cache of the `series` table, shared by both engines. Each engine supplies
+the table (`SeriesTable`): how misses are found and how new series are created."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from itertools import chain, repeat
+from operator import attrgetter
+from typing import Protocol, cast
+
+from metrics_ingest.formats.exposition import series_block
+from metrics_ingest.model import Push, SampleGroup
+
+SeriesKey = tuple[str, str, str]  # (metric_name, source, labels)
+NewSeries = tuple[str, str, str, str]  # (metric_name, source, labels, label block)
+Generation = dict[tuple[str, str], dict[str, int]]
+NO_SERIES: dict[str, int] = {}
+# Series kept per generation: two generations bound the cache to ~2x this many (about
+# 450 bytes each for job-level series, whose label sets are all different).
+GENERATION_SERIES = 65_536
+GENERATION_SECONDS = 1800.0  # a generation older than this is dropped even when not full
+
+
+class SeriesTable(Protocol):
+    """An engine's `series` table, inside the writer's open transaction."""
+
+    def find(self, keys: Sequence[SeriesKey]) -> Iterable[tuple[int, str, str, str]]:
+        """(id, metric_name, source, labels) of those of `keys` that are stored."""
+        ...
+
+    def create(self, rows: Sequence[NewSeries]) -> dict[SeriesKey, int]:
+        """Insert series not found by `find`; returns the id of each. With several writers
+        on one database, a series another writer created meanwhile gets its id instead of a
+        duplicate."""
+        ...
+
+
+class SeriesCache:
+    """Series ids by (source, labels) then metric name; used only on the writer thread.
+
+    Two generations: lookups promote a label set from the old generation to the young one;
+    when the young one holds GENERATION_SERIES series or is GENERATION_SECONDS old, it becomes
+    the old one and the old one is dropped. So memory stays bounded however many series there
+    are, and series no longer written are given back. A batch's misses are looked up in the
+    table in one query, and only series found nowhere are created. Ids never change while a
+    series exists; when series are deleted (the purge, `db query`), the engine calls `clear`.
+    """
+
+    def __init__(self, generation_series: int | None = None) -> None:
+        self.young: Generation = {}
+        self.old: Generation = {}
+        self.young_series = 0
+        self.generation_series = generation_series or GENERATION_SERIES
+        self.born = time.monotonic()
+        self._pending: dict[SeriesKey, int] = {}
+
+    def __len__(self) -> int:
+        return sum(map(len, self.young.values())) + sum(map(len, self.old.values()))
+
+    def clear(self) -> None:
+        self.young, self.old, self.young_series = {}, {}, 0
+        self._pending = {}
+
+    def _cached(self, key: tuple[str, str]) -> dict[str, int]:
+        inner = self.young.get(key)
+        if inner is None:
+            inner = self.old.pop(key, None)
+            if inner is None:
+                return NO_SERIES
+            self.young[key] = inner
+            self.young_series += len(inner)
+        return inner
+
+    def rows(self, table: SeriesTable, pushes: Sequence[Push]
+             ) -> tuple[list[int | float], list[int | float]]:
+        """Sample rows, flat (timestamp, series_id, value, ...), and the newest sample of
+        each series in the batch, flat (series_id, timestamp, value, ...), oldest first.
+
+        Series found or created in the table are not adopted until `adopt` (after the commit),
+        so a rolled-back batch leaves the cache as the database is. Columns are gathered group
+        by group and zipped once: per-group iterators cost a third of a small batch's commit
+        (bench/README.md, "Writer").
+        """
+        self._pending = {}
+        # Oldest first (a stable sort keeps queue order among equal timestamps), so a later
+        # group's sample of a series is always the newer one and can simply overwrite.
+        groups = sorted((group for push in pushes for group in push.groups),
+                        key=attrgetter("timestamp"))
+        found: list[int | None] = []
+        stamps: list[int] = []
+        values: list[float] = []
+        cached = self._cached
+        for group in groups:
+            found += map(cached((group.source, group.labels)).get, group.names)
+            stamps += repeat(group.timestamp, len(group.names))
+            values += group.values
+        ids = (self._resolve(table, groups, found) if None in found
+               else cast(list[int], found))
+        newest = dict(zip(ids, zip(ids, stamps, values, strict=True), strict=True))
+        return (list(chain.from_iterable(zip(stamps, ids, values, strict=True))),
+                list(chain.from_iterable(newest.values())))
+
+    def _resolve(self, table: SeriesTable, groups: list[SampleGroup],
+                 found: list[int | None]) -> list[int]:
+        """Fill in the ids the cache did not have: from the table, else newly created."""
+        missing = sorted({(name, group.source, group.labels)
+                          for group, names in self._misses(groups, found) for name in names})
+        known = {(name, source, labels): series_id
+                 for series_id, name, source, labels in table.find(missing)}
+        blocks: dict[tuple[str, str], str] = {}
+        new: list[NewSeries] = []
+        for name, source, labels in missing:
+            if (name, source, labels) not in known:
+                block = blocks.get((source, labels))
+                if block is None:
+                    block = blocks[(source, labels)] = series_block(source, labels)
+                new.append((name, source, labels, block))
+        if new:
+            known.update(table.create(new))
+        self._pending = known
+        filled = list(found)
+        at = 0
+        for group in groups:
+            for offset, name in enumerate(group.names, at):
+                if filled[offset] is None:
+                    filled[offset] = known[(name, group.source, group.labels)]
+            at += len(group.names)
+        return cast(list[int], filled)
+
+    @staticmethod
+    def _misses(groups: list[SampleGroup], found: list[int | None]
+                ) -> list[tuple[SampleGroup, list[str]]]:
+        misses = []
+        at = 0
+        for group in groups:
+            names = [name for name, got in zip(group.names, found[at:at + len(group.names)],
+                                               strict=True) if got is None]
+            if names:
+                misses.append((group, names))
+            at += len(group.names)
+        return misses
+
+    def _remember(self, source: str, labels: str, name: str, series_id: int) -> None:
+        key = (source, labels)
+        inner = self._cached(key)
+        if inner is NO_SERIES:
+            inner = self.young[key] = {}
+        inner[sys.intern(name)] = series_id
+        self.young_series += 1
+
+    def id_of(self, source: str, labels: str, name: str) -> int:
+        """The id of a series of the batch being written (cached, or resolved for it)."""
+        found = self.young.get((source, labels), NO_SERIES).get(name)
+        return found if found is not None else self._pending[(name, source, labels)]
+
+    def adopt(self) -> None:
+        """After the commit: the batch's resolved series join the cache; a full or old
+        young generation becomes the old one."""
+        for (name, source, labels), series_id in self._pending.items():
+            self._remember(source, labels, name, series_id)
+        self._pending = {}
+        if (self.young_series > self.generation_series
+                or time.monotonic() - self.born > GENERATION_SECONDS):
+            self.old, self.young, self.young_series = self.young, {}, 0
+            self.born = time.monotonic()
+
+    def forget_pending(self) -> None:
+        """After a rollback: what the batch resolved may not exist."""
+        self._pending = {}
