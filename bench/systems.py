@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +56,7 @@ class Running:
     workdir: Path
     log: Path
     extra: dict[str, str] = field(default_factory=dict)
+    cleanup: list[Callable[[], object]] = field(default_factory=list)  # after the process
 
     def peak_rss_mb(self) -> float:
         """VmHWM: the process' peak resident set size so far."""
@@ -69,7 +71,7 @@ class Running:
         return (int(fields[11]) + int(fields[12])) / ticks
 
     def stop(self, seconds: float = 15.0) -> int:
-        """SIGTERM, then SIGKILL after `seconds`; returns the exit code."""
+        """SIGTERM, then SIGKILL after `seconds`, then the cleanups; returns the exit code."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -77,6 +79,8 @@ class Running:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+        while self.cleanup:
+            self.cleanup.pop()()
         return self.process.returncode
 
 
@@ -101,11 +105,44 @@ def metrics_ingest(workdir: Path, db_path: Path | None = None,
                    env: dict[str, str] | None = None) -> Running:
     port = free_port()
     db = db_path or workdir / "metrics.db"
-    command = [sys.executable, "-m", "metrics_ingest", "serve", "--port", str(port),
-               "--db", str(db)]
+    command = [sys.executable, "-m", "metrics_ingest", "serve", "--port", str(port)]
+    if "METRICS_DB_PATH" not in (env or {}):
+        command += ["--db", str(db)]
     running = start("metrics-ingest", command, "/healthz", port, workdir,
                     {"METRICS_AUTH_TOKEN": TOKEN, "PYTHONPATH": str(REPO), **(env or {})})
     running.extra["db"] = str(db)
+    return running
+
+
+def postgres(workdir: Path) -> tuple[Callable[[], object], str]:
+    """A throwaway PostgreSQL cluster (tests/pg_cluster.py) with durable settings (fsync on)
+    and an empty `metrics` database; returns (stop, URL)."""
+    from tests.pg_cluster import start_cluster
+
+    cluster = start_cluster({"max_wal_size": "4GB"})
+    if cluster is None:
+        raise RuntimeError("PostgreSQL is not installed (Debian package postgresql)")
+    try:
+        subprocess.run(["psql", cluster.url(), "-qc", "CREATE DATABASE metrics"], check=True,
+                       capture_output=True, timeout=60)
+    except BaseException:
+        cluster.destroy()
+        raise
+    (workdir / "postgres-dir").write_text(str(cluster.directory))
+    return cluster.destroy, cluster.url("metrics")
+
+
+def metrics_ingest_postgres(workdir: Path, env: dict[str, str] | None = None) -> Running:
+    """metrics-ingest over a PostgreSQL cluster of its own, stopped with it."""
+    stop_cluster, url = postgres(workdir)
+    try:
+        running = metrics_ingest(workdir, env={"METRICS_DB_PATH": url, **(env or {})})
+    except BaseException:
+        stop_cluster()
+        raise
+    running.name = "metrics-ingest-postgres"
+    running.extra["db_url"] = url
+    running.cleanup.append(stop_cluster)
     return running
 
 

@@ -253,10 +253,10 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
 def start_service(tmp_path: Path, env: dict[str, str] | None = None,
                   args: tuple[str, ...] = (), port: int | None = None,
                   clean_env: dict[str, str] | None = None, cwd: Path | None = None,
-                  limit_files: int | None = None) -> Service:
-    """`metrics-ingest serve` on a free port over tmp_path/data/metrics.db, with the test token;
-    `clean_env` replaces the environment (and the token) entirely; `limit_files` is the
-    server's `ulimit -n` (soft and hard)."""
+                  limit_files: int | None = None, db: str | None = None) -> Service:
+    """`metrics-ingest serve` on a free port over tmp_path/data/metrics.db (or `db`, a
+    PostgreSQL URL), with the test token; `clean_env` replaces the environment (and the
+    token) entirely; `limit_files` is the server's `ulimit -n` (soft and hard)."""
     db_path = tmp_path / "data" / "metrics.db"
     port = port or free_port()
     log_path = tmp_path / f"serve-{port}.log"
@@ -272,7 +272,7 @@ def start_service(tmp_path: Path, env: dict[str, str] | None = None,
 
         process = subprocess.Popen(
             [sys.executable, "-m", "metrics_ingest", "serve", "--port", str(port),
-             "--db", str(db_path), *args],
+             "--db", db or str(db_path), *args],
             cwd=cwd or tmp_path, env=full_env, stdout=log, stderr=subprocess.STDOUT, text=True,
             preexec_fn=limits if limit_files is not None else None)
     service = Service(process, f"http://127.0.0.1:{port}", db_path, log_path)
@@ -291,8 +291,9 @@ def service_factory(tmp_path: Path) -> Iterator[Callable[..., Service]]:
     started: list[Service] = []
 
     def factory(env: dict[str, str] | None = None, args: tuple[str, ...] = (),
-                port: int | None = None, limit_files: int | None = None) -> Service:
-        service = start_service(tmp_path, env, args, port, limit_files=limit_files)
+                port: int | None = None, limit_files: int | None = None,
+                db: str | None = None) -> Service:
+        service = start_service(tmp_path, env, args, port, limit_files=limit_files, db=db)
         started.append(service)
         return service
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+import psycopg
 
 from tests.conftest import AUTH
 
@@ -23,9 +24,12 @@ def push_body(index: int) -> dict[str, object]:
 
 @dataclass
 class PushLoad:
-    """`workers` clients pushing push 0, 1, 2, ... until stopped or the server goes away."""
+    """`workers` clients pushing push 0, 1, 2, ... until stopped or the server goes away.
 
-    url: str
+    With several servers (`url` a list), push i goes to server i mod n; a server that drops
+    a connection is taken out of the rotation (that push's outcome stays unknown)."""
+
+    url: str | list[str]
     workers: int = 16
     acked: set[int] = field(default_factory=set)
     refused: dict[int, int] = field(default_factory=dict)  # push -> HTTP status
@@ -36,23 +40,30 @@ class PushLoad:
 
     def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        self.live = [self.url] if isinstance(self.url, str) else list(self.url)
+        self.acked_by: dict[str, int] = dict.fromkeys(self.live, 0)
         self._tasks = [asyncio.create_task(self._worker()) for _ in range(self.workers)]
 
     async def _worker(self) -> None:
-        while not self._stop.is_set():
+        while not self._stop.is_set() and self.live:
             index = self._next
             self._next += 1
+            url = self.live[index % len(self.live)]
             try:
-                async with self._session.post(self.url + "/ingest", json=push_body(index),
+                async with self._session.post(url + "/ingest", json=push_body(index),
                                               headers=AUTH) as response:
                     await response.read()
                     if response.status == 200:
                         self.acked.add(index)
+                        self.acked_by[url] += 1
                     else:
                         self.refused[index] = response.status
             except (aiohttp.ClientError, TimeoutError):
                 self.dropped.add(index)
-                if len(self.dropped) > 4 * self.workers:
+                if len(self.live) > 1:
+                    if url in self.live:
+                        self.live.remove(url)
+                elif len(self.dropped) > 4 * self.workers:
                     return  # the server is gone: stop hammering a closed port
 
     async def wait_for_acks(self, count: int, seconds: float = 30.0) -> None:
@@ -73,15 +84,22 @@ class PushLoad:
         return self._next
 
 
-def stored_pushes(db_path: Path) -> dict[int, list[tuple[str, float]]]:
-    """What the database holds of the load, by push index, read on a fresh connection."""
-    conn = sqlite3.connect(db_path)
-    try:
-        rows = conn.execute(
-            "SELECT timestamp, metric_name, metric_value FROM metrics WHERE source = 'load'"
-            " ORDER BY timestamp, metric_name").fetchall()
-    finally:
-        conn.close()
+STORED = ("SELECT timestamp, metric_name, metric_value FROM metrics WHERE source = 'load'"
+          " ORDER BY timestamp, metric_name")
+
+
+def stored_pushes(where: Path | str) -> dict[int, list[tuple[str, float]]]:
+    """What the database (an SQLite file, or a PostgreSQL URL) holds of the load, by push
+    index, read on a fresh connection."""
+    if isinstance(where, str):
+        with psycopg.connect(where) as pg:
+            rows = [tuple(row) for row in pg.execute(STORED).fetchall()]
+    else:
+        conn = sqlite3.connect(where)
+        try:
+            rows = conn.execute(STORED).fetchall()
+        finally:
+            conn.close()
     pushes: dict[int, list[tuple[str, float]]] = {}
     for timestamp, name, value in rows:
         pushes.setdefault(timestamp - BASE_TIMESTAMP, []).append((name, value))

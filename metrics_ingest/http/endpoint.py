@@ -14,11 +14,13 @@ from metrics_ingest.auth import presented_token
 from metrics_ingest.http.errors import (
     ApiError,
     ErrorFields,
+    ServiceUnavailable,
     Unauthorized,
     error_response,
     render_failure,
 )
 from metrics_ingest.keys import AUTH, CORS_HEADERS, TELEMETRY
+from metrics_ingest.store import StorageError
 
 log = logging.getLogger("metrics_ingest.http")
 
@@ -82,6 +84,9 @@ def wrap(spec: Endpoint) -> Handler:
                 response = await handler(request)
         except (ApiError, web.HTTPException) as exc:
             response = render_failure(request, exc, fields)
+        except StorageError as exc:  # a read the database could not answer (it is down)
+            response = render_failure(
+                request, ServiceUnavailable(f"the database cannot be read: {exc}", 5), fields)
         except Exception:
             log.exception("unhandled error in %s %s", request.method, request.path)
             response = error_response(500, "internal error", fields=fields)

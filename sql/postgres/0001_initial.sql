@@ -30,7 +30,7 @@ CREATE TABLE latest (
     value     double precision NOT NULL,
     pinned    smallint NOT NULL DEFAULT 0,
     hidden    smallint NOT NULL DEFAULT 0
-);
+) WITH (fillfactor = 50);  -- room for in-place (HOT) updates: every sample updates its row
 
 -- Pushgateway-style groups: (source = job, grouping labels) and the series each exports now,
 -- with the family each was pushed in (POST replaces whole families).

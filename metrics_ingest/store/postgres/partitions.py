@@ -1,8 +1,9 @@
 """Day partitions of `samples`: created ahead and on demand by the writers, dropped whole by
 the retention purge. A day's partition is `samples_d<day>` (day = Unix seconds // 86400)
-and holds [day * 86400, (day + 1) * 86400). Samples of days without one (older than
-RECENT_DAYS when first written) land in `samples_default`, which the purge deletes from
-in chunks."""
+and holds [day * 86400, (day + 1) * 86400). Every day a push may write (the timestamp
+bounds: a year back, an hour ahead) gets one before its first sample is written;
+`samples_default` only catches a row written while another server attaches its day, and
+the purge deletes from it in chunks."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import re
 import psycopg
 from psycopg.sql import SQL, Identifier, Literal
 
+from metrics_ingest.model import PAST_LIMIT_SECONDS
 from metrics_ingest.store.postgres.sql import (
     ADVISORY_LOCK,
     DELETE_PARTITION_CHUNK,
@@ -19,7 +21,7 @@ from metrics_ingest.store.postgres.sql import (
 )
 
 DAY = 86400
-RECENT_DAYS = 31  # partitions are made on demand for days this recent, and for tomorrow
+PAST_DAYS = PAST_LIMIT_SECONDS // DAY + 1  # the oldest day a push may write to
 NAME_RE = re.compile(r"samples_d(\d+)")
 
 

@@ -24,6 +24,8 @@ from metrics_ingest.store.postgres.sql import (
     BUMP_FAMILIES_VERSION,
     CHANNEL,
     CLAIM_PURGE_SLOT,
+    COPY_MIN_ROWS,
+    COPY_SAMPLES,
     DELETE_EMPTY_GROUPS,
     DELETE_EXPIRED_LATEST,
     DELETE_EXPIRED_MEMBERS,
@@ -36,6 +38,7 @@ from metrics_ingest.store.postgres.sql import (
     PROBE_GROWTH_BYTES,
     SELECT_STATE,
     SERIES_LOCK,
+    UPDATE_LATEST,
     UPSERT_FAMILIES,
     UPSERT_LATEST,
     UPSERT_SAMPLES,
@@ -48,6 +51,7 @@ PURGE_CHUNK_ROWS = 5000
 # A batch that lost a race with another server (a deadlock, a partition attached while it
 # routed a row) is tried again this many times before its pushes get 503.
 ATTEMPTS = 3
+SAMPLE_TYPES = ["int8", "int8", "float8"]
 RETRIED = (errors.DeadlockDetected, errors.SerializationFailure, errors.CheckViolation)
 
 
@@ -176,12 +180,13 @@ class PostgresWriteSession:
         return touched
 
     def _make_partitions(self, pushes: Sequence[Push]) -> None:
-        """Partitions for the batch's recent days (and tomorrow) before its transaction."""
+        """Partitions for the batch's days (and today's and tomorrow's) before its
+        transaction."""
         today = int(time.time()) // partitions.DAY
         wanted = {today, today + 1}
         wanted.update(group.timestamp // partitions.DAY for push in pushes
                       for group in push.groups)
-        wanted = {day for day in wanted if today - partitions.RECENT_DAYS <= day <= today + 1}
+        wanted = {day for day in wanted if today - partitions.PAST_DAYS <= day <= today + 1}
         if not wanted <= self.days:
             self.days = partitions.create(self._connection(), wanted)
 
@@ -237,16 +242,33 @@ class PostgresWriteSession:
 
 def write_rows(conn: psycopg.Connection, samples: list[int | float],
                latest: list[int | float]) -> None:
-    """The batch's samples (equal keys: the last wins, as ON CONFLICT cannot update a row
-    twice in one statement) and latest rows (in series order: servers updating the same
-    series lock them in one order)."""
+    """The batch's samples (equal keys: the last wins, as one statement cannot update a row
+    twice) and latest rows (in series order: servers updating the same series lock them in
+    one order, never a deadlock)."""
     if not samples:
         return
     rows = dict(zip(zip(samples[0::3], samples[1::3], strict=True), samples[2::3],
                     strict=True))
-    keys = list(rows)
-    conn.execute(UPSERT_SAMPLES, ([k[0] for k in keys], [k[1] for k in keys],
-                                  list(rows.values())))
+    if len(rows) < COPY_MIN_ROWS or not copy_samples(conn, rows):
+        keys = list(rows)
+        conn.execute(UPSERT_SAMPLES, ([key[0] for key in keys], [key[1] for key in keys],
+                                      list(rows.values())))
     newest = sorted(zip(latest[0::3], latest[1::3], latest[2::3], strict=True))
-    conn.execute(UPSERT_LATEST, ([r[0] for r in newest], [r[1] for r in newest],
-                                 [r[2] for r in newest]))
+    columns = ([row[0] for row in newest], [row[1] for row in newest],
+               [row[2] for row in newest])
+    if conn.execute(UPDATE_LATEST, columns).rowcount < len(newest):
+        conn.execute(UPSERT_LATEST, columns)
+
+
+def copy_samples(conn: psycopg.Connection, rows: dict[tuple[int | float, int | float], int | float]
+                 ) -> bool:
+    """COPY the rows in a savepoint; False (nothing written) if one was already stored."""
+    try:
+        with conn.transaction(), conn.cursor().copy(COPY_SAMPLES) as copy:
+            copy.set_types(SAMPLE_TYPES)
+            write = copy.write_row
+            for (timestamp, series_id), value in rows.items():
+                write((timestamp, series_id, value))
+    except errors.UniqueViolation:
+        return False
+    return True

@@ -38,14 +38,28 @@ INSERT_SERIES = (
     " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[])"
     " ON CONFLICT DO NOTHING RETURNING id, metric_name, source, labels"
 )
+# Array parameters go in binary (%b): 20% faster than text for 10,000-row arrays.
 UPSERT_SAMPLES = (
     "INSERT INTO samples (timestamp, series_id, value)"
-    " SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::float8[])"
+    " SELECT * FROM unnest(%b::bigint[], %b::bigint[], %b::float8[])"
     " ON CONFLICT (timestamp, series_id) DO UPDATE SET value = excluded.value"
+)
+# A big batch's samples go in by binary COPY (3.2x the upsert, bench/pg_drivers.py); a
+# conflict with a stored sample (a retried push) rolls the COPY back and the upsert runs.
+COPY_SAMPLES = "COPY samples (timestamp, series_id, value) FROM STDIN (FORMAT BINARY)"
+COPY_MIN_ROWS = 64
+# Series with a latest row are updated in place (HOT updates: latest has room on its
+# pages); only when some had none (new series) does the upsert run for the batch.
+UPDATE_LATEST = (
+    "UPDATE latest l SET timestamp = CASE WHEN u.ts >= l.timestamp THEN u.ts ELSE l.timestamp END,"
+    " value = CASE WHEN u.ts >= l.timestamp THEN u.v ELSE l.value END,"
+    " hidden = CASE WHEN u.ts >= l.timestamp THEN 0 ELSE l.hidden END"
+    " FROM unnest(%b::bigint[], %b::bigint[], %b::float8[]) AS u(id, ts, v)"
+    " WHERE l.series_id = u.id"
 )
 UPSERT_LATEST = (
     "INSERT INTO latest (series_id, timestamp, value)"
-    " SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::float8[])"
+    " SELECT * FROM unnest(%b::bigint[], %b::bigint[], %b::float8[])"
     " ON CONFLICT (series_id) DO UPDATE SET timestamp = excluded.timestamp,"
     " value = excluded.value, hidden = 0 WHERE excluded.timestamp >= latest.timestamp"
 )
