@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import select
 import threading
+import time
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -53,9 +55,33 @@ def parse_body(parse: Parse, raw: bytes, encoding: str, limit: int, params: Any,
     return parse(body, params, now)
 
 
-def lower_priority() -> None:
-    """In a worker: yield the CPU to the server's own process, which answers small pushes."""
+def start_worker(server_pid: int) -> None:
+    """In a worker: yield the CPU to the server's own process, which answers small pushes,
+    and exit when the server does. (A worker waits on a queue whose write end it holds
+    itself, so it would outlive a SIGKILLed server; and the forkserver lives while any of
+    its children does.)"""
     os.nice(10)
+    threading.Thread(target=exit_with, args=(server_pid,), daemon=True,
+                     name="exit-with-server").start()
+
+
+def exit_with(pid: int) -> None:
+    """Block until process `pid` has exited, then end this process at once."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os._exit(0)
+    except OSError:  # no pidfd (Linux before 5.3): poll instead
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            except PermissionError:
+                pass
+            time.sleep(1.0)
+    select.select([fd], [], [])
+    os._exit(0)
 
 
 class ParsePool:
@@ -76,7 +102,8 @@ class ParsePool:
                 context.set_forkserver_preload(["metrics_ingest.parsing",
                                                 "metrics_ingest.formats"])
                 self._executor = ProcessPoolExecutor(self.workers, mp_context=context,
-                                                     initializer=lower_priority)
+                                                     initializer=start_worker,
+                                                     initargs=(os.getpid(),))
             return self._executor
 
     def warm(self) -> None:

@@ -8,10 +8,11 @@ import signal
 import sqlite3
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import Service
+from tests.conftest import Service, wait_until
 from tests.loadclient import PushLoad, expected, stored_pushes
 
 pytestmark = pytest.mark.slow
@@ -79,3 +80,35 @@ async def test_sigterm_under_load_drains_and_exits_zero(
     assert set(load.refused.values()) <= {503}
     print(f"SIGTERM: exit {code} in {elapsed:.2f} s; acked {len(load.acked)}, "
           f"refused {len(load.refused)}, dropped {len(load.dropped)}")
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid` (children, their children, ...), from /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier}
+        found |= frontier
+    return found
+
+
+def test_parse_workers_exit_with_a_sigkilled_server(
+        service_factory: Callable[..., Service]) -> None:
+    """The worker processes that parse big bodies (and their forkserver) do not outlive
+    the server, even when it is killed with no chance to stop them."""
+    service = service_factory()
+    wait_until(lambda: len(descendants(service.process.pid)) >= 2, 30,
+               "the parse workers to start")
+    helpers = descendants(service.process.pid)
+    service.process.send_signal(signal.SIGKILL)
+    service.process.wait(10)
+    wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in helpers), 15,
+               f"the server's helper processes {sorted(helpers)} to exit")
