@@ -3,6 +3,7 @@ through it, and the change notice each commit sends the other servers."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Sequence
@@ -110,8 +111,11 @@ class PostgresWriteSession:
         conn = self._connection()
         self._make_partitions(pushes)
         series = self.series
+        # A small batch goes in pipeline mode: its statements travel together, two round
+        # trips in all (the state read, then the rest with COMMIT) instead of eight.
+        small = sum(push.samples for push in pushes) < COPY_MIN_ROWS
         try:
-            with conn.transaction():
+            with conn.pipeline() if small else contextlib.nullcontext(), conn.transaction():
                 reloaded = self._read_state(conn)
                 registry = self.registry
                 accepted = checked(pushes, registry)
@@ -120,7 +124,7 @@ class PostgresWriteSession:
                     if row is None or row[0] != self.families_version + 1:
                         raise StaleFamilies
                 samples, latest = series.rows(PostgresSeriesTable(conn), accepted)
-                write_rows(conn, samples, latest)
+                write_rows(conn, samples, latest, small)
                 if accepted:
                     newest = newest_per_source(accepted)
                     conn.execute(UPSERT_SOURCES, ([s for s, _ in newest], [t for _, t in newest]))
@@ -241,34 +245,36 @@ class PostgresWriteSession:
 
 
 def write_rows(conn: psycopg.Connection, samples: list[int | float],
-               latest: list[int | float]) -> None:
-    """The batch's samples (equal keys: the last wins, as one statement cannot update a row
-    twice) and latest rows (in series order: servers updating the same series lock them in
-    one order, never a deadlock)."""
+               latest: list[int | float], pipelined: bool) -> None:
+    """The batch's samples and latest rows (in series order: servers updating the same
+    series lock them in one order, never a deadlock). A pipelined (small) batch upserts
+    both without waiting for a result; a big one COPYs its samples and updates latest rows
+    in place, upserting only when some were missing."""
     if not samples:
         return
-    rows = dict(zip(zip(samples[0::3], samples[1::3], strict=True), samples[2::3],
-                    strict=True))
-    if len(rows) < COPY_MIN_ROWS or not copy_samples(conn, rows):
+    if pipelined or not copy_samples(conn, samples):
+        # Equal keys: the last wins, as one statement cannot update a row twice.
+        rows = dict(zip(zip(samples[0::3], samples[1::3], strict=True), samples[2::3],
+                        strict=True))
         keys = list(rows)
         conn.execute(UPSERT_SAMPLES, ([key[0] for key in keys], [key[1] for key in keys],
                                       list(rows.values())))
     newest = sorted(zip(latest[0::3], latest[1::3], latest[2::3], strict=True))
     columns = ([row[0] for row in newest], [row[1] for row in newest],
                [row[2] for row in newest])
-    if conn.execute(UPDATE_LATEST, columns).rowcount < len(newest):
+    if pipelined or conn.execute(UPDATE_LATEST, columns).rowcount < len(newest):
         conn.execute(UPSERT_LATEST, columns)
 
 
-def copy_samples(conn: psycopg.Connection, rows: dict[tuple[int | float, int | float], int | float]
-                 ) -> bool:
-    """COPY the rows in a savepoint; False (nothing written) if one was already stored."""
+def copy_samples(conn: psycopg.Connection, samples: list[int | float]) -> bool:
+    """COPY the rows in a savepoint; False (nothing written) if a key was already stored
+    or came twice in the batch."""
     try:
         with conn.transaction(), conn.cursor().copy(COPY_SAMPLES) as copy:
             copy.set_types(SAMPLE_TYPES)
             write = copy.write_row
-            for (timestamp, series_id), value in rows.items():
-                write((timestamp, series_id, value))
+            for row in zip(samples[0::3], samples[1::3], samples[2::3], strict=True):
+                write(row)
     except errors.UniqueViolation:
         return False
     return True
