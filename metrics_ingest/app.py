@@ -28,6 +28,7 @@ from metrics_ingest.inbox import Closed
 from metrics_ingest.keys import (
     ACCESS_LOG,
     AUTH,
+    CLAIMED,
     CLOCK,
     CORS_HEADERS,
     EXPORT,
@@ -86,7 +87,8 @@ async def store_context(app: web.Application) -> AsyncIterator[None]:
     """Claim the store, migrate, then open the read session; the write session is the
     writer's."""
     store = app[STORE]
-    store.claim()
+    if not app[CLAIMED]:
+        store.claim()
     try:
         applied = await asyncio.to_thread(store.migrate)
         if applied:
@@ -97,7 +99,8 @@ async def store_context(app: web.Application) -> AsyncIterator[None]:
         finally:
             await reader.close()
     finally:
-        store.release()
+        if not app[CLAIMED]:
+            store.release()
 
 
 async def writer_context(app: web.Application) -> AsyncIterator[None]:
@@ -192,13 +195,16 @@ async def stop_accepting(app: web.Application) -> None:
     app[LIFECYCLE].accepting = False
 
 
-def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> web.Application:
-    """The whole object graph; `clock` is injectable so tests can move time."""
+def create_app(settings: Settings, clock: Callable[[], float] = time.time,
+               claimed: bool = False) -> web.Application:
+    """The whole object graph; `clock` is injectable so tests can move time. `claimed`: the
+    caller (the supervisor of `serve --workers`) holds the store's claim for this server."""
     if not settings.auth_tokens:
         raise ValueError("create_app needs at least one push token (see auth.remembered_token)")
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
-    app[STORE] = open_store(settings.database)
+    app[STORE] = open_store(settings.database, shared=settings.workers > 1)
+    app[CLAIMED] = claimed
     app[AUTH] = AuthPolicy.from_tokens(settings.auth_tokens, settings.read_token)
     cors = {"Access-Control-Allow-Origin": settings.allowed_origin}
     if settings.allowed_origin != "*":

@@ -3,32 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import gc
 import logging
 import os
-import signal
 import sys
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
-from aiohttp import web
 
-from metrics_ingest import __version__, retention
-from metrics_ingest.app import create_app, server_options
+from metrics_ingest import __version__, retention, supervisor
 from metrics_ingest.auth import remembered_token
 from metrics_ingest.config import OPTIONS, ConfigError, Settings, load_settings
-from metrics_ingest.http.server import (
-    ConnectionGuard,
-    GuardedRunner,
-    connection_bound,
-    raise_file_limit,
-)
-from metrics_ingest.keys import PARSERS
 from metrics_ingest.logs import configure_logging
+from metrics_ingest.serve import run, serve_until_signalled
 from metrics_ingest.store import StorageError, open_store
 
 log = logging.getLogger("metrics_ingest.cli")
@@ -112,67 +100,10 @@ def with_push_token(settings: Settings) -> Settings:
     return settings.replace(auth_tokens=(token,))
 
 
-async def serve_until_signalled(settings: Settings) -> None:
-    app = create_app(settings)
-    files = raise_file_limit()
-    guard = ConnectionGuard(connection_bound(settings.max_connections, files),
-                            settings.header_timeout)
-    runner = GuardedRunner(app, guard, handle_signals=False, **server_options(app))
-    await runner.setup()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        site = web.TCPSite(runner, settings.host, settings.port)
-        await site.start()
-        tune_garbage_collector()
-        # The big-body parsers start beside the first requests, not in front of them.
-        warming = loop.run_in_executor(None, app[PARSERS].warm)
-        for address in runner.addresses:
-            host, port = address[0], address[1]
-            log.info("listening on http://%s:%d (database %s)", host, port,
-                     open_store(settings.database).location)
-        await stop.wait()
-        log.info("signal received: refusing new pushes, draining the queue")
-        with contextlib.suppress(Exception):  # a failed warm-up leaves parsing to first use
-            await warming
-    finally:
-        started = time.monotonic()
-        await runner.cleanup()
-        log.info("stopped cleanly in %.2f s", time.monotonic() - started)
-
-
-def tune_garbage_collector() -> None:
-    """Keep the cyclic collector off the request path once the server is up.
-
-    Everything alive at startup (modules, the app, the series map) is frozen out of
-    collections, and the youngest generation collects every 50,000 allocations instead of
-    700. Measured on bench W1: push p99 13 -> 5 ms (full collections walked every object of
-    the process) and 8% more pushes per second (bench/README.md, "Garbage collector").
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
-
-
-def event_loop_runner() -> asyncio.Runner:
-    """uvloop when it is installed (the `fast` extra), else asyncio's own loop."""
-    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        factory = uvloop.new_event_loop
-    return asyncio.Runner(loop_factory=factory)
-
-
-def run(coro: Coroutine[Any, Any, Any]) -> Any:
-    with event_loop_runner() as runner:
-        return runner.run(coro)
-
-
 def serve(settings: Settings, args: argparse.Namespace) -> int:
     settings = with_push_token(settings)
+    if settings.workers > 1:
+        return supervisor.serve_workers(settings)
     run(serve_until_signalled(settings))
     return 0
 

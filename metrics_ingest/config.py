@@ -44,6 +44,7 @@ class Settings:
     keepalive_timeout: int = 75
     header_timeout: int = 10
     max_connections: int = 10_000
+    workers: int = 1
     log_format: LogFormat = "text"
     log_level: str = "INFO"
 
@@ -183,6 +184,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_connections", "METRICS_MAX_CONNECTIONS", "--max-connections",
            _integer(16, 1_000_000),
            "most open connections (at most the open-file limit less 128)"),
+    Option("workers", "METRICS_WORKERS", "--workers", _integer(1, 64),
+           "server processes sharing the port (SO_REUSEPORT) and the database"),
     Option("influx_string_fields", "METRICS_INFLUX_STRING_FIELDS", "--influx-string-fields",
            _choice("skip", "reject"),
            "Influx string fields: skip them (counted) or reject the write with 400"),

@@ -38,3 +38,4 @@ EXPORT = web.AppKey("export", ExportCache)
 WRITER = web.AppKey("writer", Writer)
 PARSERS = web.AppKey("parsers", ParsePool)
 READINESS: web.AppKey[Any] = web.AppKey("readiness")  # http.health.Readiness
+CLAIMED = web.AppKey("claimed", bool)  # the supervisor of `serve --workers` holds the claim

@@ -37,6 +37,7 @@ def test_every_variable_is_read() -> None:
         "METRICS_SYNCHRONOUS": "normal", "METRICS_LOG_FORMAT": "json", "METRICS_LOG_LEVEL": "debug",
         "METRICS_INFLUX_STRING_FIELDS": "reject", "METRICS_KEEPALIVE_TIMEOUT": "30",
         "METRICS_HEADER_TIMEOUT": "5", "METRICS_MAX_CONNECTIONS": "500",
+        "METRICS_WORKERS": "2",
     }
     settings = load_settings(env)
     assert settings == Settings(
@@ -46,9 +47,20 @@ def test_every_variable_is_read() -> None:
         export_timestamps=False, queue_max_samples=500, batch_max_samples=50,
         synchronous="normal", log_format="json", log_level="DEBUG",
         influx_string_fields="reject", keepalive_timeout=30, header_timeout=5,
-        max_connections=500,
+        max_connections=500, workers=2,
     )
     assert {option.env for option in OPTIONS} == set(env)
+
+
+def test_a_postgresql_url_is_the_database() -> None:
+    url = "postgresql://metrics:secret@db.example:5432/metrics"
+    settings = load_settings({"METRICS_DB_PATH": url})
+    assert settings.db_url == url
+    assert settings.database == url
+    assert settings.db_path == Path("data/metrics.db")  # (the remembered token's folder)
+    with pytest.raises(ConfigError, match=r"METRICS_DB_PATH must be a file path or a "
+                                          r"postgresql:// URL, got mysql://"):
+        load_settings({"METRICS_DB_PATH": "mysql://x@y/z"})
 
 
 def test_flags_override_environment() -> None:

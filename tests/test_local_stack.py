@@ -38,8 +38,24 @@ def test_compose_file_is_valid() -> None:
                             env={**os.environ, "METRICS_AUTH_TOKEN": ""})
     assert result.returncode == 0, result.stderr
     services = yaml.safe_load(COMPOSE.read_text())["services"]
-    assert set(services) == {"metrics-ingest", "prometheus", "grafana", "example-pusher"}
+    default = {name for name, service in services.items() if "profiles" not in service}
+    assert default == {"metrics-ingest", "prometheus", "grafana", "example-pusher"}
     assert services["metrics-ingest"]["stop_grace_period"] == "30s"
+
+
+def test_compose_postgres_profile_is_valid() -> None:
+    result = subprocess.run([required_tool("docker-compose", "docker-compose"), "-f",
+                             str(COMPOSE), "--profile", "postgres", "config"],
+                            capture_output=True, text=True, timeout=60, cwd=REPO,
+                            env={**os.environ, "METRICS_AUTH_TOKEN": ""})
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    assert {"postgres", "ingest-a", "ingest-b", "example-pusher-pg"} <= set(services)
+    for name in ("ingest-a", "ingest-b"):
+        replica = services[name]
+        assert replica["environment"]["METRICS_DB_PATH"].startswith("postgresql://")
+        assert "ingest" in replica["networks"]["default"]["aliases"]
+        assert replica["stop_grace_period"] in ("30s", 30, 30.0)
 
 
 def test_prometheus_config_is_valid() -> None:
@@ -139,7 +155,8 @@ def test_stack_prometheus_sees_the_pushed_values(
         assert status == 200
     config: dict[str, Any] = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
     # The stack's own config, with the target rewritten to this test's server.
-    [job] = config["scrape_configs"]
+    job = config["scrape_configs"][0]
+    config["scrape_configs"] = [job]
     job["static_configs"] = [{"targets": [service.url.removeprefix("http://")]}]
     with running_prometheus(tmp_path / "prometheus", yaml.safe_dump(config)) as prometheus:
         [up] = prometheus.wait_for('up{job="metrics-ingest"} == 1', seconds=90)

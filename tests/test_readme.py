@@ -17,10 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
 import pytest
 import yaml
 
-from tests.conftest import REPO, free_port, start_service
+from tests.conftest import REPO, PostgresServer, free_port, start_service
 
 pytestmark = pytest.mark.slow
 
@@ -73,11 +74,15 @@ class Shell:
     url: str
     token: str
     env: dict[str, str] = field(default_factory=dict)
+    postgres_port: int = 5432
 
     def localise(self, text: str) -> str:
+        """The README's addresses as this test's: its server, its PostgreSQL cluster."""
         return (text.replace("https://metrics.example.org", self.url)
                 .replace("http://127.0.0.1:8787", self.url)
-                .replace("http://localhost:8787", self.url))
+                .replace("http://localhost:8787", self.url)
+                .replace("db.example:5432", f"127.0.0.1:{self.postgres_port}")
+                .replace("-h db.example -p 5432", f"-h 127.0.0.1 -p {self.postgres_port}"))
 
     def run(self, command: list[str], stdin: str | None = None,
             extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -91,7 +96,8 @@ def run_sh(shell: Shell, block: Block) -> None:
     assert result.returncode == 0, f"{where}: exit {result.returncode}\n{result.stderr}"
     expected = block.expected_output()
     if expected:
-        got = result.stdout.splitlines()
+        got = result.stdout.replace(f"127.0.0.1:{shell.postgres_port}", "db.example:5432"
+                                    ).splitlines()
         assert len(got) == len(expected), f"{where}: printed\n{result.stdout}"
         for line, want in zip(got, expected, strict=True):
             assert pattern(want).fullmatch(line), f"{where}: {line!r} is not {want!r}"
@@ -131,7 +137,7 @@ def test_every_block_has_a_language() -> None:
         assert block.language in RUNNERS, f"README.md line {block.line}: ```{block.language}"
 
 
-def test_readme_examples_run_as_printed(tmp_path: Path) -> None:
+def test_readme_examples_run_as_printed(tmp_path: Path, postgres: PostgresServer) -> None:
     stubs = tmp_path / "bin"
     stubs.mkdir()
     (stubs / "squeue").write_text(SQUEUE_STUB)
@@ -146,9 +152,15 @@ def test_readme_examples_run_as_printed(tmp_path: Path) -> None:
     try:
         token = (workdir / "data" / "auth-token").read_text().strip()
         path = f"{stubs}:{Path(sys.executable).parent}:{env.get('PATH', '')}"
+        # The README's PostgreSQL role, in the suite's cluster (its password is the README's).
+        with psycopg.connect(postgres.cluster.url(), autocommit=True) as conn:
+            conn.execute("DROP DATABASE IF EXISTS metrics")
+            conn.execute("DROP ROLE IF EXISTS metrics")
+            conn.execute("CREATE ROLE metrics LOGIN CREATEDB PASSWORD 'change-me'")
         shell = Shell(workdir, service.url, token,
                       {**env, "PATH": path, "TOKEN": token, "METRICS_TOKEN": token,
-                       "HOME": str(tmp_path), "XDG_STATE_HOME": str(tmp_path / "state")})
+                       "HOME": str(tmp_path), "XDG_STATE_HOME": str(tmp_path / "state")},
+                      postgres.cluster.port)
         ran = 0
         for block in readme_blocks():
             if block.skipped:

@@ -8,13 +8,18 @@ import asyncio
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import psycopg
 import pytest
+import yaml
 
-from tests.conftest import AUTH, PostgresServer, Service
+from tests.conftest import AUTH, REPO, PostgresServer, Service
 from tests.loadclient import PushLoad, expected, stored_pushes
+from tests.prometheus_server import running_prometheus
+from tests.test_cli import post
 
 pytestmark = pytest.mark.slow
 LOAD_SECONDS = 20
@@ -159,3 +164,38 @@ async def test_postgres_restart_under_load_recovers_without_restarting_replicas(
     stored = check_exactly_once(url, load)
     print(f"PostgreSQL restart: acked {len(load.acked)}, refused {len(load.refused)} (503), "
           f"stored {len(stored)}, unknown outcome {len(load.dropped)}")
+
+
+def test_prometheus_scrapes_stored_series_once_and_every_replica(
+        tmp_path: Path, service_factory: Callable[..., Service],
+        postgres: PostgresServer) -> None:
+    """The shipped scrape config (deploy/prometheus/prometheus.yml), its targets pointed at
+    two real replicas: each pushed series once, each replica's own metrics from each."""
+    url = postgres.new_database()
+    a, b = replicas(service_factory, url)
+    for replica, source in ((a, "rack1"), (b, "rack2")):
+        status, _ = post(replica.url, {"source": source, "metrics": {"node_load1": 2.5}})
+        assert status == 200
+    config: dict[str, Any] = yaml.safe_load(
+        (REPO / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    stored, each = jobs["metrics-ingest-pg"], jobs["metrics-ingest-pg-replicas"]
+    stored["static_configs"] = [{"targets": [a.url.removeprefix("http://")]}]
+    del each["dns_sd_configs"]  # no DNS here: the two addresses the name would give
+    each["static_configs"] = [{"targets": [r.url.removeprefix("http://") for r in (a, b)]}]
+    config["scrape_configs"] = [stored, each]
+    config["global"]["scrape_interval"] = "1s"
+    with running_prometheus(tmp_path / "prometheus", yaml.safe_dump(config)) as prometheus:
+        prometheus.wait_for('count(up{job="metrics-ingest-pg-replicas"} == 1) == 2', 90)
+        prometheus.wait_for('count(node_load1) == 2', 90)
+        by_source = prometheus.query("count by (source) (node_load1)")
+        replicas_seen = prometheus.query('count by (instance) (metrics_ingest_requests_total'
+                                         '{job="metrics-ingest-pg-replicas"})')
+        self_in_stored = prometheus.query('{job="metrics-ingest-pg",'
+                                          ' __name__=~"metrics_ingest_.*"}')
+        stored_in_self = prometheus.query('node_load1{job="metrics-ingest-pg-replicas"}')
+    assert {row["metric"]["source"]: row["value"][1] for row in by_source} == {
+        "rack1": "1", "rack2": "1"}
+    assert len(replicas_seen) == 2
+    assert self_in_stored == []
+    assert stored_in_self == []

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from metrics_ingest.store.sqlite import migrations, session, sql
+from metrics_ingest.store.sqlite import migrations, sql, writes
 
 SERIES = [(i, f"metric_{i}", "hpc", "", '{source="hpc"}') for i in range(1, 6)]
 # -0.0 is left out: SQLite stores integral reals as integers, so it reads back as 0.0.
@@ -32,8 +32,8 @@ def db(tmp_path: Path) -> Iterator[sqlite3.Connection]:
 
 def write(db: sqlite3.Connection, samples: list[tuple[int, int, float]],
           latest: list[tuple[int, int, float]]) -> None:
-    with session.immediate_transaction(db):
-        session.insert_rows(db, list(chain.from_iterable(samples)),
+    with writes.immediate_transaction(db):
+        writes.insert_rows(db, list(chain.from_iterable(samples)),
                             list(chain.from_iterable(latest)))
 
 

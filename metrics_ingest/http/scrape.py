@@ -1,6 +1,8 @@
 """`GET /metrics`: the newest sample of every exported series, plus the service's own metrics,
 as Prometheus text 0.0.4 or, when the scraper prefers it, OpenMetrics 1.0.0 (unless that would
-lose a pushed counter's type and the scraper takes text too)."""
+lose a pushed counter's type and the scraper takes text too). `?only=stored` leaves out the
+service's own metrics, `?only=self` the stored series: with several replicas, Prometheus
+scrapes the stored series once and every replica's own metrics (README, "Replicas")."""
 
 from __future__ import annotations
 
@@ -10,10 +12,13 @@ import zlib
 from aiohttp import hdrs, web
 
 from metrics_ingest.formats.exposition import TEXT, accepts_text, negotiate, render_telemetry
+from metrics_ingest.http.errors import BadRequest
 from metrics_ingest.keys import CLOCK, CORS_HEADERS, EXPORT, STORE, TELEMETRY, WRITER
+from metrics_ingest.model import shorten
 
 # Bodies up to this size are sent in one piece; larger ones are written as they are handed
 # over, in writes of about this size, so a million series are never joined into one copy.
+ONLY = frozenset({"", "stored", "self"})
 WHOLE_BODY_BYTES = 1 << 20
 WRITE_BYTES = 1 << 18
 
@@ -42,13 +47,18 @@ def coalesced(pieces: list[bytes]) -> list[bytes]:
 
 async def metrics(request: web.Request) -> web.StreamResponse:
     app = request.app
+    only = request.query.get("only", "")
+    if only not in ONLY:
+        raise BadRequest(f"only must be stored or self, got {shorten(only, 32)!r}")
     accept = request.headers.get(hdrs.ACCEPT, "")
     fmt = negotiate(accept)
     fallback = TEXT if fmt.openmetrics and accepts_text(accept) else None
-    pieces, fmt = await app[EXPORT].pieces(fmt, app[CLOCK](), fallback)
-    own = render_telemetry(app[TELEMETRY], app[WRITER].queued_samples,
-                           app[STORE].size_bytes(), fmt)
-    pieces.append(("\n".join(own) + "\n" + fmt.trailer).encode())
+    pieces: list[bytes] = []
+    if only != "self":
+        pieces, fmt = await app[EXPORT].pieces(fmt, app[CLOCK](), fallback)
+    own = (render_telemetry(app[TELEMETRY], app[WRITER].queued_samples,
+                            app[STORE].size_bytes(), fmt) if only != "stored" else [])
+    pieces.append(("".join(line + "\n" for line in own) + fmt.trailer).encode())
     headers = {"Content-Type": fmt.content_type}
     size = sum(map(len, pieces))
     if "gzip" in request.headers.get(hdrs.ACCEPT_ENCODING, "").lower():

@@ -178,12 +178,13 @@ class ChangeFeed(Protocol):
     async def close(self) -> None: ...
 
 
-def open_store(location: str | Path) -> Store:
-    """The store at `location`: a postgresql:// URL, else an SQLite file's path."""
+def open_store(location: str | Path, shared: bool = False) -> Store:
+    """The store at `location`: a postgresql:// URL, else an SQLite file's path. `shared`:
+    this process is one of `serve --workers N` (PostgreSQL is always shared)."""
     if isinstance(location, str) and location.startswith(("postgresql://", "postgres://")):
         from metrics_ingest.store.postgres import PostgresStore
 
         return PostgresStore(location)
     from metrics_ingest.store.sqlite import SQLiteStore
 
-    return SQLiteStore(Path(location))
+    return SQLiteStore(Path(location), shared)

@@ -4,18 +4,24 @@
 from __future__ import annotations
 
 import secrets
+import threading
+import time
 from typing import Any
 
 from psycopg.sql import SQL
 
 from metrics_ingest.config import Synchronous
 from metrics_ingest.model import EVERYTHING
+from metrics_ingest.store import StorageError
+from metrics_ingest.store.changes import encode_change
 from metrics_ingest.store.postgres import migrations
 from metrics_ingest.store.postgres.connection import connect, engine_errors, redact
-from metrics_ingest.store.postgres.feed import PostgresFeed, encode_change
+from metrics_ingest.store.postgres.feed import PostgresFeed
 from metrics_ingest.store.postgres.reader import PostgresExportReader, PostgresReader
 from metrics_ingest.store.postgres.session import PostgresWriteSession
 from metrics_ingest.store.postgres.sql import CHANNEL, NOTIFY, SELECT_DATABASE_SIZE
+
+SIZE_SECONDS = 30.0
 
 
 class PostgresStore:
@@ -27,6 +33,10 @@ class PostgresStore:
         self.location = redact(url)
         # This process's name in the change feed: its own notices are not news to it.
         self.origin = secrets.token_hex(6)
+        self._size = 0
+        self._size_at = -SIZE_SECONDS
+        self._measuring = False
+        self._size_lock = threading.Lock()
 
     def claim(self) -> None:
         """Nothing to claim: servers share the database."""
@@ -57,13 +67,31 @@ class PostgresStore:
         return PostgresFeed(self.url, self.origin)
 
     def size_bytes(self) -> int:
-        conn = connect(self.url, "size")
+        """The database's size as last measured, at most SIZE_SECONDS ago; measuring runs on
+        a thread of its own, never on the caller's (a scrape, on the event loop)."""
+        with self._size_lock:
+            stale = time.monotonic() - self._size_at > SIZE_SECONDS and not self._measuring
+            if stale:
+                self._measuring = True
+        if stale:
+            threading.Thread(target=self._measure, name="db-size", daemon=True).start()
+        return self._size
+
+    def _measure(self) -> None:
         try:
-            with engine_errors(self.url):
-                row = conn.execute(SELECT_DATABASE_SIZE).fetchone()
-            return int(row[0]) if row else 0
+            conn = connect(self.url, "size")
+            try:
+                with engine_errors(self.url):
+                    row = conn.execute(SELECT_DATABASE_SIZE).fetchone()
+                self._size = int(row[0]) if row else 0
+            finally:
+                conn.close()
+        except StorageError:
+            pass  # the database is down: the last size stands
         finally:
-            conn.close()
+            with self._size_lock:
+                self._size_at = time.monotonic()
+                self._measuring = False
 
     def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]], int | None]:
         """One statement, committed; running servers are told to read everything again."""

@@ -15,9 +15,9 @@ from psycopg import errors
 from metrics_ingest.model import Change, Push
 from metrics_ingest.store import StorageError, groups
 from metrics_ingest.store.batch import SELECT_FAMILIES, checked, load_registry, newest_per_source
+from metrics_ingest.store.changes import encode_change
 from metrics_ingest.store.postgres import partitions
 from metrics_ingest.store.postgres.connection import broken, connect, engine_errors
-from metrics_ingest.store.postgres.feed import encode_change
 from metrics_ingest.store.postgres.series import PostgresSeriesTable
 from metrics_ingest.store.postgres.sql import (
     ADVISORY_LOCK,

@@ -5,29 +5,38 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import secrets
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 from metrics_ingest.config import Synchronous
+from metrics_ingest.model import EVERYTHING
 from metrics_ingest.store import StorageError
+from metrics_ingest.store.changes import encode_change
 from metrics_ingest.store.sqlite import migrations
 from metrics_ingest.store.sqlite.export_reader import SQLiteExportReader
+from metrics_ingest.store.sqlite.feed import SQLiteFeed
 from metrics_ingest.store.sqlite.reader import SQLiteReader
 from metrics_ingest.store.sqlite.session import SQLiteWriteSession
-from metrics_ingest.store.sqlite.sql import SELECT_VIEW_DELETES
+from metrics_ingest.store.sqlite.sql import INSERT_CHANGE, SELECT_VIEW_DELETES
 
 
 class SQLiteStore:
     """The store (see store.Store) at one file path; its directory is created on migrate."""
 
-    def __init__(self, db_path: Path) -> None:
+    def __init__(self, db_path: Path, shared: bool = False) -> None:
         self.db_path = db_path
         self.location = str(db_path)
+        self.shared = shared  # one of `serve --workers N`: other workers write to the file
+        self.origin = secrets.token_hex(6)  # this process's name in the change notices
         self._lock: int | None = None
 
     def claim(self) -> None:
-        """One server per file: an exclusive lock on `<db>.lock`, which holds the PID."""
+        """One server per file: an exclusive lock on `<db>.lock`, which holds the PID. A
+        shared store's workers claim nothing: their supervisor holds the lock for them."""
+        if self.shared:
+            return
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         path = Path(f"{self.db_path}.lock")
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -56,7 +65,8 @@ class SQLiteStore:
             raise StorageError(f"{self.db_path}: {exc}") from exc
 
     def open_writer(self, synchronous: Synchronous) -> SQLiteWriteSession:
-        return SQLiteWriteSession(self.db_path, synchronous)
+        return SQLiteWriteSession(self.db_path, synchronous,
+                                  self.origin if self.shared else None)
 
     async def open_reader(self) -> SQLiteReader:
         return await SQLiteReader.open(self.db_path)
@@ -64,9 +74,9 @@ class SQLiteStore:
     def open_export_reader(self) -> SQLiteExportReader:
         return SQLiteExportReader(self.db_path)
 
-    def open_feed(self) -> None:
-        """One server per file: no one else writes (see claim)."""
-        return None
+    def open_feed(self) -> SQLiteFeed | None:
+        """The other workers' notices; None alone on the file (no one else writes)."""
+        return SQLiteFeed(self.db_path, self.origin) if self.shared else None
 
     def size_bytes(self) -> int:
         """The main file plus its WAL."""
@@ -90,11 +100,18 @@ class SQLiteStore:
                 # SQLite counts no changes for a statement on a view: deletions through the
                 # `metrics` view are counted by its trigger instead.
                 changed = max(cursor.rowcount, 0) + view_deletes(conn) - before
+                tell_workers(conn)
             return columns, rows, changed
         except sqlite3.Error as exc:
             raise StorageError(str(exc)) from exc
         finally:
             conn.close()
+
+
+def tell_workers(conn: sqlite3.Connection) -> None:
+    """After an operator's statement: `serve --workers` processes read everything again."""
+    with contextlib.suppress(sqlite3.OperationalError):  # before migration 0006
+        conn.execute(INSERT_CHANGE, ("cli", encode_change("cli", EVERYTHING)))
 
 
 def view_deletes(conn: sqlite3.Connection) -> int:

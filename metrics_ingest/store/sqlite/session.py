@@ -1,13 +1,11 @@
-"""The SQLite write session: the one write connection, its PRAGMAs, and every write made
-through it (batches, push groups, purge chunks, probes). Confined to the writer's thread."""
+"""The SQLite write session: every write made through the one write connection (batches,
+push groups, purge chunks, probes). Confined to the writer's thread."""
 
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
 
@@ -15,151 +13,55 @@ from metrics_ingest.config import Synchronous
 from metrics_ingest.model import Change, Push
 from metrics_ingest.store import StorageError, StoreLost, groups
 from metrics_ingest.store.batch import SELECT_FAMILIES, checked, load_registry, newest_per_source
+from metrics_ingest.store.changes import encode_change
 from metrics_ingest.store.series_cache import SeriesCache
 from metrics_ingest.store.sqlite.series import SQLiteSeriesTable
 from metrics_ingest.store.sqlite.sql import (
+    CHANGES_KEPT,
     CLAIM_PURGE_SLOT,
-    DELETE_EMPTY_GROUPS,
-    DELETE_EXPIRED_LATEST,
-    DELETE_EXPIRED_MEMBERS,
-    DELETE_EXPIRED_SERIES,
-    DELETE_EXPIRED_SOURCES,
-    DELETE_GROW_PROBE,
-    DELETE_SAMPLES_BEFORE,
-    DELETE_SAMPLES_BEFORE_KEY,
     DELETE_SOURCES,
     GROUPS,
-    GROW_PROBE,
-    PROBE_GROWTH_BYTES,
+    INSERT_CHANGE,
+    PRUNE_CHANGES,
     RECOUNT_SOURCES,
     SELECT_DATA_VERSION,
-    SELECT_PURGE_BOUNDARY,
-    SET_SYNCHRONOUS,
+    SELECT_STATE,
     UPSERT_FAMILY,
-    UPSERT_LATESTS,
-    UPSERT_SAMPLES,
     UPSERT_SOURCE,
-    VALUES_CHUNK_ROWS,
-    WRITE_PROBE,
+)
+from metrics_ingest.store.sqlite.writes import (
+    PURGE_CHUNK_ROWS,
+    connect,
+    engine_errors,
+    file_identity,
+    immediate_transaction,
+    insert_rows,
+    purge_chunk,
+    purge_expired_series,
+    write_probe,
 )
 
-PURGE_CHUNK_ROWS = 5000
-
-
-def connect(db_path: Path, synchronous: Synchronous) -> sqlite3.Connection:
-    conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
-    try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        # full: the WAL is fsynced at every commit, so an acknowledged push survives power
-        # loss. normal: fsync only at checkpoints; survives a process crash, not an OS crash.
-        conn.execute(SET_SYNCHRONOUS[synchronous])
-        conn.execute("PRAGMA busy_timeout=5000")
-        conn.execute("PRAGMA cache_size=-8192")  # KiB; inserts append, 8 MiB holds the hot edge
-        conn.execute("PRAGMA temp_store=MEMORY")
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-@contextmanager
-def immediate_transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK (and re-raise) on any error: all or nothing."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
-        raise
-
-
-@contextmanager
-def engine_errors() -> Iterator[None]:
-    """SQLite's errors as the store's StorageError, with SQLite's words."""
-    try:
-        yield
-    except sqlite3.Error as exc:
-        raise StorageError(str(exc)) from exc
-
-
-def insert_rows(db: sqlite3.Connection, samples: list[int | float],
-                latest: list[int | float]) -> None:
-    """Write one batch's rows; the caller owns the surrounding transaction.
-
-    `samples` is flat (timestamp, series_id, value, ...), `latest` flat (series_id,
-    timestamp, value, ...). Rows with the same key: the last one wins.
-    """
-    insert_flat(db, UPSERT_SAMPLES, samples)
-    insert_flat(db, UPSERT_LATESTS, latest)
-
-
-def insert_flat(db: sqlite3.Connection, statements: dict[int, str],
-                params: list[int | float]) -> None:
-    """Rows of three values, flattened, through the largest chunk statements that fit."""
-    rows = len(params) // 3
-    start = 0
-    size = VALUES_CHUNK_ROWS
-    while start < rows:
-        while size > rows - start:
-            size //= 2
-        db.execute(statements[size], params[start * 3:(start + size) * 3])
-        start += size
-
-
-def purge_chunk(db: sqlite3.Connection, cutoff: int, chunk: int) -> tuple[int, bool]:
-    """Delete up to `chunk` of the oldest samples older than `cutoff`; the caller commits.
-
-    Returns (rows deleted, finished). Deleting a leading key range keeps every chunk cheap.
-    """
-    boundary = db.execute(SELECT_PURGE_BOUNDARY, (cutoff, chunk)).fetchone()
-    if boundary is None:
-        return db.execute(DELETE_SAMPLES_BEFORE, (cutoff,)).rowcount, True
-    timestamp, series_id = boundary
-    return db.execute(DELETE_SAMPLES_BEFORE_KEY, (timestamp, timestamp, series_id)).rowcount, False
-
-
-def purge_expired_series(db: sqlite3.Connection, cutoff: int) -> int:
-    """Forget series whose newest sample is older than `cutoff` (their samples are gone)."""
-    db.execute(DELETE_EXPIRED_MEMBERS, (cutoff,))
-    db.execute(DELETE_EMPTY_GROUPS, (cutoff,))
-    forgotten = db.execute(DELETE_EXPIRED_SERIES, (cutoff,)).rowcount
-    db.execute(DELETE_EXPIRED_LATEST, (cutoff,))
-    db.execute(DELETE_EXPIRED_SOURCES, (cutoff,))
-    return forgotten
-
-
-def write_probe(db: sqlite3.Connection, now: int) -> None:
-    """Raise sqlite3.Error unless 256 KiB can really be written and committed now.
-
-    A one-page write is not enough: on a nearly full disk it can fit where a push cannot, and
-    readiness would flap. The blob is committed (so the WAL must grow and the disk must take
-    it), then deleted again.
-    """
-    with immediate_transaction(db):
-        db.execute(GROW_PROBE, (now, PROBE_GROWTH_BYTES))
-    with immediate_transaction(db):
-        db.execute(DELETE_GROW_PROBE)
-        db.execute(WRITE_PROBE, (now,))
-
-
-def file_identity(path: Path) -> tuple[int, int]:
-    stat = os.stat(path)
-    return stat.st_dev, stat.st_ino
+PRUNE_EVERY = 1000  # commits between two prunes of the change notices
 
 
 class SQLiteWriteSession:
     """The store's WriteSession over one sqlite3 connection (see store.WriteSession).
 
-    Series ids come from the series cache over the table; another connection's commit
-    (`metrics-ingest purge`, `db query`) is noticed through PRAGMA data_version and the cache
-    (and the family registry) reloaded before they are used again.
+    Series ids come from the series cache over the table. Another connection's commit is
+    noticed through PRAGMA data_version; `store_state` then says whether series were
+    deleted (the cache is emptied) or families changed (the registry is reloaded).
+
+    Shared (`origin` given: one of `serve --workers N` on the file): every commit also
+    leaves a change notice in `changes` for the other workers, and their commits are news
+    to /metrics through those notices, not through `outside_change`. Alone (origin None):
+    any outside commit (`metrics-ingest purge`, `db query`, the Worker's manual cleanup
+    with sqlite3) makes /metrics read everything again.
     """
 
-    def __init__(self, db_path: Path, synchronous: Synchronous) -> None:
+    def __init__(self, db_path: Path, synchronous: Synchronous,
+                 origin: str | None = None) -> None:
         self.db_path = db_path
+        self.origin = origin
         with engine_errors():
             self.db = connect(db_path, synchronous)
             self.registry = load_registry(self.db.execute(SELECT_FAMILIES))
@@ -167,6 +69,8 @@ class SQLiteWriteSession:
         self.series = SeriesCache()
         self.table = SQLiteSeriesTable(self.db)
         self.data_version = -1
+        self.state: tuple[int, int] | None = None
+        self.commits = 0
 
     def check(self) -> None:
         """Raise StorageError unless the file at the path is still the one open: a commit to
@@ -181,14 +85,27 @@ class SQLiteWriteSession:
                 "had it open; nothing more is stored until the server is restarted")
 
     def _refresh(self) -> bool:
-        """Drop what is cached if another connection committed since; True if it did."""
+        """Bring the cache and the registry up to date if another connection committed
+        since; True if one did."""
         version = int(self.db.execute(SELECT_DATA_VERSION).fetchone()[0])
         if version == self.data_version:
             return False
         self.data_version = version
-        self.series.clear()
-        self.registry = load_registry(self.db.execute(SELECT_FAMILIES))
+        epoch, families = self.db.execute(SELECT_STATE).fetchone()
+        if self.state is None or epoch != self.state[0]:
+            self.series.clear()
+        if self.state is None or families != self.state[1]:
+            self.registry = load_registry(self.db.execute(SELECT_FAMILIES))
+        self.state = (epoch, families)
         return True
+
+    def _notify(self, change: Change) -> None:
+        """In the open transaction: the change notice for the other workers."""
+        assert self.origin is not None
+        self.db.execute(INSERT_CHANGE, (self.origin, encode_change(self.origin, change)))
+        self.commits += 1
+        if self.commits % PRUNE_EVERY == 0:
+            self.db.execute(PRUNE_CHANGES, (CHANGES_KEPT,))
 
     def commit(self, pushes: Sequence[Push]) -> Change:
         db = self.db
@@ -217,6 +134,12 @@ class SQLiteWriteSession:
             if registry.pending:
                 db.executemany(UPSERT_FAMILY, [(name, meta.type, meta.help)
                                                for name, meta in registry.pending.items()])
+            # Alone, another connection's commit means read everything again; shared, the
+            # other workers' notices say what they changed.
+            change = Change(touched, reloaded and self.origin is None,
+                            dict(registry.pending) or None, group_pushed)
+            if self.origin is not None:
+                self._notify(change)
             db.execute("COMMIT")
             self.check()
         except BaseException as exc:
@@ -230,7 +153,7 @@ class SQLiteWriteSession:
             raise
         series.adopt()  # (a lost file raised above: its series are not adopted)
         families = registry.adopt()
-        return Change(touched, reloaded, families or None, group_pushed)
+        return change._replace(families=families or None)
 
     def claim_purge(self, slot: int) -> bool:
         with engine_errors(), immediate_transaction(self.db):
@@ -244,6 +167,8 @@ class SQLiteWriteSession:
                 self._refresh()
                 deleted, finished = purge_chunk(db, cutoff, PURGE_CHUNK_ROWS)
                 forgotten = purge_expired_series(db, cutoff) if finished else 0
+                if finished and self.origin is not None:
+                    self._notify(Change([], everything=True))
             if forgotten:
                 self.series.clear()
         return deleted, finished, Change([], everything=True)
@@ -254,6 +179,8 @@ class SQLiteWriteSession:
         self.check()
 
     def outside_change(self) -> bool:
+        if self.origin is not None:
+            return False  # the other workers' notices say what changed
         with engine_errors():
             if not self._refresh():
                 return False

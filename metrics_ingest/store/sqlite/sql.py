@@ -6,6 +6,13 @@ from metrics_ingest.store.groups import GroupStatements
 
 SET_SYNCHRONOUS = {"full": "PRAGMA synchronous=FULL", "normal": "PRAGMA synchronous=NORMAL"}
 SELECT_DATA_VERSION = "PRAGMA data_version"
+SELECT_STATE = "SELECT series_epoch, families_version FROM store_state"
+INSERT_CHANGE = "INSERT INTO changes (origin, payload) VALUES (?, ?)"
+# Notices are kept for this many commits: a worker further behind reads everything again.
+CHANGES_KEPT = 10_000
+PRUNE_CHANGES = "DELETE FROM changes WHERE seq <= (SELECT max(seq) FROM changes) - ?"
+SELECT_CHANGES_AFTER = "SELECT seq, origin, payload FROM changes WHERE seq > ? ORDER BY seq"
+SELECT_LAST_CHANGE = "SELECT coalesce(max(seq), 0) FROM changes"
 SELECT_MAX_SERIES_ID = "SELECT max(id) FROM series"
 # Ids of the series named by a JSON array of [metric_name, source, labels]: one query for a
 # batch's cache misses, each an index lookup on the series' unique key.

@@ -1,0 +1,122 @@
+"""`serve --workers N`: N server processes on one port (SO_REUSEPORT: the kernel spreads
+connections over them) and one database, started and watched by this process. It claims
+the store for them (SQLite: the file's lock), migrates once, restarts a worker that dies,
+and passes SIGTERM/SIGINT on, then waits for every worker to drain."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import multiprocessing.connection
+import signal
+import socket
+import time
+from multiprocessing.process import BaseProcess
+from types import FrameType
+
+from metrics_ingest.config import Settings
+from metrics_ingest.logs import configure_logging
+from metrics_ingest.serve import SHUTDOWN_GRACE_SECONDS, run, serve_until_signalled
+from metrics_ingest.store import open_store
+
+log = logging.getLogger("metrics_ingest.supervisor")
+
+RESTART_DELAY_SECONDS = 1.0
+EARLY_EXIT_SECONDS = 10.0  # a worker that dies this soon after starting failed to start
+EARLY_EXITS_ALLOWED = 3  # in a row, before the supervisor gives up
+
+
+def worker_main(settings: Settings, index: int) -> None:
+    """A worker process: one server over the shared port."""
+    configure_logging(settings.log_format, settings.log_level)
+    run(serve_until_signalled(settings, worker=index))
+
+
+def reserve_port(host: str, port: int) -> tuple[socket.socket | None, int]:
+    """For port 0: a socket bound with SO_REUSEPORT to a free port (never listening, so it
+    takes no connections), held while the workers bind the same port."""
+    if port:
+        return None, port
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    holder = socket.socket(family, socket.SOCK_STREAM)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    holder.bind((host, 0))
+    return holder, int(holder.getsockname()[1])
+
+
+class Supervisor:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.context = multiprocessing.get_context("spawn")
+        self.workers: dict[int, BaseProcess] = {}
+        self.started: dict[int, float] = {}
+        self.early_exits = 0
+        self.stopping = False
+
+    def start(self, index: int) -> None:
+        process = self.context.Process(target=worker_main, args=(self.settings, index),
+                                       name=f"metrics-ingest-worker-{index}")
+        process.start()
+        self.workers[index] = process
+        self.started[index] = time.monotonic()
+
+    def stop(self, signum: int, _frame: FrameType | None) -> None:
+        if not self.stopping:
+            log.info("signal received: stopping %d workers", len(self.workers))
+        self.stopping = True
+        for process in self.workers.values():
+            if process.is_alive() and process.pid is not None:
+                process.terminate()  # SIGTERM: each drains its queue, then exits
+
+    def watch(self) -> int:
+        """Until stopped: restart workers that die. Then wait for all; the exit code."""
+        while not self.stopping:
+            alive = {process.sentinel: index for index, process in self.workers.items()}
+            for sentinel in multiprocessing.connection.wait(list(alive), timeout=0.5):
+                index = alive[sentinel]  # type: ignore[index]  # a sentinel is an int
+                code = self.workers[index].exitcode
+                if self.stopping:
+                    break
+                early = time.monotonic() - self.started[index] < EARLY_EXIT_SECONDS
+                self.early_exits = self.early_exits + 1 if early else 0
+                if self.early_exits >= EARLY_EXITS_ALLOWED:
+                    log.error("worker %d exited (code %s) %d times right after starting; "
+                              "stopping", index, code, self.early_exits)
+                    self.stop(signal.SIGTERM, None)
+                    break
+                log.error("worker %d exited (code %s); starting it again", index, code)
+                time.sleep(RESTART_DELAY_SECONDS)
+                if not self.stopping:
+                    self.start(index)
+        failed = 0
+        deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
+        for process in self.workers.values():
+            process.join(max(0.1, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(5)
+            failed += process.exitcode != 0
+        return 1 if failed or self.early_exits >= EARLY_EXITS_ALLOWED else 0
+
+
+def serve_workers(settings: Settings) -> int:
+    store = open_store(settings.database)
+    store.claim()
+    try:
+        applied = store.migrate()
+        if applied:
+            log.info("database %s: applied migrations %s", store.location, ", ".join(applied))
+        holder, port = reserve_port(settings.host, settings.port)
+        supervisor = Supervisor(settings.replace(port=port))
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, supervisor.stop)
+        for index in range(1, settings.workers + 1):
+            supervisor.start(index)
+        log.info("started %d workers on http://%s:%d", settings.workers, settings.host, port)
+        code = supervisor.watch()
+        if holder is not None:
+            holder.close()
+        log.info("stopped: every worker exited%s", "" if code == 0 else ", one or more failed")
+        return code
+    finally:
+        store.release()

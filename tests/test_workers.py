@@ -1,0 +1,150 @@
+"""`serve --workers 2`: two server processes on one port and one database behave as one
+server: every push is read back whichever process answers, concurrent pushers store each
+sample exactly once, a SIGKILLed worker loses nothing acknowledged (and is started again),
+and a database locked from outside gets 503, never a 500 or a hang."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.conftest import AUTH, PostgresServer, Service, wait_until
+from tests.loadclient import PushLoad, expected, stored_pushes
+
+pytestmark = pytest.mark.slow
+LOAD_SECONDS = 20
+
+
+def worker_pids(service: Service) -> list[int]:
+    """The supervisor's worker processes (multiprocessing's spawned children)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == service.process.pid and b"spawn_main" in cmdline:
+            pids.append(int(entry.name))
+    return sorted(pids)
+
+
+def started(service_factory: Callable[..., Service], db: str | None = None) -> Service:
+    service = service_factory(args=("--workers", "2"), db=db)
+    wait_until(lambda: service.log().count("listening on") >= 2, 30, "both workers")
+    return service
+
+
+async def fresh_connection(method: str, url: str, **kwargs: object) -> tuple[int, str]:
+    """One request on a connection of its own: the kernel picks the worker for each."""
+    async with aiohttp.ClientSession() as session, session.request(
+            method, url, headers=AUTH, **kwargs) as response:  # type: ignore[arg-type]
+        return response.status, await response.text()
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
+async def test_every_push_is_read_back_whichever_worker_answers(
+        service_factory: Callable[..., Service], request: pytest.FixtureRequest,
+        engine: str) -> None:
+    db = None
+    if engine == "postgres":
+        postgres: PostgresServer = request.getfixturevalue("postgres")
+        db = postgres.new_database()
+    service = started(service_factory, db)
+    stamp = int(time.time())
+    for i in range(30):
+        status, _ = await fresh_connection(
+            "POST", service.url + "/ingest",
+            json={"source": f"node{i}", "timestamp": stamp, "metrics": {"load": i}})
+        assert status == 200
+        status, text = await fresh_connection("GET", service.url + "/metrics")
+        assert status == 200
+        assert f'load{{source="node{i}"}} {i} {stamp}000' in text, f"push {i} not read back"
+        status, text = await fresh_connection("GET", service.url + "/api/sources")
+        assert f'"node{i}"' in text
+    assert len(worker_pids(service)) == 2
+
+
+async def test_32_pushers_over_two_workers_store_each_sample_once(
+        service_factory: Callable[..., Service]) -> None:
+    service = started(service_factory)
+    load = PushLoad(service.url, workers=32)
+    load.start()
+    await asyncio.sleep(LOAD_SECONDS)  # the load's duration, not a synchronisation
+    await load.stop()
+    assert not load.refused
+    assert not load.dropped
+    stored = stored_pushes(service.db_path)
+    assert set(stored) == load.acked
+    for index, samples in stored.items():
+        assert samples == expected(index)
+    conn = sqlite3.connect(service.db_path)
+    try:
+        assert conn.execute("SELECT count(*) FROM series WHERE source = 'load'"
+                            ).fetchone() == (5,)
+    finally:
+        conn.close()
+    print(f"--workers 2, {LOAD_SECONDS} s: acked {len(load.acked)}")
+
+
+async def test_a_sigkilled_worker_loses_nothing_and_is_started_again(
+        service_factory: Callable[..., Service]) -> None:
+    service = started(service_factory)
+    first, second = worker_pids(service)
+    load = PushLoad(service.url, workers=32)
+    load.start()
+    await load.wait_for_acks(2000)
+    os.kill(first, signal.SIGKILL)
+    acked = len(load.acked)
+    await load.wait_for_acks(acked + 2000)  # the other worker serves on meanwhile
+    await asyncio.to_thread(wait_until, lambda: len(worker_pids(service)) == 2, 30,
+                            "the supervisor to start the killed worker again")
+    assert second in worker_pids(service)
+    await load.stop()
+    stored = stored_pushes(service.db_path)
+    missing = sorted(load.acked - set(stored))
+    assert not missing, f"{len(missing)} acknowledged pushes lost, e.g. {missing[:5]}"
+    for index, samples in stored.items():
+        assert samples == expected(index)
+    assert "worker 1 exited" in service.log() or "worker 2 exited" in service.log()
+    print(f"SIGKILL of a worker: acked {len(load.acked)}, stored {len(stored)}, "
+          f"unknown outcome {len(load.dropped)}")
+
+
+async def test_a_database_locked_from_outside_gets_503_not_500_or_a_hang(
+        service_factory: Callable[..., Service]) -> None:
+    service = started(service_factory)
+    status, _ = await fresh_connection("POST", service.url + "/ingest",
+                                       json={"source": "a", "metrics": {"m": 1}})
+    assert status == 200
+    blocker = sqlite3.connect(service.db_path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        started_at = time.monotonic()
+        status, text = await fresh_connection("POST", service.url + "/ingest",
+                                              json={"source": "a", "metrics": {"m": 2}})
+        waited = time.monotonic() - started_at
+        assert status == 503, text
+        assert "locked" in text
+        assert waited < 10  # SQLite's busy timeout (5 s), then the answer
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    deadline = time.monotonic() + 20
+    while (await fresh_connection("POST", service.url + "/ingest",
+                                  json={"source": "a", "metrics": {"m": 3}}))[0] != 200:
+        assert time.monotonic() < deadline, "pushes did not recover after the lock"
+        await asyncio.sleep(0.2)
+    await asyncio.to_thread(service.process.send_signal, signal.SIGTERM)
+    assert await asyncio.to_thread(service.process.wait, 40) == 0
