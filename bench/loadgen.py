@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import resource
 import shutil
 import statistics
 import subprocess
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -44,7 +46,9 @@ def wrk_available() -> bool:
 def run_wrk(url: str, script: str, args: list[str], connections: int, seconds: float,
             timeout_s: int = 10) -> LoadResult:
     """wrk -t1 with `script` + the shared report; bounded in time by wrk's own duration."""
-    combined = WRK_DIR / f".{script}.combined.lua"
+    handle, name = tempfile.mkstemp(prefix=f".{script}.", suffix=".lua", dir=WRK_DIR)
+    os.close(handle)
+    combined = Path(name)  # one per run: several wrk may run side by side
     combined.write_text((WRK_DIR / script).read_text() + "\n" +
                         (WRK_DIR / "report.lua").read_text())
     before = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -10,6 +10,7 @@ Every run starts its systems afresh (a new SQLite file or a new PostgreSQL clust
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,51 @@ def interleaved(plan: Plan, name: str, starts: dict[str, Start], script: str,
     return runs
 
 
+def load_spread(plan: Plan, target: Running, script: str, args: list[str],
+                connections: int) -> loadgen.LoadResult:
+    """One wrk per URL of the target (its replicas), side by side, the connections shared
+    out; each writes its own timestamps. The result adds them up."""
+    urls = target.extra.get("urls", target.url).split(",")
+    each = max(1, connections // len(urls))
+    offsets = [str(int(args[1]) + 7 * 86400 * number) for number in range(len(urls))]
+    with ThreadPoolExecutor(len(urls)) as pool:
+        results = list(pool.map(
+            lambda pair: loadgen.run_wrk(pair[0], script, [args[0], pair[1], *args[2:]], each,
+                                         plan.seconds), zip(urls, offsets, strict=True)))
+    return loadgen.LoadResult(
+        requests=sum(r.requests for r in results), seconds=max(r.seconds for r in results),
+        non_2xx=sum(r.non_2xx for r in results),
+        socket_errors=sum(r.socket_errors for r in results),
+        p50_ms=max(r.p50_ms for r in results), p99_ms=max(r.p99_ms for r in results),
+        max_ms=max(r.max_ms for r in results),
+        generator_cpu_pct=sum(r.generator_cpu_pct for r in results), generator="wrk")
+
+
+def postgres_replicas(workdir: Path, count: int) -> Running:
+    """`count` metrics-ingest replicas over one PostgreSQL cluster; the first is the target,
+    extra["urls"] lists them all, and stopping it stops the others and the cluster."""
+    stop_cluster, url = systems.postgres(workdir)
+    started: list[Running] = []
+    try:
+        for number in range(count):
+            started.append(systems.metrics_ingest(workdir / f"replica-{number}",
+                                                  env={"METRICS_DB_PATH": url}))
+    except BaseException:
+        for running in started:
+            running.stop()
+        stop_cluster()
+        raise
+    first = started[0]
+    first.name = f"metrics-ingest-postgres-x{count}"
+    first.extra.update(db_url=url, urls=",".join(running.url for running in started))
+    first.cleanup.append(stop_cluster)
+    first.cleanup.extend(running.stop for running in reversed(started[1:]))
+    return first
+
+
 def stored(target: Running) -> dict[str, Any]:
-    committed = metric_total(scrape(target.url), "metrics_ingest_samples_received_total")
+    committed = sum(metric_total(scrape(url), "metrics_ingest_samples_received_total")
+                    for url in target.extra.get("urls", target.url).split(","))
     url = target.extra.get("db_url")
     if url:
         with psycopg.connect(url) as conn:
@@ -73,3 +117,26 @@ def w12(plan: Plan, peers_ok: bool) -> None:
     bulk = interleaved(plan, "w12-w3", starts, "ingest_bulk.lua",
                        lambda i: [TOKEN, ts_base(i)], 16)
     record(plan, "W12", bulk, "w3_samples_per_s", 1000)
+
+
+def w13(plan: Plan, peers_ok: bool) -> None:
+    """W1 against `serve --workers 2` and one worker, on SQLite."""
+    print("W13 --workers 2 against one worker, SQLite, W1 (64 connections)", flush=True)
+    starts: dict[str, Start] = {
+        "metrics-ingest-workers-1": systems.metrics_ingest,
+        "metrics-ingest-workers-2": lambda workdir: systems.metrics_ingest(
+            workdir, env={"METRICS_WORKERS": "2"})}
+    runs = interleaved(plan, "w13", starts, "ingest_small.lua", lambda i: [TOKEN, ts_base(i)],
+                       64)
+    record(plan, "W13", runs, "req_per_s")
+
+
+def w14(plan: Plan, peers_ok: bool) -> None:
+    """W1 over two replicas sharing one PostgreSQL database and over one."""
+    print("W14 two PostgreSQL replicas against one, W1 (64 connections)", flush=True)
+    starts: dict[str, Start] = {
+        "metrics-ingest-postgres-x1": lambda workdir: postgres_replicas(workdir, 1),
+        "metrics-ingest-postgres-x2": lambda workdir: postgres_replicas(workdir, 2)}
+    runs = interleaved(plan, "w14", starts, "ingest_small.lua", lambda i: [TOKEN, ts_base(i)],
+                       64, load_spread)
+    record(plan, "W14", runs, "req_per_s")

@@ -176,9 +176,10 @@ class Writer:
         inbox = self.inbox
         while True:
             inbox.wait_for_work()
-            pushes = inbox.take(self.batch_max_samples)
-            if pushes:
-                self._commit(session, pushes)
+            with session.turn():  # (what arrives while this writer waits joins the batch)
+                pushes = inbox.take(self.batch_max_samples)
+                if pushes:
+                    self._commit(session, pushes)
             command = inbox.next_command()
             if command is not None:
                 self._run(session, command)

@@ -7,6 +7,7 @@ configured location, and everything else speaks `Store`, `WriteSession` and `Rea
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
@@ -45,6 +46,12 @@ class StoredSample(NamedTuple):
 
 class WriteSession(Protocol):
     """An engine's write connection, used by the writer's thread alone, one call at a time."""
+
+    def turn(self) -> AbstractContextManager[None]:
+        """Hold while taking a batch and committing it, where writers sharing the store take
+        turns (SQLite workers): pushes that arrive while a writer waits for its turn join
+        its batch."""
+        ...
 
     def commit(self, pushes: Sequence[Push]) -> Change:
         """Store every push of the batch in one transaction, in order: for equal (series,

@@ -7,6 +7,7 @@ import contextlib
 import os
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import cast
 
 import psycopg
@@ -92,6 +93,10 @@ class PostgresWriteSession:
     def check(self) -> None:
         """Nothing to check underneath: the database is the server's (a lost connection
         fails the next write, which replaces it)."""
+
+    def turn(self) -> AbstractContextManager[None]:
+        """Servers commit side by side: rows they both touch are locked per transaction."""
+        return contextlib.nullcontext()
 
     def commit(self, pushes: Sequence[Push]) -> Change:
         for attempt in range(ATTEMPTS):

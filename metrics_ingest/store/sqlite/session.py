@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import cast
 
@@ -29,6 +30,7 @@ from metrics_ingest.store.sqlite.sql import (
     UPSERT_FAMILY,
     UPSERT_SOURCE,
 )
+from metrics_ingest.store.sqlite.turns import CommitTurns
 from metrics_ingest.store.sqlite.writes import (
     PURGE_CHUNK_ROWS,
     connect,
@@ -71,6 +73,7 @@ class SQLiteWriteSession:
         self.data_version = -1
         self.state: tuple[int, int] | None = None
         self.commits = 0
+        self.turns = CommitTurns(db_path) if origin is not None else None
 
     def check(self) -> None:
         """Raise StorageError unless the file at the path is still the one open: a commit to
@@ -106,6 +109,11 @@ class SQLiteWriteSession:
         self.commits += 1
         if self.commits % PRUNE_EVERY == 0:
             self.db.execute(PRUNE_CHANGES, (CHANGES_KEPT,))
+
+    def turn(self) -> AbstractContextManager[None]:
+        """Shared: the turn to commit among the workers (turns.py); alone, nothing to wait
+        for."""
+        return self.turns.turn() if self.turns is not None else contextlib.nullcontext()
 
     def commit(self, pushes: Sequence[Push]) -> Change:
         db = self.db
@@ -193,3 +201,5 @@ class SQLiteWriteSession:
 
     def close(self) -> None:
         self.db.close()
+        if self.turns is not None:
+            self.turns.close()
