@@ -106,8 +106,12 @@ class SeriesCache:
     def _resolve(self, table: SeriesTable, groups: list[SampleGroup],
                  found: list[int | None]) -> list[int]:
         """Fill in the ids the cache did not have: from the table, else newly created."""
-        missing = sorted({(name, group.source, group.labels)
-                          for group, names in self._misses(groups, found) for name in names})
+        # In the batch's order: SQLite numbers new series in this order, and a push's series
+        # with neighbouring ids keep its inserts near each other in the samples and latest
+        # B-trees (sorted by key instead, W3 lost 20%).
+        missing = list(dict.fromkeys((name, group.source, group.labels)
+                                     for group, names in self._misses(groups, found)
+                                     for name in names))
         known = {(name, source, labels): series_id
                  for series_id, name, source, labels in table.find(missing)}
         blocks: dict[tuple[str, str], str] = {}

@@ -16,9 +16,12 @@ def columns(rows: Sequence[tuple[str, ...]], width: int) -> list[list[str]]:
 
 
 class PostgresSeriesTable:
-    """Misses in one query over three arrays. New series are inserted in key order with
-    ON CONFLICT DO NOTHING: a series another server inserted first (its transaction waited
-    for, by the unique index) is skipped, then read back, so each key gets one id."""
+    """Misses in one query over three arrays. New series are inserted with ON CONFLICT DO
+    NOTHING: a series another server inserted first (its transaction waited for, by the
+    unique index) is skipped, then read back, so each key gets one id. They go in in the
+    batch's order, so a push's series get neighbouring ids and its samples append to the
+    B-trees (two servers creating the same new series in different orders can deadlock:
+    PostgreSQL aborts one, and its batch is tried again)."""
 
     def __init__(self, conn: psycopg.Connection) -> None:
         self.conn = conn
@@ -27,7 +30,7 @@ class PostgresSeriesTable:
         return self.conn.execute(SELECT_SERIES_BY_KEYS, columns(keys, 3)).fetchall()
 
     def create(self, rows: Sequence[NewSeries]) -> dict[SeriesKey, int]:
-        ordered = sorted(rows)
+        ordered = list(rows)
         made = {(name, source, labels): series_id for series_id, name, source, labels
                 in self.conn.execute(INSERT_SERIES, columns(ordered, 4)).fetchall()}
         if len(made) < len(ordered):
