@@ -130,6 +130,18 @@ BARS = [
     Bar("W11 small-push p99 during big bodies", "p99 while three 6 MB Influx bodies and a "
         "300k-series remote_write are parsed ÷ idle p99",
         value_of(("W11", MI, "p99_ratio")), 3.0, False),
+    Bar("W12 PostgreSQL W3 vs SQLite W3", "samples/s of W3 on PostgreSQL ÷ on SQLite, "
+        "interleaved", ratio(("W12", "metrics-ingest-postgres", "w3_samples_per_s"),
+                             ("W12", "metrics-ingest-sqlite", "w3_samples_per_s")), 0.5, True),
+    Bar("W12 PostgreSQL W1 vs SQLite W1", "req/s of W1 on PostgreSQL ÷ on SQLite",
+        ratio(("W12", "metrics-ingest-postgres", "w1_req_per_s"),
+              ("W12", "metrics-ingest-sqlite", "w1_req_per_s")), 0.5, True, informational=True),
+    Bar("W13 --workers 2 vs 1", "W1 req/s with two workers ÷ one, SQLite",
+        ratio(("W13", "metrics-ingest-workers-2", "req_per_s"),
+              ("W13", "metrics-ingest-workers-1", "req_per_s")), 1.6, True),
+    Bar("W14 2 replicas vs 1", "W1 req/s over two PostgreSQL replicas ÷ one",
+        ratio(("W14", "metrics-ingest-postgres-x2", "req_per_s"),
+              ("W14", "metrics-ingest-postgres-x1", "req_per_s")), 1.5, True),
 ]
 
 
