@@ -1,0 +1,99 @@
+"""What only the PostgreSQL engine has: day partitions made on demand and dropped whole by
+the purge (a pinned group member's newest sample survives it), and a password that never
+reaches a log line or an error message."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from metrics_ingest import retention
+from metrics_ingest.config import Settings
+from metrics_ingest.keys import TELEMETRY, WRITER
+from metrics_ingest.store import StorageError, open_store
+from tests.conftest import AUTH, TOKEN, PostgresServer, Service
+from tests.pg_cluster import PASSWORD
+
+Client = TestClient[web.Request, web.Application]
+DAY = 86400
+
+
+def partitions(url: str) -> list[str]:
+    with psycopg.connect(url) as conn:
+        return [
+            row[0]
+            for row in conn.execute(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                " WHERE i.inhparent = 'samples'::regclass ORDER BY 1"
+            ).fetchall()
+        ]
+
+
+async def test_days_get_partitions_and_the_purge_drops_them_whole(
+    make_client: Callable[[Settings], Any], postgres: PostgresServer
+) -> None:
+    url = postgres.new_database()
+    client: Client = await make_client(Settings(auth_tokens=(TOKEN,), db_url=url))
+    now = int(time.time())
+    today = now // DAY
+    for age_days, count in ((12, 3), (10, 2), (0, 1)):
+        stamp = now - age_days * DAY
+        response = await client.post(
+            "/ingest",
+            headers=AUTH,
+            json={
+                "source": "hpc",
+                "timestamp": stamp,
+                "metrics": {f"m{i}": i for i in range(count)},
+            },
+        )
+        assert response.status == 200
+    # A weekly group's last push, 9 days old: exported until replaced, so never purged.
+    response = await client.put(
+        f"/metrics/job/weekly?timestamp={now - 9 * DAY}",
+        data="weekly_last_success 1\n",
+        headers=AUTH,
+    )
+    assert response.status == 200
+    made = partitions(url)
+    for day in (today - 12, today - 10, today - 9, today, today + 1):
+        assert f"samples_d{day}" in made
+    app = client.app
+    assert await retention.purge(app[WRITER], app[TELEMETRY], 7, now) == 5
+    left = partitions(url)
+    assert f"samples_d{today - 12}" not in left
+    assert f"samples_d{today - 10}" not in left
+    assert f"samples_d{today - 9}" not in left  # (its pinned sample moved to the default)
+    assert f"samples_d{today}" in left
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT metric_name FROM metrics ORDER BY 1").fetchall() == [
+            ("m0",),
+            ("weekly_last_success",),
+        ]
+    text = await (await client.get("/metrics")).text()
+    assert 'weekly_last_success{source="weekly",instance="",job="weekly"} 1' in text
+    assert await retention.purge(app[WRITER], app[TELEMETRY], 7, now) == 0
+
+
+def test_the_password_is_never_logged(
+    service_factory: Callable[..., Service], postgres: PostgresServer
+) -> None:
+    url = postgres.new_database()  # carries the password
+    assert PASSWORD in url
+    service = service_factory(db=url)
+    service.process.terminate()
+    service.process.wait(15)
+    log = service.log()
+    assert "listening on" in log
+    assert "postgresql://postgres:***@127.0.0.1" in log
+    assert PASSWORD not in log
+    wrong = url.replace(PASSWORD, "not-the-password")
+    with pytest.raises(StorageError, match="password authentication failed") as refused:
+        open_store(wrong).migrate()
+    assert "not-the-password" not in str(refused.value)
