@@ -1,4 +1,4 @@
-"""Side-by-side comparison of metrics-ingest with its peers, workloads W1-W14 (see
+"""Side-by-side comparison of metrics-ingest with its peers, workloads W1-W15 (see
 bench/README.md).
 
 Run through `bench/compare` (which prepares the venv); `--quick` is a seconds-long smoke.
@@ -23,10 +23,11 @@ from bench.plan import BENCH, RESULTS, Plan, ensure_peers, git_sha
 from bench.push_workloads import w1, w2, w3, w8
 from bench.read_workloads import w4, w5, w6, w10, w11
 from bench.scale_workloads import w12, w13, w14
+from bench.tenant_workloads import w15
 
 WORKLOADS: dict[str, Callable[[Plan, bool], None]] = {
     "W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6, "W8": w8, "W10": w10,
-    "W11": w11, "W12": w12, "W13": w13, "W14": w14,
+    "W11": w11, "W12": w12, "W13": w13, "W14": w14, "W15": w15,
 }
 
 

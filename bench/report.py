@@ -142,6 +142,9 @@ BARS = [
     Bar("W14 2 replicas vs 1", "W1 req/s over two PostgreSQL replicas ÷ one",
         ratio(("W14", "metrics-ingest-postgres-x2", "req_per_s"),
               ("W14", "metrics-ingest-postgres-x1", "req_per_s")), 1.5, True),
+    Bar("W15 tokens file vs none", "W1 req/s with a 1,000-entry tokens file ÷ without",
+        ratio(("W15", "metrics-ingest-tokens-file", "req_per_s"),
+              ("W15", "metrics-ingest", "req_per_s")), 0.95, True),
 ]
 
 

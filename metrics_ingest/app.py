@@ -19,6 +19,7 @@ from metrics_ingest.export import ExportCache
 from metrics_ingest.http import influx as influx_handlers
 from metrics_ingest.http import pushgateway as pushgateway_handlers
 from metrics_ingest.http import remote_write as remote_write_handlers
+from metrics_ingest.http.admin import delete_series_handler, prometheus_error_fields
 from metrics_ingest.http.api import api_metrics, api_sources, openapi_document
 from metrics_ingest.http.endpoint import Endpoint, wrap
 from metrics_ingest.http.health import Readiness, healthz, readyz
@@ -39,13 +40,17 @@ from metrics_ingest.keys import (
     SETTINGS,
     STORE,
     TELEMETRY,
+    TLS,
     WRITER,
     Lifecycle,
 )
 from metrics_ingest.logs import AccessLogSink, access_log_class
 from metrics_ingest.parsing import ParsePool
 from metrics_ingest.store import ChangeFeed, StorageError, open_store
+from metrics_ingest.store.budgets import SeriesLimits
 from metrics_ingest.telemetry import Telemetry
+from metrics_ingest.tls import Certificates
+from metrics_ingest.upkeep import expiry_context, tokens_context
 from metrics_ingest.writer import Writer
 
 log = logging.getLogger("metrics_ingest.app")
@@ -77,6 +82,9 @@ ENDPOINTS = (
              influx_handlers.credentials),
     Endpoint("api_metrics", "/api/metrics", "read", {"GET": api_metrics}),
     Endpoint("api_sources", "/api/sources", "read", {"GET": api_sources}),
+    Endpoint("delete_series", "/api/v1/admin/tsdb/delete_series", "admin",
+             {"POST": delete_series_handler, "PUT": delete_series_handler},
+             error_fields=prometheus_error_fields),
     Endpoint("healthz", "/healthz", "open", {"GET": healthz}),
     Endpoint("readyz", "/readyz", "open", {"GET": readyz}),
     Endpoint("openapi", "/api/openapi.json", "open", {"GET": openapi_document}),
@@ -199,17 +207,23 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time,
                claimed: bool = False) -> web.Application:
     """The whole object graph; `clock` is injectable so tests can move time. `claimed`: the
     caller (the supervisor of `serve --workers`) holds the store's claim for this server."""
-    if not settings.auth_tokens:
-        raise ValueError("create_app needs at least one push token (see auth.remembered_token)")
+    if not settings.auth_tokens and settings.tokens_file is None:
+        raise ValueError("create_app needs a push token or a tokens file "
+                         "(see auth.remembered_token)")
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
-    app[STORE] = open_store(settings.database, shared=settings.workers > 1)
+    app[STORE] = open_store(settings.database, shared=settings.workers > 1,
+                            limits=SeriesLimits(settings.max_series_per_source,
+                                                settings.max_series))
     app[CLAIMED] = claimed
-    app[AUTH] = AuthPolicy.from_tokens(settings.auth_tokens, settings.read_token)
+    app[AUTH] = AuthPolicy(settings.auth_tokens, settings.read_token, settings.admin_token,
+                           settings.tokens_file)
     cors = {"Access-Control-Allow-Origin": settings.allowed_origin}
     if settings.allowed_origin != "*":
         cors["Vary"] = "Origin"
     app[CORS_HEADERS] = cors
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        app[TLS] = Certificates(settings.tls_cert, settings.tls_key)
     if logging.getLevelName(settings.log_level) <= logging.INFO:
         app[ACCESS_LOG] = AccessLogSink(settings.log_format)
     app[CLOCK] = clock
@@ -221,8 +235,9 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time,
     # Everything else: SPEC's JSON 404, with CORS, through the same wrapper.
     app.router.add_route("*", "/{path:[\\s\\S]*}", wrap(Endpoint("unmatched", "", "open", {})),
                          name="unmatched")
-    app.cleanup_ctx.extend([access_log_context, parsers_context, store_context,
-                            writer_context, export_context, purge_context])
+    app.cleanup_ctx.extend([access_log_context, tokens_context, parsers_context, store_context,
+                            writer_context, export_context, expiry_context,
+                            purge_context])
     app.on_shutdown.append(stop_accepting)
     return app
 

@@ -1,17 +1,15 @@
-"""Bearer tokens: parsing the Authorization header and comparing in constant time."""
+"""Bearer tokens: parsing the Authorization header, and the policy that says who a token is."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 import os
 import secrets
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+
+from metrics_ingest.tokens import Principal, TokensFileError, digest_of, load_tokens_file
 
 TOKEN_FILE_NAME = "auth-token"
 
@@ -27,64 +25,82 @@ def presented_token(header: str | None, schemes: Iterable[str] = ("bearer",)) ->
     return token
 
 
-def digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
-
-
-def digest_matches(candidate: str | None, accepted: Iterable[bytes]) -> bool:
-    """Compare against every accepted token digest, always all of them.
-
-    Comparing fixed-length digests, neither the position of the first differing byte, the
-    token's length, nor which entry of the list matched changes the time taken.
-    """
-    if candidate is None:
-        return False
-    probe = digest(candidate)
-    matched = False
-    for expected in accepted:
-        matched |= hmac.compare_digest(probe, expected)
-    return matched
-
-
-@dataclass(frozen=True)
 class AuthPolicy:
-    """Who may push and who may read, as token digests computed once at start.
+    """Who may push, read and administer: every accepted token as a `Principal`, by the
+    SHA-256 digest of the token, with the tokens file's entries swapped in on reload.
 
-    Tokens that passed the constant-time check are remembered (a few at most), so a pusher's
-    next request is one dict lookup: the check costs ~5 us per request inside the busy server
-    (bench/README.md). A lookup can only hit with the exact accepted token, and a dict compares
-    strings only after a full 64-bit salted hash match, so it reveals nothing about a wrong one.
+    A request's token is hashed once and looked up: one dict lookup however many tokens
+    there are (a 1,000-entry file costs W1 nothing measurable; bench/README.md). Looking up
+    digests, not tokens, reveals nothing of a token through timing: a probe can only match a
+    digest by being the token.
     """
 
-    push: tuple[bytes, ...]
-    read: tuple[bytes, ...] | None  # None: reads are public
-    accepted_push: dict[str, bool] = field(default_factory=dict, compare=False)
-    accepted_read: dict[str, bool] = field(default_factory=dict, compare=False)
+    def __init__(self, push_tokens: Iterable[str], read_token: str | None = None,
+                 admin_token: str | None = None, tokens_file: Path | None = None) -> None:
+        fixed: dict[bytes, Principal] = {}
+        for number, token in enumerate(push_tokens, 1):
+            name = "METRICS_AUTH_TOKEN" + (f"[{number}]" if number > 1 else "")
+            # The unscoped push token is the stronger credential: it reads too.
+            fixed.setdefault(digest_of(token), Principal(name, frozenset(("push", "read"))))
+        if read_token is not None:
+            fixed.setdefault(digest_of(read_token),
+                             Principal("METRICS_READ_TOKEN", frozenset(("read",))))
+        if admin_token is not None:
+            fixed.setdefault(digest_of(admin_token),
+                             Principal("METRICS_ADMIN_TOKEN", frozenset(("admin", "read"))))
+        self.fixed = fixed
+        self.read_token_set = read_token is not None
+        self.tokens_file = tokens_file
+        self.principals: dict[bytes, Principal] = dict(fixed)
+        self.reads_public = not self.read_token_set
+        self.file_signature: tuple[int, int, int] | None = None
+        if tokens_file is not None:
+            self.install(load_tokens_file(tokens_file), signature_of(tokens_file))
 
-    MAX_REMEMBERED: ClassVar[int] = 64
+    def identify(self, token: str | None) -> Principal | None:
+        return None if token is None else self.principals.get(digest_of(token))
 
-    @classmethod
-    def from_tokens(cls, push_tokens: Iterable[str], read_token: str | None) -> AuthPolicy:
-        push = tuple(digest(token) for token in push_tokens)
-        # A push token is the stronger credential: it reads too.
-        read = None if read_token is None else (digest(read_token), *push)
-        return cls(push, read)
+    def install(self, loaded: dict[bytes, Principal],
+                signature: tuple[int, int, int] | None) -> None:
+        """Use a freshly read tokens file; a token whose rate did not change keeps its
+        bucket (a reload does not hand out a fresh burst)."""
+        previous = {p.name: p for p in self.principals.values()}
+        for principal in loaded.values():
+            old = previous.get(principal.name)
+            if old is not None and old.rate == principal.rate:
+                principal.limiter = old.limiter
+        self.principals = {**loaded, **self.fixed}
+        # Reads stay public unless a read token exists (an admin token alone does not lock
+        # the dashboards out).
+        self.reads_public = not self.read_token_set and not any(
+            "read" in p.roles for p in loaded.values())
+        self.file_signature = signature
 
-    def may_push(self, token: str | None) -> bool:
-        return token in self.accepted_push or self._check(token, self.push, self.accepted_push)
-
-    def may_read(self, token: str | None) -> bool:
-        return (self.read is None or token in self.accepted_read
-                or self._check(token, self.read, self.accepted_read))
-
-    def _check(self, token: str | None, digests: tuple[bytes, ...],
-               accepted: dict[str, bool]) -> bool:
-        """The constant-time check, for a token not remembered yet (callers look there first)."""
-        if token is None or not digest_matches(token, digests):
+    def reload(self, force: bool = False) -> bool | None:
+        """Read the tokens file again if it changed (or `force`). True: reloaded; False:
+        unchanged; None: no file. Raises TokensFileError and keeps the tokens in use."""
+        if self.tokens_file is None:
+            return None
+        try:
+            signature = signature_of(self.tokens_file)
+        except OSError as exc:
+            raise TokensFileError(f"cannot read {self.tokens_file}: "
+                                  f"{exc.strerror or exc}") from None
+        if not force and signature == self.file_signature:
             return False
-        if len(accepted) < self.MAX_REMEMBERED:
-            accepted[token] = True
+        try:
+            loaded = load_tokens_file(self.tokens_file)
+        except TokensFileError:
+            self.file_signature = signature  # said once; the next change is read again
+            raise
+        self.install(loaded, signature)
         return True
+
+
+def signature_of(path: Path) -> tuple[int, int, int]:
+    """What changes when a file is edited or replaced: inode, size, mtime in ns."""
+    info = path.stat()
+    return info.st_ino, info.st_size, info.st_mtime_ns
 
 
 def influx_credentials(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:

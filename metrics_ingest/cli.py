@@ -15,7 +15,12 @@ import orjson
 from metrics_ingest import __version__, retention, supervisor
 from metrics_ingest.auth import remembered_token
 from metrics_ingest.config import OPTIONS, ConfigError, Settings, load_settings
+from metrics_ingest.deleting import EVER, delete_offline
+from metrics_ingest.http.admin import parse_time
+from metrics_ingest.http.errors import ApiError
 from metrics_ingest.logs import configure_logging
+from metrics_ingest.sdnotify import Notifier
+from metrics_ingest.selectors import parse_selector
 from metrics_ingest.serve import run, serve_until_signalled
 from metrics_ingest.store import StorageError, open_store
 
@@ -54,6 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="push samples or a Prometheus text file from a cron job, with "
                              "retries and a spool (see metrics-ingest push --help)")
 
+    delete = commands.add_parser("delete", help="delete the series a selector matches (as "
+                                 "/api/v1/admin/tsdb/delete_series does)")
+    delete.add_argument("--match", action="append", required=True, metavar="SELECTOR",
+                        help='e.g. \'{source="old-cluster"}\' (repeatable)')
+    delete.add_argument("--start", help="only samples at or after this time "
+                        "(Unix seconds or RFC 3339)")
+    delete.add_argument("--end", help="only samples at or before this time")
+    delete.add_argument("--db", dest="db_path", help=DB_OPTION.help)
+
     purge = commands.add_parser("purge", help="delete expired samples now and print the count")
     purge.add_argument("--days", dest="retention_days", help="keep this many days "
                        "(default METRICS_RETENTION_DAYS or 7)")
@@ -85,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (StorageError, OSError, ValueError) as exc:
         sys.stderr.write(f"metrics-ingest: error: {exc}\n")
         return 1
+    except ApiError as exc:  # a bad --start or --end, in the API's words
+        sys.stderr.write(f"metrics-ingest: error: {exc.message}\n")
+        return 2
 
 
 # -- serve ----------------------------------------------------------------------------------
@@ -92,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def with_push_token(settings: Settings) -> Settings:
     """Use the configured tokens, or the one remembered next to the database (made once)."""
-    if settings.auth_tokens:
+    if settings.auth_tokens or settings.tokens_file is not None:
         return settings
     token, path, created = remembered_token(settings.db_path)
     log.warning("METRICS_AUTH_TOKEN is not set: %s the push token in %s",
@@ -102,9 +119,10 @@ def with_push_token(settings: Settings) -> Settings:
 
 def serve(settings: Settings, args: argparse.Namespace) -> int:
     settings = with_push_token(settings)
+    notifier = Notifier.from_environ(os.environ)  # systemd's, with Type=notify
     if settings.workers > 1:
-        return supervisor.serve_workers(settings)
-    run(serve_until_signalled(settings))
+        return supervisor.serve_workers(settings, notifier)
+    run(serve_until_signalled(settings, notifier=notifier))
     return 0
 
 
@@ -162,7 +180,27 @@ def purge(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def delete(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.db_url is None and not settings.db_path.exists():
+        raise ValueError(f"no database at {settings.db_path} (set --db or METRICS_DB_PATH)")
+    selectors = [parse_selector(text) for text in args.match]
+    start = parse_time("start", args.start) if args.start else EVER[0]
+    end = parse_time("end", args.end) if args.end else EVER[1]
+    store = open_store(settings.database)
+    store.migrate()
+
+    def progress(line: str) -> None:
+        sys.stderr.write(f"metrics-ingest delete: {line}\n")
+
+    deleted = run(delete_offline(store, selectors, start, end, progress))
+    sys.stdout.write(f"deleted {deleted.samples} samples of {deleted.series_matched} series "
+                     f"({deleted.series_forgotten} series left empty and removed) from "
+                     f"{store.location}\n")
+    return 0
+
+
 COMMANDS: dict[tuple[str, str | None], Callable[[Settings, argparse.Namespace], int]] = {
+    ("delete", None): delete,
     ("serve", None): serve,
     ("db", "migrate"): db_migrate,
     ("db", "query"): db_query,

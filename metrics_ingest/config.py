@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,7 +12,7 @@ from typing import Any, Literal
 
 from cronsim import CronSim, CronSimError
 
-LogFormat = Literal["text", "json"]
+LogFormat = Literal["text", "json", "journal"]
 Synchronous = Literal["full", "normal"]
 InfluxStringFields = Literal["skip", "reject"]
 
@@ -30,6 +31,13 @@ class Settings:
     db_url: str | None = None  # a postgresql:// URL given as --db: the store is PostgreSQL
     auth_tokens: tuple[str, ...] = ()
     read_token: str | None = None
+    admin_token: str | None = None
+    tokens_file: Path | None = None
+    max_series_per_source: int = 100_000
+    max_series: int = 2_000_000
+    group_ttl: int = 0
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     retention_days: int = 7
     allowed_origin: str = "*"
     purge_cron: str = "0 2 * * *"
@@ -157,6 +165,20 @@ OPTIONS: tuple[Option, ...] = (
            "bearer token(s) for pushes, comma-separated"),
     Option("read_token", "METRICS_READ_TOKEN", "--read-token", _text,
            "bearer token required by read endpoints"),
+    Option("admin_token", "METRICS_ADMIN_TOKEN", "--admin-token", _text,
+           "bearer token for admin endpoints (delete_series), unscoped"),
+    Option("tokens_file", "METRICS_TOKENS_FILE", "--tokens-file", _path,
+           "TOML file of scoped tokens (re-read on SIGHUP and when it changes)"),
+    Option("max_series_per_source", "METRICS_MAX_SERIES_PER_SOURCE", "--max-series-per-source",
+           _integer(1), "series one source may hold; pushes creating more get 422"),
+    Option("max_series", "METRICS_MAX_SERIES", "--max-series", _integer(1),
+           "series the whole database may hold; pushes creating more get 422"),
+    Option("group_ttl", "METRICS_GROUP_TTL", "--group-ttl", _integer(0),
+           "seconds a Pushgateway-API group lives without a push (0: forever)"),
+    Option("tls_cert", "METRICS_TLS_CERT", "--tls-cert", _path,
+           "PEM certificate (chain) to serve HTTPS with; re-read on SIGHUP"),
+    Option("tls_key", "METRICS_TLS_KEY", "--tls-key", _path,
+           "PEM private key of --tls-cert"),
     Option("retention_days", "METRICS_RETENTION_DAYS", "--retention-days", _integer(1, 36500),
            "days of samples kept"),
     Option("allowed_origin", "ALLOWED_ORIGIN", "--allowed-origin", _text,
@@ -189,11 +211,24 @@ OPTIONS: tuple[Option, ...] = (
     Option("influx_string_fields", "METRICS_INFLUX_STRING_FIELDS", "--influx-string-fields",
            _choice("skip", "reject"),
            "Influx string fields: skip them (counted) or reject the write with 400"),
-    Option("log_format", "METRICS_LOG_FORMAT", "--log-format", _choice("text", "json"),
-           "log lines as text or JSON"),
+    Option("log_format", "METRICS_LOG_FORMAT", "--log-format",
+           _choice("text", "json", "journal"),
+           "log lines as text, JSON, or journal (text for journald: levels, no time; the "
+           "default when stderr is the journal)"),
     Option("log_level", "METRICS_LOG_LEVEL", "--log-level", _log_level,
            "debug, info, warning or error"),
 )
+
+
+def stderr_is_journal(environ: Mapping[str, str]) -> bool:
+    """systemd connected stderr to the journal: JOURNAL_STREAM names that stream's device and
+    inode (compared, since children inherit the variable with stderr redirected elsewhere)."""
+    device, _, inode = environ.get("JOURNAL_STREAM", "").partition(":")
+    try:
+        stat = os.fstat(2)
+        return (stat.st_dev, stat.st_ino) == (int(device), int(inode))
+    except (OSError, ValueError):
+        return False
 
 
 def load_settings(
@@ -226,7 +261,15 @@ def load_settings(
             values["db_url"] = str(value)
         else:
             values[option.field] = value
+    if "log_format" not in values and stderr_is_journal(environ):
+        values["log_format"] = "journal"
     settings = Settings(**values)
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        raise ConfigError("METRICS_TLS_CERT and METRICS_TLS_KEY must be given together")
+    if settings.max_series_per_source > settings.max_series:
+        raise ConfigError(
+            "METRICS_MAX_SERIES_PER_SOURCE must not exceed METRICS_MAX_SERIES "
+            f"({settings.max_series_per_source} > {settings.max_series})")
     if settings.batch_max_samples > settings.queue_max_samples:
         raise ConfigError(
             "METRICS_BATCH_MAX_SAMPLES must not exceed METRICS_QUEUE_MAX_SAMPLES "

@@ -15,6 +15,8 @@ from metrics_ingest.logs import AccessLogSink
 from metrics_ingest.parsing import ParsePool
 from metrics_ingest.store import ReadSession, Store
 from metrics_ingest.telemetry import Telemetry
+from metrics_ingest.tls import Certificates
+from metrics_ingest.tokens import Principal
 from metrics_ingest.writer import Writer
 
 
@@ -39,3 +41,6 @@ WRITER = web.AppKey("writer", Writer)
 PARSERS = web.AppKey("parsers", ParsePool)
 READINESS: web.AppKey[Any] = web.AppKey("readiness")  # http.health.Readiness
 CLAIMED = web.AppKey("claimed", bool)  # the supervisor of `serve --workers` holds the claim
+TLS = web.AppKey("tls", Certificates)  # when serving HTTPS
+# On a request: the token's Principal (tokens.py), set once its auth passed.
+PRINCIPAL = web.RequestKey("principal", Principal)

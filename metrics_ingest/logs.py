@@ -1,4 +1,4 @@
-"""Log set-up: text or JSON lines on stderr, and the one-line-per-request access log."""
+"""Log set-up: text, JSON or journal lines on stderr, and the one-line-per-request access log."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ from metrics_ingest.config import LogFormat
 
 ACCESS_LOGGER = "metrics_ingest.access"
 TEXT_FORMAT = "%(asctime)sZ %(levelname)s %(name)s: %(message)s"
+JOURNAL_FORMAT = "%(levelname)s %(name)s: %(message)s"
+# syslog priorities: journald takes a line's "<N>" prefix as its priority (SyslogLevelPrefix=).
+PRIORITIES = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
 
 
 class JsonFormatter(logging.Formatter):
@@ -32,10 +35,25 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry).decode()
 
 
+class JournalFormatter(logging.Formatter):
+    """Text for journald, which stamps each line itself: no time, and the level as a syslog
+    prefix on every line (a traceback's lines are entries of their own), so that
+    `journalctl -p warning` finds warnings and errors."""
+
+    def __init__(self) -> None:
+        super().__init__(JOURNAL_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"<{PRIORITIES.get(record.levelname, 6)}>"
+        return "\n".join(prefix + line for line in super().format(record).splitlines())
+
+
 def configure_logging(log_format: LogFormat, level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
+    elif log_format == "journal":
+        handler.setFormatter(JournalFormatter())
     else:
         formatter = logging.Formatter(TEXT_FORMAT, "%Y-%m-%dT%H:%M:%S")
         formatter.converter = time.gmtime
@@ -60,6 +78,7 @@ class AccessLogSink:
 
     def __init__(self, log_format: LogFormat, fd: int | None = None) -> None:
         self.json = log_format == "json"
+        self.journal = log_format == "journal"
         self.fd = sys.stderr.fileno() if fd is None else fd
         self._entries: list[tuple[float, str, str, int, float]] = []
         self._timer: asyncio.TimerHandle | None = None
@@ -79,7 +98,12 @@ class AccessLogSink:
         if not self._entries:
             return
         entries, self._entries = self._entries, []
-        lines = self._json_lines(entries) if self.json else self._text_lines(entries)
+        if self.json:
+            lines = self._json_lines(entries)
+        elif self.journal:
+            lines = self._journal_lines(entries)
+        else:
+            lines = self._text_lines(entries)
         data = "".join(lines).encode("utf-8", "replace")
         try:
             while data:
@@ -100,6 +124,11 @@ class AccessLogSink:
             lines.append(f"{stamp}Z INFO {ACCESS_LOGGER}: {method} {path} {status} "
                          f"{seconds * 1000:.1f}ms\n")
         return lines
+
+    @staticmethod
+    def _journal_lines(entries: list[tuple[float, str, str, int, float]]) -> list[str]:
+        return [f"<6>INFO {ACCESS_LOGGER}: {method} {path} {status} {seconds * 1000:.1f}ms\n"
+                for _, method, path, status, seconds in entries]
 
     @staticmethod
     def _json_lines(entries: list[tuple[float, str, str, int, float]]) -> list[str]:

@@ -144,6 +144,7 @@ class GroupPush:
     # every family the body declared, even one with no sample left (POST replaces it too)
     pushed_families: set[str] = field(default_factory=set)
     reason: str = ""  # for `fail`: why the push was refused
+    ttl: float | None = None  # the group's own time to live (None: METRICS_GROUP_TTL)
 
 
 SkipCounts = dict[tuple[str, str], int]  # (reason, source) -> samples not stored
@@ -190,11 +191,15 @@ class Push:
         self.group = group  # a Pushgateway-API push: what it does to its group
         self.families = families
         self.typing = typing
-        self.refused: str | None = None
+        self.refused: str | PushRefused | None = None  # PushRefused: e.g. OverBudget
 
 
 class PushRefused(Exception):
     """The store refused the push (a family type clash); nothing of it was stored."""
+
+
+class OverBudget(PushRefused):
+    """The push would create series beyond a series budget; nothing of it was stored."""
 
 
 class Change(NamedTuple):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from metrics_ingest import __version__
+from metrics_ingest import __version__, openapi_admin
 from metrics_ingest.model import MAX_LABEL_VALUE, MAX_LABELS, MAX_METRIC_NAME
 
 ERROR_SCHEMA: dict[str, Any] = {
@@ -198,6 +198,7 @@ def document() -> dict[str, Any]:
                     "413": error("body or push too large"),
                     "415": error("unsupported Content-Encoding"),
                     "503": error("overloaded, shutting down or storage failure; see Retry-After"),
+                    **openapi_admin.TENANT_ERRORS,
                 },
             }},
             "/write": {"post": line_protocol_write(
@@ -274,6 +275,7 @@ def document() -> dict[str, Any]:
                     "401": error("read token required"),
                 },
             }},
+            "/api/v1/admin/tsdb/delete_series": openapi_admin.delete_series(),
             "/healthz": {"get": {
                 "summary": "Liveness", "security": [],
                 "responses": {"200": {"description": "serving", "content": {

@@ -22,7 +22,10 @@ from metrics_ingest.http.server import (
     connection_bound,
     raise_file_limit,
 )
-from metrics_ingest.keys import PARSERS, STORE
+from metrics_ingest.keys import PARSERS, STORE, TLS
+from metrics_ingest.sdnotify import Notifier
+from metrics_ingest.tls import is_loopback
+from metrics_ingest.upkeep import reload_files
 
 log = logging.getLogger("metrics_ingest.cli")
 
@@ -31,9 +34,13 @@ log = logging.getLogger("metrics_ingest.cli")
 SHUTDOWN_GRACE_SECONDS = 30.0
 
 
-async def serve_until_signalled(settings: Settings, worker: int | None = None) -> None:
+async def serve_until_signalled(settings: Settings, worker: int | None = None,
+                                notifier: Notifier | None = None) -> None:
     """Serve until signalled. `worker`: this is worker number `worker` of `serve --workers`,
-    whose supervisor claimed the store; its socket shares the port (SO_REUSEPORT)."""
+    whose supervisor claimed the store; its socket shares the port (SO_REUSEPORT).
+    `notifier` (systemd, or the supervisor's relay) hears READY=1 once the socket listens and
+    STOPPING=1 at the signal."""
+    notifier = notifier or Notifier(None)
     app = create_app(settings, claimed=worker is not None)
     files = raise_file_limit()
     guard = ConnectionGuard(connection_bound(settings.max_connections, files),
@@ -44,20 +51,30 @@ async def serve_until_signalled(settings: Settings, worker: int | None = None) -
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload_files, app)
+    tls = app.get(TLS)
+    if tls is None and not is_loopback(settings.host):
+        log.warning("serving plain HTTP on %s: tokens cross the network readable; give "
+                    "--tls-cert and --tls-key (or put a TLS proxy in front)", settings.host)
     try:
         site = web.TCPSite(runner, settings.host, settings.port,
-                           reuse_port=worker is not None)
+                           reuse_port=worker is not None,
+                           ssl_context=None if tls is None else tls.context)
         await site.start()
         tune_garbage_collector()
         # The big-body parsers start beside the first requests, not in front of them.
         warming = loop.run_in_executor(None, app[PARSERS].warm)
         for address in runner.addresses:
             host, port = address[0], address[1]
-            log.info("%slistening on http://%s:%d (database %s)",
-                     "" if worker is None else f"worker {worker}: ", host, port,
+            log.info("%slistening on %s://%s:%d (database %s)",
+                     "" if worker is None else f"worker {worker}: ",
+                     "http" if tls is None else "https", host, port,
                      app[STORE].location)
+        notifier.ready("listening on " + ", ".join(f"{address[0]}:{address[1]}"
+                                                   for address in runner.addresses))
         await stop.wait()
         log.info("signal received: refusing new pushes, draining the queue")
+        notifier.stopping("draining the queue")
         with contextlib.suppress(Exception):  # a failed warm-up leaves parsing to first use
             await warming
     finally:

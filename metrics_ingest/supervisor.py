@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import multiprocessing.connection
+import os
 import signal
 import socket
 import time
@@ -16,6 +17,7 @@ from types import FrameType
 
 from metrics_ingest.config import Settings
 from metrics_ingest.logs import configure_logging
+from metrics_ingest.sdnotify import Notifier, ReadinessRelay
 from metrics_ingest.serve import SHUTDOWN_GRACE_SECONDS, run, serve_until_signalled
 from metrics_ingest.store import open_store
 
@@ -26,10 +28,12 @@ EARLY_EXIT_SECONDS = 10.0  # a worker that dies this soon after starting failed 
 EARLY_EXITS_ALLOWED = 3  # in a row, before the supervisor gives up
 
 
-def worker_main(settings: Settings, index: int) -> None:
-    """A worker process: one server over the shared port."""
+def worker_main(settings: Settings, index: int, notify: str | None = None) -> None:
+    """A worker process: one server over the shared port; it tells the supervisor's relay at
+    `notify` when it serves."""
     configure_logging(settings.log_format, settings.log_level)
-    run(serve_until_signalled(settings, worker=index))
+    notifier = Notifier(notify, {"WORKER": str(index)})
+    run(serve_until_signalled(settings, worker=index, notifier=notifier))
 
 
 def reserve_port(host: str, port: int) -> tuple[socket.socket | None, int]:
@@ -45,8 +49,13 @@ def reserve_port(host: str, port: int) -> tuple[socket.socket | None, int]:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, notifier: Notifier | None = None) -> None:
         self.settings = settings
+        # Under systemd this process is the main PID: it says READY=1 once every worker does.
+        self.notifier = notifier or Notifier(None)
+        self.relay = None if self.notifier.address is None else ReadinessRelay(
+            self.notifier, settings.workers,
+            f"{settings.workers} workers listening on {settings.host}:{settings.port}")
         self.context = multiprocessing.get_context("spawn")
         self.workers: dict[int, BaseProcess] = {}
         self.started: dict[int, float] = {}
@@ -54,7 +63,8 @@ class Supervisor:
         self.stopping = False
 
     def start(self, index: int) -> None:
-        process = self.context.Process(target=worker_main, args=(self.settings, index),
+        notify = None if self.relay is None else self.relay.address
+        process = self.context.Process(target=worker_main, args=(self.settings, index, notify),
                                        name=f"metrics-ingest-worker-{index}")
         process.start()
         self.workers[index] = process
@@ -63,10 +73,18 @@ class Supervisor:
     def stop(self, signum: int, _frame: FrameType | None) -> None:
         if not self.stopping:
             log.info("signal received: stopping %d workers", len(self.workers))
+            self.notifier.stopping(f"stopping {len(self.workers)} workers")
         self.stopping = True
         for process in self.workers.values():
             if process.is_alive() and process.pid is not None:
                 process.terminate()  # SIGTERM: each drains its queue, then exits
+
+    def reload(self, signum: int, _frame: FrameType | None) -> None:
+        """SIGHUP: each worker reads its tokens file and certificate again."""
+        log.info("SIGHUP: telling %d workers to reload", len(self.workers))
+        for process in self.workers.values():
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGHUP)
 
     def watch(self) -> int:
         """Until stopped: restart workers that die. Then wait for all; the exit code."""
@@ -99,7 +117,7 @@ class Supervisor:
         return 1 if failed or self.early_exits >= EARLY_EXITS_ALLOWED else 0
 
 
-def serve_workers(settings: Settings) -> int:
+def serve_workers(settings: Settings, notifier: Notifier | None = None) -> int:
     store = open_store(settings.database)
     store.claim()
     try:
@@ -107,13 +125,16 @@ def serve_workers(settings: Settings) -> int:
         if applied:
             log.info("database %s: applied migrations %s", store.location, ", ".join(applied))
         holder, port = reserve_port(settings.host, settings.port)
-        supervisor = Supervisor(settings.replace(port=port))
+        supervisor = Supervisor(settings.replace(port=port), notifier)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, supervisor.stop)
+        signal.signal(signal.SIGHUP, supervisor.reload)
         for index in range(1, settings.workers + 1):
             supervisor.start(index)
         log.info("started %d workers on http://%s:%d", settings.workers, settings.host, port)
         code = supervisor.watch()
+        if supervisor.relay is not None:
+            supervisor.relay.close()
         if holder is not None:
             holder.close()
         log.info("stopped: every worker exited%s", "" if code == 0 else ", one or more failed")

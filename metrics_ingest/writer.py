@@ -240,8 +240,10 @@ class Writer:
         self.publish(change)
         self._record(pushes, seconds)
         for push in pushes:
-            if push.refused is not None:
-                reject(push.done, PushRefused(push.refused))
+            refused = push.refused
+            if refused is not None:
+                reject(push.done, refused if isinstance(refused, PushRefused)
+                       else PushRefused(refused))
             elif not push.done.done():
                 push.done.set_result(None)
 

@@ -22,26 +22,22 @@ from tests.conftest import AUTH, TOKEN, Service
 Client = TestClient[web.Request, web.Application]
 
 
-def test_comparison_covers_every_token_at_fixed_length() -> None:
-    # Fixed-length digests, all compared: the candidate's length and content do not change
-    # which comparisons run. (Timing itself is not asserted: too noisy to be meaningful.)
-    digests = (auth.digest("alpha"), auth.digest("beta"))
-    assert auth.digest_matches("beta", digests)
-    assert not auth.digest_matches("bet", digests)
-    assert not auth.digest_matches("beta" * 1000, digests)
-    assert not auth.digest_matches(None, digests)
-    assert {len(d) for d in digests} == {32}
-
-
-def test_policy_remembers_only_accepted_headers() -> None:
-    policy = auth.AuthPolicy.from_tokens(["good"], None)
-    assert not policy.may_push("bad")
-    assert policy.accepted_push == {}
-    assert policy.may_push("good")
-    assert list(policy.accepted_push) == ["good"]
-    for i in range(200):
-        policy.may_push(f"wrong{i}")
-    assert list(policy.accepted_push) == ["good"]
+def test_tokens_are_known_by_digest_only() -> None:
+    policy = auth.AuthPolicy(["good-token"], "read-token")
+    assert all(len(digest) == 32 for digest in policy.principals)
+    assert "good-token" not in repr(policy.principals)
+    pusher = policy.identify("good-token")
+    assert pusher is not None
+    assert pusher.may("push")
+    assert pusher.may("read")
+    reader = policy.identify("read-token")
+    assert reader is not None
+    assert not reader.may("push")
+    assert reader.may("read")
+    assert policy.identify("good-toke") is None
+    assert policy.identify(None) is None
+    assert not policy.reads_public
+    assert auth.AuthPolicy(["good-token"]).reads_public
 
 
 async def test_every_rejection_reason_is_counted(

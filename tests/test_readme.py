@@ -147,7 +147,10 @@ def test_readme_examples_run_as_printed(tmp_path: Path, postgres: PostgresServer
     port = free_port()
     # Like the quick start: no METRICS_AUTH_TOKEN, so serve makes data/auth-token.
     env = {key: value for key, value in os.environ.items() if not key.startswith("METRICS_")}
-    service = start_service(workdir, env={"METRICS_AUTH_TOKEN": ""}, port=port,
+    # The admin token the deletion example uses (README "Tenants").
+    admin = "readme-admin-token"
+    service = start_service(workdir, env={"METRICS_AUTH_TOKEN": "", "METRICS_ADMIN_TOKEN": admin},
+                            port=port,
                             args=("--db", "data/metrics.db"), clean_env=env, cwd=workdir)
     try:
         token = (workdir / "data" / "auth-token").read_text().strip()
@@ -159,6 +162,7 @@ def test_readme_examples_run_as_printed(tmp_path: Path, postgres: PostgresServer
             conn.execute("CREATE ROLE metrics LOGIN CREATEDB PASSWORD 'change-me'")
         shell = Shell(workdir, service.url, token,
                       {**env, "PATH": path, "TOKEN": token, "METRICS_TOKEN": token,
+                       "ADMIN_TOKEN": admin,
                        "HOME": str(tmp_path), "XDG_STATE_HOME": str(tmp_path / "state")},
                       postgres.cluster.port)
         ran = 0

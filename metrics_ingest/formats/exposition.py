@@ -87,7 +87,7 @@ def family(name: str, kind: str, help_text: str, fmt: Format = TEXT) -> list[str
 
 
 def render_telemetry(telemetry: Telemetry, queue_samples: int, db_size: int,
-                     fmt: Format = TEXT) -> list[str]:
+                     fmt: Format = TEXT, series: dict[str, int] | None = None) -> list[str]:
     """Lines for the `metrics_ingest_*` families, in a stable order."""
     lines: list[str] = []
     name = "metrics_ingest_samples_received_total"
@@ -130,6 +130,12 @@ def render_telemetry(telemetry: Telemetry, queue_samples: int, db_size: int,
     name = "metrics_ingest_db_size_bytes"
     lines += family(name, "gauge", "Size of the database file and its WAL.", fmt)
     lines.append(f"{name} {db_size}")
+
+    name = "metrics_ingest_series"
+    lines += family(name, "gauge", "Series stored, by source (what the series budgets count).",
+                    fmt)
+    for source, count in sorted((series or {}).items()):
+        lines.append(f"{name}{label_block([('source', source)])} {count}")
 
     name = "metrics_ingest_purged_samples_total"
     lines += family(name, "counter", "Samples deleted by the retention purge.", fmt)

@@ -137,6 +137,7 @@ class GroupParams(NamedTuple):
     grouping: Grouping
     when: float  # the time the samples carry
     max_samples: int
+    ttl: float | None = None  # `?ttl=`: the group's own time to live, in seconds
 
 
 def parse_group_push(body: bytes, params: GroupParams, now: float) -> Parsed:
@@ -145,8 +146,11 @@ def parse_group_push(body: bytes, params: GroupParams, now: float) -> Parsed:
     if params.op == "delete":
         return Parsed([], GroupPush("delete", params.grouping))
     try:
-        return parse_text(utf8(body), params.grouping, params.when, params.op,
-                          params.max_samples)
+        parsed = parse_text(utf8(body), params.grouping, params.when, params.op,
+                            params.max_samples)
+        if parsed.group is not None:
+            parsed.group.ttl = params.ttl
+        return parsed
     except Refused as exc:
         return Parsed([], GroupPush("fail", params.grouping), refusal=exc)
 

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -14,12 +16,14 @@ from metrics_ingest.auth import presented_token
 from metrics_ingest.http.errors import (
     ApiError,
     ErrorFields,
+    Forbidden,
     ServiceUnavailable,
+    TooManyRequests,
     Unauthorized,
     error_response,
     render_failure,
 )
-from metrics_ingest.keys import AUTH, CORS_HEADERS, TELEMETRY
+from metrics_ingest.keys import AUTH, CORS_HEADERS, PRINCIPAL, TELEMETRY
 from metrics_ingest.store import StorageError
 
 log = logging.getLogger("metrics_ingest.http")
@@ -31,7 +35,7 @@ PREFLIGHT_HEADERS = {
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Access = Literal["push", "read", "open"]
+Access = Literal["push", "read", "admin", "open"]
 Credentials = Callable[[web.Request], str | None]
 
 
@@ -100,13 +104,28 @@ def wrap(spec: Endpoint) -> Handler:
 
 def check_auth(app: web.Application, request: web.Request, access: Access,
                credentials: Credentials) -> None:
-    """Pushes need a push token; reads need the read token when one is set."""
+    """Pushes need a token with the push role, admin endpoints one with the admin role;
+    reads need one with the read role unless reads are public. Over its rate, a token gets
+    429 with Retry-After. The request keeps the token's `Principal` (PRINCIPAL) for the
+    source check and the logs."""
     policy = app[AUTH]
     token = credentials(request)
-    if access == "push":
-        if not policy.may_push(token):
+    principal = policy.identify(token)
+    if principal is None:
+        if access == "read" and policy.reads_public:
+            return
+        if access != "read":
             app[TELEMETRY].count_rejected("auth")
-            raise Unauthorized("missing or invalid bearer token" if token is None
-                               else "invalid bearer token")
-    elif not policy.may_read(token):
-        raise Unauthorized("this endpoint needs the read token")
+        raise Unauthorized("missing bearer token" if token is None else "invalid bearer token")
+    limiter = principal.limiter
+    if limiter is not None:
+        wait = limiter.wait(time.monotonic())
+        if wait > 0:
+            app[TELEMETRY].count_rejected("rate_limited")
+            raise TooManyRequests(f"token {principal.name!r} is over its rate of "
+                                  f"{limiter.rate:g} requests per second", math.ceil(wait))
+    if access not in principal.roles and not (access == "read" and policy.reads_public):
+        if access != "read":
+            app[TELEMETRY].count_rejected("forbidden")
+        raise Forbidden(f"token {principal.name!r} lacks the {access} role")
+    request[PRINCIPAL] = principal

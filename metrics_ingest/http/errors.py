@@ -44,6 +44,12 @@ class Unauthorized(ApiError):
         super().__init__(message, headers={"WWW-Authenticate": 'Bearer realm="metrics-ingest"'})
 
 
+class Forbidden(ApiError):
+    """A valid token that may not do this (a role it lacks, a source outside its scope)."""
+
+    status = 403
+
+
 class RequestTimeout(ApiError):
     status = 408
 
@@ -60,6 +66,20 @@ class PayloadTooLarge(ApiError):
 
 class UnsupportedMediaType(ApiError):
     status = 415
+
+
+class Unprocessable(ApiError):
+    """A well-formed push the service will not take as it is (a series budget): clients
+    must not retry it unchanged (not 408 or 429)."""
+
+    status = 422
+
+
+class TooManyRequests(ApiError):
+    status = 429
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(max(1, retry_after))})
 
 
 class ServiceUnavailable(ApiError):

@@ -12,17 +12,28 @@ from metrics_ingest.http.body import content_encoding, read_raw
 from metrics_ingest.http.errors import (
     ApiError,
     BadRequest,
+    Forbidden,
     PayloadTooLarge,
     RequestTimeout,
     ServiceUnavailable,
+    Unprocessable,
 )
 from metrics_ingest.inbox import Closed, Overloaded, StorageFailed
-from metrics_ingest.keys import CLOCK, LIFECYCLE, PARSERS, SETTINGS, TELEMETRY, WRITER
-from metrics_ingest.model import BodyRefused, Parsed, Push, PushInvalid, PushRefused
+from metrics_ingest.keys import CLOCK, LIFECYCLE, PARSERS, PRINCIPAL, SETTINGS, TELEMETRY, WRITER
+from metrics_ingest.model import (
+    BodyRefused,
+    OverBudget,
+    Parsed,
+    Push,
+    PushInvalid,
+    PushRefused,
+)
 from metrics_ingest.parsing import Parse
+from metrics_ingest.tokens import Principal
 
 REJECTION_REASONS = {
-    400: "invalid", 408: "timeout", 413: "too_large", 415: "unsupported_type", 503: "overload"}
+    400: "invalid", 403: "forbidden", 408: "timeout", 413: "too_large", 415: "unsupported_type",
+    422: "series_limit", 503: "overload"}
 
 
 class Attempt:
@@ -86,12 +97,17 @@ async def accept(request: web.Request, fmt: PushFormat) -> tuple[Parsed, int]:
         except BodyRefused as exc:
             attempt.source = attempt.source or exc.source
             raise refused_body(exc) from None
+        principal = request.get(PRINCIPAL)
+        if principal is not None and principal.scope is not None:
+            check_scope(principal, parsed, attempt)
         push = queue(app, parsed, attempt.now)
         if push is not None:
             try:
                 await push.done
             except (StorageFailed, Closed) as exc:
                 raise StorageUnavailable(str(exc)) from None
+            except OverBudget as exc:
+                raise Unprocessable(str(exc)) from None
             except PushRefused as exc:
                 raise BadRequest(f"pushed metrics are invalid or inconsistent with existing "
                                  f"metrics: {exc}") from None
@@ -113,6 +129,19 @@ async def accept(request: web.Request, fmt: PushFormat) -> tuple[Parsed, int]:
         for key, count in parsed.skip_counts.items():
             skipped[key] += count
     return parsed, 0 if push is None else push.samples
+
+
+def check_scope(principal: Principal, parsed: Parsed, attempt: Attempt) -> None:
+    """403 unless the token may write every source of the push (remote_write: each series'
+    source; the Pushgateway API: the job; Influx: the bucket or database)."""
+    sources = {group.source for group in parsed.groups}
+    if parsed.group is not None:
+        sources.add(parsed.group.grouping.source)
+    denied = principal.forbidden(sorted(sources))
+    if denied is not None:
+        attempt.source = denied
+        raise Forbidden(f"token {principal.name!r} may not write source {denied!r}; "
+                        "nothing was stored")
 
 
 async def body_of(request: web.Request) -> bytes:

@@ -10,6 +10,7 @@ from metrics_ingest.formats.fields import check_timestamp
 from metrics_ingest.formats.pushgateway import GroupParams, parse_group_push
 from metrics_ingest.http.errors import BadRequest, UnsupportedMediaType, json_response
 from metrics_ingest.http.intake import Attempt, accept, invalid_push
+from metrics_ingest.http.params import parse_duration
 from metrics_ingest.keys import SETTINGS
 from metrics_ingest.model import (
     DIGITS_RE,
@@ -58,7 +59,9 @@ class GroupPushFormat:
                 f"Content-Type {request.content_type[:64]!r} is not supported; push the "
                 "Prometheus text format (the protobuf format is not accepted)")
         when = attempt.now if op == "delete" else push_time(request, attempt.now)
-        return GroupParams(op, grouping, when, request.app[SETTINGS].queue_max_samples)
+        raw_ttl = request.query.get("ttl")
+        ttl = None if raw_ttl is None else parse_duration("ttl", raw_ttl)
+        return GroupParams(op, grouping, when, request.app[SETTINGS].queue_max_samples, ttl)
 
 
 GROUP_PUSH = GroupPushFormat()

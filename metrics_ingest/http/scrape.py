@@ -13,8 +13,9 @@ from aiohttp import hdrs, web
 
 from metrics_ingest.formats.exposition import TEXT, accepts_text, negotiate, render_telemetry
 from metrics_ingest.http.errors import BadRequest
-from metrics_ingest.keys import CLOCK, CORS_HEADERS, EXPORT, STORE, TELEMETRY, WRITER
+from metrics_ingest.keys import CLOCK, CORS_HEADERS, EXPORT, READER, STORE, TELEMETRY, WRITER
 from metrics_ingest.model import shorten
+from metrics_ingest.store import StorageError
 
 # Bodies up to this size are sent in one piece; larger ones are written as they are handed
 # over, in writes of about this size, so a million series are never joined into one copy.
@@ -45,6 +46,15 @@ def coalesced(pieces: list[bytes]) -> list[bytes]:
     return out
 
 
+async def series_counts(app: web.Application) -> dict[str, int]:
+    """The series per source, or none while the database cannot be read (the service's own
+    metrics are still served then)."""
+    try:
+        return await app[READER].series_counts()
+    except StorageError:
+        return {}
+
+
 async def metrics(request: web.Request) -> web.StreamResponse:
     app = request.app
     only = request.query.get("only", "")
@@ -57,7 +67,8 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     if only != "self":
         pieces, fmt = await app[EXPORT].pieces(fmt, app[CLOCK](), fallback)
     own = (render_telemetry(app[TELEMETRY], app[WRITER].queued_samples,
-                            app[STORE].size_bytes(), fmt) if only != "stored" else [])
+                            app[STORE].size_bytes(), fmt, await series_counts(app))
+           if only != "stored" else [])
     pieces.append(("".join(line + "\n" for line in own) + fmt.trailer).encode())
     headers = {"Content-Type": fmt.content_type}
     size = sum(map(len, pieces))

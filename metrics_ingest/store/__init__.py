@@ -13,6 +13,8 @@ from typing import Any, NamedTuple, Protocol
 
 from metrics_ingest.config import Synchronous
 from metrics_ingest.model import Change, FamilyMeta, Push
+from metrics_ingest.selectors import Selector
+from metrics_ingest.store.budgets import SeriesLimits
 
 
 class StorageError(Exception):
@@ -82,6 +84,23 @@ class WriteSession(Protocol):
         """Raise StorageError unless a write of a realistic size can commit now."""
         ...
 
+    def expire_groups(self, now: float, default_ttl: float) -> Change | None:
+        """Stop exporting Pushgateway-API groups past their TTL (store/groups.py, expire);
+        the change to publish, or None when none expired."""
+        ...
+
+    # Deleting series by selector (store/deletion.py, deleting.py): each call is a
+    # transaction of its own.
+    def deletion_ids(self, selector: Selector) -> list[int]: ...
+
+    def deletion_windows(self, start: int, end: int) -> list[tuple[int, int]]: ...
+
+    def delete_window(self, ids: list[int], start: int, end: int) -> int: ...
+
+    def settle_deletion(self, ids: list[int], start: int, end: int) -> tuple[int, Change]:
+        """(series forgotten, the change to publish)."""
+        ...
+
     def outside_change(self) -> bool:
         """True when another connection has committed since the last call (or the first
         call): caches of what is stored must be rebuilt."""
@@ -105,6 +124,10 @@ class ReadSession(Protocol):
 
     async def active_sources(self, since: int) -> list[str]:
         """Sorted sources with a sample at or after `since`."""
+        ...
+
+    async def series_counts(self) -> dict[str, int]:
+        """The series stored per source (what the series budgets count)."""
         ...
 
     async def close(self) -> None: ...
@@ -185,13 +208,15 @@ class ChangeFeed(Protocol):
     async def close(self) -> None: ...
 
 
-def open_store(location: str | Path, shared: bool = False) -> Store:
+def open_store(location: str | Path, shared: bool = False,
+               limits: SeriesLimits | None = None) -> Store:
     """The store at `location`: a postgresql:// URL, else an SQLite file's path. `shared`:
-    this process is one of `serve --workers N` (PostgreSQL is always shared)."""
+    this process is one of `serve --workers N` (PostgreSQL is always shared). `limits`: the
+    series budgets its writer enforces (none for the operator's commands)."""
     if isinstance(location, str) and location.startswith(("postgresql://", "postgres://")):
         from metrics_ingest.store.postgres import PostgresStore
 
-        return PostgresStore(location)
+        return PostgresStore(location, limits)
     from metrics_ingest.store.sqlite import SQLiteStore
 
-    return SQLiteStore(Path(location), shared)
+    return SQLiteStore(Path(location), shared, limits)

@@ -22,7 +22,7 @@ class Runner(Protocol):
 class GroupStatements(NamedTuple):
     """One engine's SQL for the group rules, parameters in the order given here."""
 
-    upsert_group: str  # (source, grouping, pushed_at) RETURNING id
+    upsert_group: str  # (source, grouping, pushed_at, ttl) RETURNING id
     select_group: str  # (source, grouping) -> id
     select_members: str  # (group_id,) -> (series_id, family)
     delete_member: str  # (group_id, series_id)
@@ -31,6 +31,8 @@ class GroupStatements(NamedTuple):
     hide_series: str  # (series_id,)
     pin_series: str  # (series_id,)
     fail_group: str  # (source, grouping, failed_at)
+    select_expired: str  # (default ttl, default ttl, now) -> (id,) of groups past their TTL
+    expire_series: str  # (series_id,): hidden for good, forgotten by the next purge
 
 
 def record_failure(db: Runner, sql: GroupStatements, grouping: Grouping, now: float) -> None:
@@ -47,12 +49,12 @@ def apply(db: Runner, sql: GroupStatements, series: SeriesCache, push: Push) -> 
                group.families[name]
                for sample_group in push.groups for name in sample_group.names}
     return apply_operation(db, sql, group.op, group.grouping.source, group.grouping.key,
-                           members, group.pushed_families, push.received_at)
+                           members, group.pushed_families, push.received_at, group.ttl)
 
 
 def apply_operation(db: Runner, sql: GroupStatements, op: str, source: str, grouping: str,
                      members: dict[int, str], pushed_families: set[str],
-                     now: float) -> list[int]:
+                     now: float, ttl: float | None = None) -> list[int]:
     """Make a push group's exported series what a PUT, POST or DELETE says (Pushgateway
     semantics); the caller owns the transaction, which also holds the push's samples.
 
@@ -71,7 +73,7 @@ def apply_operation(db: Runner, sql: GroupStatements, op: str, source: str, grou
         db.executemany(sql.delete_member, [(group_id, series_id) for series_id, _ in leaving])
         db.execute(sql.delete_group, (group_id,))
         return [series_id for series_id, _ in leaving]
-    group_id = db.execute(sql.upsert_group, (source, grouping, now)).fetchone()[0]
+    group_id = db.execute(sql.upsert_group, (source, grouping, now, ttl)).fetchone()[0]
     old = dict(db.execute(sql.select_members, (group_id,)).fetchall())
     replaced = {series_id for series_id, family in old.items()
                 if op == "put" or family in pushed_families}
@@ -84,3 +86,19 @@ def apply_operation(db: Runner, sql: GroupStatements, op: str, source: str, grou
     db.executemany(sql.insert_member, added)
     db.executemany(sql.pin_series, [(series_id,) for _, series_id, _ in added])
     return gone + [series_id for _, series_id, _ in added]
+
+
+def expire(db: Runner, sql: GroupStatements, now: float, default_ttl: float) -> list[int]:
+    """Groups not pushed for their TTL (`?ttl=`, else `default_ttl`; 0: never) stop being
+    exported: their series are hidden for good (the next purge forgets them and their
+    samples) and the groups are gone. Returns the series hidden."""
+    hidden: list[int] = []
+    for (group_id,) in db.execute(sql.select_expired, (default_ttl, default_ttl, now)
+                                  ).fetchall():
+        members = [series_id for series_id, _ in
+                   db.execute(sql.select_members, (group_id,)).fetchall()]
+        db.executemany(sql.expire_series, [(series_id,) for series_id in members])
+        db.executemany(sql.delete_member, [(group_id, series_id) for series_id in members])
+        db.execute(sql.delete_group, (group_id,))
+        hidden += members
+    return hidden

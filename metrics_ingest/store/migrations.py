@@ -57,12 +57,26 @@ class Target(Protocol):
     def rollback(self) -> None: ...
 
 
+class NewerSchemaError(ValueError):
+    """The database records a migration this release does not have: a newer release
+    migrated it (a downgrade). Nothing was changed."""
+
+
 def run(target: Target, migrations: list[Migration]) -> list[str]:
     """Apply every migration not yet recorded. Idempotent and safe against a concurrent
-    runner: each check happens inside the excluding transaction. Returns the names applied."""
+    runner: each check happens inside the excluding transaction. Returns the names applied.
+    Raises NewerSchemaError, changing nothing, when the database is ahead of `migrations`."""
     applied: list[str] = []
+    newest = max((migration.version for migration in migrations), default=0)
     for migration in migrations:
-        if migration.version in target.begin():
+        recorded = target.begin()
+        if max(recorded, default=0) > newest:
+            target.rollback()
+            raise NewerSchemaError(
+                f"the database's schema is version {max(recorded)}, newer than this release's "
+                f"{newest}: a newer metrics-ingest migrated it; install that release again or "
+                "restore the backup taken before the upgrade")
+        if migration.version in recorded:
             target.rollback()
             continue
         try:

@@ -13,6 +13,7 @@ from typing import Protocol, cast
 
 from metrics_ingest.formats.exposition import series_block
 from metrics_ingest.model import Push, SampleGroup
+from metrics_ingest.store.budgets import SeriesLimits, refuse_over_budget
 
 SeriesKey = tuple[str, str, str]  # (metric_name, source, labels)
 NewSeries = tuple[str, str, str, str]  # (metric_name, source, labels, label block)
@@ -36,6 +37,14 @@ class SeriesTable(Protocol):
         on one database, a series another writer created meanwhile gets its id instead of a
         duplicate."""
         ...
+
+    def series_counts(self, sources: Sequence[str]) -> tuple[dict[str, int], int]:
+        """The stored series of each of `sources`, and of the whole database."""
+        ...
+
+
+class OverBudgetPushes(Exception):
+    """Raised inside `rows`: some pushes were refused, the batch's rows are made again."""
 
 
 class SeriesCache:
@@ -74,16 +83,27 @@ class SeriesCache:
             self.young_series += len(inner)
         return inner
 
-    def rows(self, table: SeriesTable, pushes: Sequence[Push]
+    def rows(self, table: SeriesTable, pushes: Sequence[Push],
+             limits: SeriesLimits | None = None
              ) -> tuple[list[int | float], list[int | float]]:
         """Sample rows, flat (timestamp, series_id, value, ...), and the newest sample of
         each series in the batch, flat (series_id, timestamp, value, ...), oldest first.
+
+        With `limits`, a push that would create series beyond a budget gets `refused` (an
+        OverBudget) and none of its rows; the others' rows are returned.
 
         Series found or created in the table are not adopted until `adopt` (after the commit),
         so a rolled-back batch leaves the cache as the database is. Columns are gathered group
         by group and zipped once: per-group iterators cost a third of a small batch's commit
         (bench/README.md, "Writer").
         """
+        try:
+            return self._rows(table, pushes, limits)
+        except OverBudgetPushes:
+            return self.rows(table, [push for push in pushes if push.refused is None], limits)
+
+    def _rows(self, table: SeriesTable, pushes: Sequence[Push], limits: SeriesLimits | None
+              ) -> tuple[list[int | float], list[int | float]]:
         self._pending = {}
         # Oldest first (a stable sort keeps queue order among equal timestamps), so a later
         # group's sample of a series is always the newer one and can simply overwrite.
@@ -97,15 +117,17 @@ class SeriesCache:
             found += map(cached((group.source, group.labels)).get, group.names)
             stamps += repeat(group.timestamp, len(group.names))
             values += group.values
-        ids = (self._resolve(table, groups, found) if None in found
-               else cast(list[int], found))
+        ids = (self._resolve(table, groups, found, pushes if limits else None, limits)
+               if None in found else cast(list[int], found))
         newest = dict(zip(ids, zip(ids, stamps, values, strict=True), strict=True))
         return (list(chain.from_iterable(zip(stamps, ids, values, strict=True))),
                 list(chain.from_iterable(newest.values())))
 
     def _resolve(self, table: SeriesTable, groups: list[SampleGroup],
-                 found: list[int | None]) -> list[int]:
-        """Fill in the ids the cache did not have: from the table, else newly created."""
+                 found: list[int | None], pushes: Sequence[Push] | None,
+                 limits: SeriesLimits | None) -> list[int]:
+        """Fill in the ids the cache did not have: from the table, else newly created (raises
+        OverBudgetPushes when `limits` refused a push: nothing was created)."""
         # In the batch's order: SQLite numbers new series in this order, and a push's series
         # with neighbouring ids keep its inserts near each other in the samples and latest
         # B-trees (sorted by key instead, W3 lost 20%).
@@ -122,6 +144,13 @@ class SeriesCache:
                 if block is None:
                     block = blocks[(source, labels)] = series_block(source, labels)
                 new.append((name, source, labels, block))
+        if new and pushes is not None and limits is not None:
+            owners = {id(group): push for push in pushes for group in push.groups}
+            creator = {(name, source, labels): owners[id(group)]
+                       for group, names in reversed(self._misses(groups, found))
+                       for name in names for source, labels in ((group.source, group.labels),)}
+            if refuse_over_budget(limits, [(creator[row[:3]], row[1]) for row in new], table):
+                raise OverBudgetPushes()
         if new:
             known.update(table.create(new))
         self._pending = known

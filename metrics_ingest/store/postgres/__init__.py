@@ -13,6 +13,7 @@ from psycopg.sql import SQL
 from metrics_ingest.config import Synchronous
 from metrics_ingest.model import EVERYTHING
 from metrics_ingest.store import StorageError
+from metrics_ingest.store.budgets import SeriesLimits
 from metrics_ingest.store.changes import encode_change
 from metrics_ingest.store.postgres import migrations
 from metrics_ingest.store.postgres.connection import connect, engine_errors, redact
@@ -28,8 +29,9 @@ class PostgresStore:
     """The store (see store.Store) at one PostgreSQL URL. The password may also come from
     PGPASSWORD or ~/.pgpass (libpq's own rules); `location` never shows it."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, limits: SeriesLimits | None = None) -> None:
         self.url = url
+        self.limits = limits
         self.location = redact(url)
         # This process's name in the change feed: its own notices are not news to it.
         self.origin = secrets.token_hex(6)
@@ -55,7 +57,7 @@ class PostgresStore:
     def open_writer(self, synchronous: Synchronous) -> PostgresWriteSession:
         """`synchronous` is SQLite's: PostgreSQL's commits are as durable as its own
         synchronous_commit setting says (on by default)."""
-        return PostgresWriteSession(self.url, self.origin)
+        return PostgresWriteSession(self.url, self.origin, self.limits)
 
     async def open_reader(self) -> PostgresReader:
         return PostgresReader(self.url)

@@ -20,6 +20,7 @@ from metrics_ingest.store.postgres.connection import (
 )
 from metrics_ingest.store.postgres.sql import (
     SELECT_ACTIVE_SOURCES,
+    SELECT_ALL_SOURCE_SERIES,
     SELECT_EXPORTED_BETWEEN,
     SELECT_EXPORTED_NAMED,
     SELECT_GROUPS,
@@ -52,6 +53,12 @@ class PostgresReader:
             cursor = await conn.execute(SELECT_RECENT_SAMPLES, params)
             rows = await cursor.fetchall()
         return [StoredSample(*row) for row in rows]
+
+    async def series_counts(self) -> dict[str, int]:
+        conn = await self._connection()
+        with engine_errors(self.url):
+            cursor = await conn.execute(SELECT_ALL_SOURCE_SERIES)
+            return {source: int(count) for source, count in await cursor.fetchall()}
 
     async def active_sources(self, since: int) -> list[str]:
         conn = await self._connection()

@@ -7,7 +7,12 @@ from collections.abc import Iterable, Sequence
 
 import psycopg
 
-from metrics_ingest.store.postgres.sql import INSERT_SERIES, SELECT_SERIES_BY_KEYS
+from metrics_ingest.store.postgres.sql import (
+    INSERT_SERIES,
+    SELECT_SERIES_BY_KEYS,
+    SELECT_SOURCE_SERIES,
+    SELECT_TOTAL_SERIES,
+)
 from metrics_ingest.store.series_cache import NewSeries, SeriesKey
 
 
@@ -28,6 +33,12 @@ class PostgresSeriesTable:
 
     def find(self, keys: Sequence[SeriesKey]) -> Iterable[tuple[int, str, str, str]]:
         return self.conn.execute(SELECT_SERIES_BY_KEYS, columns(keys, 3)).fetchall()
+
+    def series_counts(self, sources: Sequence[str]) -> tuple[dict[str, int], int]:
+        stored: dict[str, int] = dict(
+            self.conn.execute(SELECT_SOURCE_SERIES, (list(sources),)).fetchall())
+        total = self.conn.execute(SELECT_TOTAL_SERIES).fetchone()
+        return stored, int(total[0]) if total is not None else 0
 
     def create(self, rows: Sequence[NewSeries]) -> dict[SeriesKey, int]:
         ordered = list(rows)

@@ -14,8 +14,10 @@ import psycopg
 from psycopg import errors
 
 from metrics_ingest.model import Change, Push
-from metrics_ingest.store import StorageError, groups
+from metrics_ingest.selectors import Selector
+from metrics_ingest.store import StorageError, deletion, groups
 from metrics_ingest.store.batch import SELECT_FAMILIES, checked, load_registry, newest_per_source
+from metrics_ingest.store.budgets import SeriesLimits
 from metrics_ingest.store.changes import encode_change
 from metrics_ingest.store.postgres import partitions
 from metrics_ingest.store.postgres.connection import broken, connect, engine_errors
@@ -34,6 +36,10 @@ from metrics_ingest.store.postgres.sql import (
     DELETE_EXPIRED_SERIES,
     DELETE_EXPIRED_SOURCES,
     DELETE_GROW_PROBE,
+    DELETION,
+    FORGET_TTL_LATEST,
+    FORGET_TTL_SAMPLES,
+    FORGET_TTL_SERIES,
     GROUPS,
     GROW_PROBE,
     NOTIFY,
@@ -70,9 +76,10 @@ class PostgresWriteSession:
     connection fails the batch (503) and is replaced on the next call.
     """
 
-    def __init__(self, url: str, origin: str) -> None:
+    def __init__(self, url: str, origin: str, limits: SeriesLimits | None = None) -> None:
         self.url = url
         self.origin = origin
+        self.limits = limits
         self.conn: psycopg.Connection | None = None
         self.series = SeriesCache()
         self.registry = load_registry([])
@@ -128,7 +135,10 @@ class PostgresWriteSession:
                     row = conn.execute(BUMP_FAMILIES_VERSION).fetchone()
                     if row is None or row[0] != self.families_version + 1:
                         raise StaleFamilies
-                samples, latest = series.rows(PostgresSeriesTable(conn), accepted)
+                samples, latest = series.rows(PostgresSeriesTable(conn), accepted,
+                                              self.limits)
+                if self.limits is not None:
+                    accepted = [push for push in accepted if push.refused is None]
                 write_rows(conn, samples, latest, small)
                 if accepted:
                     newest = newest_per_source(accepted)
@@ -224,9 +234,11 @@ class PostgresWriteSession:
             with conn.transaction():
                 conn.execute(ADVISORY_LOCK, (SERIES_LOCK,))
                 for statement in (DELETE_EXPIRED_MEMBERS, DELETE_EMPTY_GROUPS,
-                                  DELETE_EXPIRED_SERIES, DELETE_EXPIRED_LATEST,
-                                  DELETE_EXPIRED_SOURCES):
+                                  DELETE_EXPIRED_SERIES, DELETE_EXPIRED_LATEST):
                     conn.execute(statement, (cutoff,))
+                for statement in (FORGET_TTL_SAMPLES, FORGET_TTL_SERIES, FORGET_TTL_LATEST):
+                    conn.execute(statement)
+                conn.execute(DELETE_EXPIRED_SOURCES, (cutoff,))
                 conn.execute(NOTIFY, (CHANNEL, encode_change(self.origin, Change([], True))))
             return 0, True, Change([], everything=True)
 
@@ -239,6 +251,43 @@ class PostgresWriteSession:
             with conn.transaction():
                 conn.execute(DELETE_GROW_PROBE)
                 conn.execute(WRITE_PROBE, (now,))
+
+    def expire_groups(self, now: float, default_ttl: float) -> Change | None:
+        with engine_errors(self.url):
+            conn = self._connection()
+            with conn.transaction():
+                hidden = groups.expire(conn.cursor(), GROUPS, now, default_ttl)
+                if not hidden:
+                    return None
+                change = Change(hidden, groups=True)
+                conn.execute(NOTIFY, (CHANNEL, encode_change(self.origin, change)))
+        return change
+
+    def deletion_ids(self, selector: Selector) -> list[int]:
+        with engine_errors(self.url):
+            return deletion.matching_series(self._connection().cursor(), DELETION, selector)
+
+    def deletion_windows(self, start: int, end: int) -> list[tuple[int, int]]:
+        with engine_errors(self.url):
+            return deletion.windows(self._connection().cursor(), DELETION, start, end)
+
+    def delete_window(self, ids: list[int], start: int, end: int) -> int:
+        with engine_errors(self.url):
+            conn = self._connection()
+            with conn.transaction():
+                return deletion.delete_window(conn.cursor(), DELETION, ids, start, end)
+
+    def settle_deletion(self, ids: list[int], start: int, end: int) -> tuple[int, Change]:
+        """Series are forgotten under the series lock held exclusively, as the purge does:
+        no writer holds an id of one meanwhile."""
+        with engine_errors(self.url):
+            conn = self._connection()
+            with conn.transaction():
+                conn.execute(ADVISORY_LOCK, (SERIES_LOCK,))
+                touched, forgotten = deletion.settle(conn.cursor(), DELETION, ids, start, end)
+                change = Change(touched, groups=bool(forgotten))
+                conn.execute(NOTIFY, (CHANNEL, encode_change(self.origin, change)))
+        return forgotten, change
 
     def outside_change(self) -> bool:
         """Other servers' commits arrive through the change feed, not here."""

@@ -6,6 +6,7 @@ parse whatever the batch size."""
 
 from __future__ import annotations
 
+from metrics_ingest.store.deletion import DeletionStatements
 from metrics_ingest.store.groups import GroupStatements
 
 # Advisory lock keys (pg_advisory_*): the writers' shared lock against series deletion, and
@@ -75,9 +76,9 @@ GROUPS = GroupStatements(
     # The upsert locks the group's row until COMMIT: two servers' PUTs to one group apply
     # one after the other, each reading the members the other left.
     upsert_group=(
-        "INSERT INTO push_groups (source, grouping, pushed_at) VALUES (%s, %s, %s)"
-        " ON CONFLICT (source, grouping) DO UPDATE SET pushed_at = excluded.pushed_at"
-        " RETURNING id"),
+        "INSERT INTO push_groups (source, grouping, pushed_at, ttl) VALUES (%s, %s, %s, %s)"
+        " ON CONFLICT (source, grouping) DO UPDATE SET pushed_at = excluded.pushed_at,"
+        " ttl = excluded.ttl RETURNING id"),
     select_group="SELECT id FROM push_groups WHERE source = %s AND grouping = %s FOR UPDATE",
     select_members="SELECT series_id, family FROM group_series WHERE group_id = %s",
     delete_member="DELETE FROM group_series WHERE group_id = %s AND series_id = %s",
@@ -91,6 +92,10 @@ GROUPS = GroupStatements(
         "INSERT INTO push_groups (source, grouping, pushed_at, failed_at)"
         " VALUES (%s, %s, 0, %s)"
         " ON CONFLICT (source, grouping) DO UPDATE SET failed_at = excluded.failed_at"),
+    select_expired=("SELECT id FROM push_groups WHERE pushed_at > 0"
+                    " AND coalesce(ttl, %s) > 0 AND pushed_at + coalesce(ttl, %s) < %s"
+                    " FOR UPDATE SKIP LOCKED"),
+    expire_series="UPDATE latest SET hidden = 2, pinned = 0 WHERE series_id = %s",
 )
 
 # -- families -----------------------------------------------------------------------------
@@ -173,3 +178,37 @@ SELECT_RECENT_SAMPLES = (
 SELECT_GROUPS = "SELECT source, grouping, pushed_at, failed_at FROM push_groups"
 SELECT_ACTIVE_SOURCES = "SELECT source FROM sources WHERE newest >= %s ORDER BY source"
 SELECT_DATABASE_SIZE = "SELECT pg_database_size(current_database())"
+# Series budgets (store/budgets.py).
+SELECT_SOURCE_SERIES = "SELECT source, series FROM source_series WHERE source = ANY(%s)"
+SELECT_TOTAL_SERIES = "SELECT coalesce(sum(series), 0) FROM source_series"
+SELECT_ALL_SOURCE_SERIES = "SELECT source, series FROM source_series WHERE series > 0"
+# Deleting series by selector (store/deletion.py); id lists are arrays.
+DELETION = DeletionStatements(
+    ids=list,
+    select_series=("SELECT id, metric_name, source, labels FROM series"
+                   " WHERE (%s::text IS NULL OR metric_name = %s)"
+                   " AND (%s::text IS NULL OR source = %s)"),
+    delete_samples=("DELETE FROM samples WHERE timestamp BETWEEN %s AND %s"
+                    " AND series_id = ANY(%s)"),
+    latest_within=("SELECT series_id FROM latest WHERE series_id = ANY(%s)"
+                   " AND timestamp BETWEEN %s AND %s"),
+    newest_left=("SELECT DISTINCT ON (series_id) series_id, timestamp, value FROM samples"
+                 " WHERE series_id = ANY(%s) ORDER BY series_id, timestamp DESC"),
+    update_latest="UPDATE latest SET timestamp = %s, value = %s WHERE series_id = %s",
+    forget_members="DELETE FROM group_series WHERE series_id = ANY(%s)",
+    forget_latest="DELETE FROM latest WHERE series_id = ANY(%s)",
+    forget_series="DELETE FROM series WHERE id = ANY(%s) RETURNING source",
+    forget_empty_groups=("DELETE FROM push_groups g WHERE NOT EXISTS"
+                         " (SELECT 1 FROM group_series m WHERE m.group_id = g.id)"),
+    forget_source="DELETE FROM sources WHERE source = %s",
+    recount_source=("INSERT INTO sources (source, newest) SELECT s.source, max(l.timestamp)"
+                    " FROM series s JOIN latest l ON l.series_id = s.id WHERE s.source = %s"
+                    " GROUP BY s.source"),
+    bounds="SELECT min(timestamp), max(timestamp) FROM samples",
+)
+# Series of groups past their TTL (latest.hidden = 2, groups.expire): forgotten, samples and
+# all, by the finishing purge chunk.
+FORGET_TTL_SAMPLES = (
+    "DELETE FROM samples WHERE series_id IN (SELECT series_id FROM latest WHERE hidden = 2)")
+FORGET_TTL_SERIES = "DELETE FROM series WHERE id IN (SELECT series_id FROM latest WHERE hidden = 2)"
+FORGET_TTL_LATEST = "DELETE FROM latest WHERE hidden = 2"

@@ -13,6 +13,7 @@ from typing import Any
 from metrics_ingest.config import Synchronous
 from metrics_ingest.model import EVERYTHING
 from metrics_ingest.store import StorageError
+from metrics_ingest.store.budgets import SeriesLimits
 from metrics_ingest.store.changes import encode_change
 from metrics_ingest.store.sqlite import migrations
 from metrics_ingest.store.sqlite.export_reader import SQLiteExportReader
@@ -25,8 +26,10 @@ from metrics_ingest.store.sqlite.sql import INSERT_CHANGE, SELECT_VIEW_DELETES
 class SQLiteStore:
     """The store (see store.Store) at one file path; its directory is created on migrate."""
 
-    def __init__(self, db_path: Path, shared: bool = False) -> None:
+    def __init__(self, db_path: Path, shared: bool = False,
+                 limits: SeriesLimits | None = None) -> None:
         self.db_path = db_path
+        self.limits = limits
         self.location = str(db_path)
         self.shared = shared  # one of `serve --workers N`: other workers write to the file
         self.origin = secrets.token_hex(6)  # this process's name in the change notices
@@ -66,7 +69,7 @@ class SQLiteStore:
 
     def open_writer(self, synchronous: Synchronous) -> SQLiteWriteSession:
         return SQLiteWriteSession(self.db_path, synchronous,
-                                  self.origin if self.shared else None)
+                                  self.origin if self.shared else None, self.limits)
 
     async def open_reader(self) -> SQLiteReader:
         return await SQLiteReader.open(self.db_path)

@@ -9,6 +9,7 @@ import aiosqlite
 from metrics_ingest.store import StoredSample
 from metrics_ingest.store.sqlite.sql import (
     SELECT_ACTIVE_SOURCES,
+    SELECT_ALL_SOURCE_SERIES,
     SELECT_RECENT_SAMPLES,
 )
 
@@ -42,6 +43,10 @@ class SQLiteReader:
     async def active_sources(self, since: int) -> list[str]:
         rows = await self.conn.execute_fetchall(SELECT_ACTIVE_SOURCES, (since,))
         return [row[0] for row in rows]
+
+    async def series_counts(self) -> dict[str, int]:
+        return {source: count for source, count
+                in await self.conn.execute_fetchall(SELECT_ALL_SOURCE_SERIES)}
 
     async def close(self) -> None:
         await self.conn.close()

@@ -12,6 +12,8 @@ from metrics_ingest.store.sqlite.sql import (
     INSERT_SERIES,
     SELECT_MAX_SERIES_ID,
     SELECT_SERIES_BY_KEYS,
+    SELECT_SOURCE_SERIES,
+    SELECT_TOTAL_SERIES,
 )
 
 
@@ -27,6 +29,10 @@ class SQLiteSeriesTable:
         cursor: Iterable[tuple[int, str, str, str]] = self.db.execute(
             SELECT_SERIES_BY_KEYS, (orjson.dumps(list(keys)),))
         return cursor
+
+    def series_counts(self, sources: Sequence[str]) -> tuple[dict[str, int], int]:
+        stored = dict(self.db.execute(SELECT_SOURCE_SERIES, (orjson.dumps(list(sources)),)))
+        return stored, int(self.db.execute(SELECT_TOTAL_SERIES).fetchone()[0])
 
     def create(self, rows: Sequence[NewSeries]) -> dict[SeriesKey, int]:
         first = int(self.db.execute(SELECT_MAX_SERIES_ID).fetchone()[0] or 0) + 1

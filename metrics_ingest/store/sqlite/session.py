@@ -12,8 +12,10 @@ from typing import cast
 
 from metrics_ingest.config import Synchronous
 from metrics_ingest.model import Change, Push
-from metrics_ingest.store import StorageError, StoreLost, groups
+from metrics_ingest.selectors import Selector
+from metrics_ingest.store import StorageError, StoreLost, deletion, groups
 from metrics_ingest.store.batch import SELECT_FAMILIES, checked, load_registry, newest_per_source
+from metrics_ingest.store.budgets import SeriesLimits
 from metrics_ingest.store.changes import encode_change
 from metrics_ingest.store.series_cache import SeriesCache
 from metrics_ingest.store.sqlite.series import SQLiteSeriesTable
@@ -21,6 +23,7 @@ from metrics_ingest.store.sqlite.sql import (
     CHANGES_KEPT,
     CLAIM_PURGE_SLOT,
     DELETE_SOURCES,
+    DELETION,
     GROUPS,
     INSERT_CHANGE,
     PRUNE_CHANGES,
@@ -61,9 +64,10 @@ class SQLiteWriteSession:
     """
 
     def __init__(self, db_path: Path, synchronous: Synchronous,
-                 origin: str | None = None) -> None:
+                 origin: str | None = None, limits: SeriesLimits | None = None) -> None:
         self.db_path = db_path
         self.origin = origin
+        self.limits = limits
         with engine_errors():
             self.db = connect(db_path, synchronous)
             self.registry = load_registry(self.db.execute(SELECT_FAMILIES))
@@ -125,7 +129,9 @@ class SQLiteWriteSession:
             reloaded = self._refresh()
             registry = self.registry
             accepted = checked(pushes, registry)
-            samples, latest = series.rows(self.table, accepted)
+            samples, latest = series.rows(self.table, accepted, self.limits)
+            if self.limits is not None:
+                accepted = [push for push in accepted if push.refused is None]
             insert_rows(db, samples, latest)
             if accepted:
                 db.executemany(UPSERT_SOURCE, newest_per_source(accepted))
@@ -180,6 +186,43 @@ class SQLiteWriteSession:
             if forgotten:
                 self.series.clear()
         return deleted, finished, Change([], everything=True)
+
+    def expire_groups(self, now: float, default_ttl: float) -> Change | None:
+        with engine_errors(), immediate_transaction(self.db):
+            hidden = groups.expire(self.db, GROUPS, now, default_ttl)
+            if not hidden:
+                return None
+            change = Change(hidden, groups=True)
+            if self.origin is not None:
+                self._notify(change)
+        return change
+
+    def deletion_ids(self, selector: Selector) -> list[int]:
+        with engine_errors():
+            return deletion.matching_series(self.db, DELETION, selector)
+
+    def deletion_windows(self, start: int, end: int) -> list[tuple[int, int]]:
+        with engine_errors():
+            return deletion.windows(self.db, DELETION, start, end)
+
+    def delete_window(self, ids: list[int], start: int, end: int) -> int:
+        self.check()
+        with engine_errors(), immediate_transaction(self.db):
+            self._refresh()
+            return deletion.delete_window(self.db, DELETION, ids, start, end)
+
+    def settle_deletion(self, ids: list[int], start: int, end: int) -> tuple[int, Change]:
+        self.check()
+        with engine_errors():
+            with immediate_transaction(self.db):
+                self._refresh()
+                touched, forgotten = deletion.settle(self.db, DELETION, ids, start, end)
+                change = Change(touched, groups=bool(forgotten))
+                if self.origin is not None:
+                    self._notify(change)
+            if forgotten:
+                self.series.clear()
+        return forgotten, change
 
     def probe(self, now: int) -> None:
         with engine_errors():

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import orjson
+
+from metrics_ingest.store.deletion import DeletionStatements
 from metrics_ingest.store.groups import GroupStatements
 
 SET_SYNCHRONOUS = {"full": "PRAGMA synchronous=FULL", "normal": "PRAGMA synchronous=NORMAL"}
@@ -62,8 +65,9 @@ UPSERT_LATESTS = multi_row(UPSERT_LATEST)
 # -- push groups (the Pushgateway API) -----------------------------------------------------
 
 UPSERT_GROUP = (
-    "INSERT INTO push_groups (source, grouping, pushed_at) VALUES (?, ?, ?)"
-    " ON CONFLICT (source, grouping) DO UPDATE SET pushed_at = excluded.pushed_at RETURNING id"
+    "INSERT INTO push_groups (source, grouping, pushed_at, ttl) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (source, grouping) DO UPDATE SET pushed_at = excluded.pushed_at,"
+    " ttl = excluded.ttl RETURNING id"
 )
 SELECT_GROUP = "SELECT id FROM push_groups WHERE source = ? AND grouping = ?"
 SELECT_GROUP_MEMBERS = "SELECT series_id, family FROM group_series WHERE group_id = ?"
@@ -82,7 +86,10 @@ GROUPS = GroupStatements(
     upsert_group=UPSERT_GROUP, select_group=SELECT_GROUP, select_members=SELECT_GROUP_MEMBERS,
     delete_member=DELETE_GROUP_MEMBER, insert_member=INSERT_GROUP_MEMBER,
     delete_group=DELETE_GROUP, hide_series=HIDE_SERIES, pin_series=PIN_SERIES,
-    fail_group=FAIL_GROUP)
+    fail_group=FAIL_GROUP,
+    select_expired=("SELECT id FROM push_groups WHERE pushed_at > 0"
+                    " AND coalesce(ttl, ?) > 0 AND pushed_at + coalesce(ttl, ?) < ?"),
+    expire_series="UPDATE latest SET hidden = 2, pinned = 0 WHERE series_id = ?")
 # A Pushgateway-API group's current members (pinned) are never forgotten by the purge:
 # their newest sample stays, so the group keeps its meaning until replaced or deleted.
 DELETE_EXPIRED_MEMBERS = (
@@ -174,3 +181,40 @@ DELETE_EXPIRED_SOURCES = (
     "DELETE FROM sources WHERE newest < ? AND source NOT IN"
     " (SELECT s.source FROM latest l JOIN series s ON s.id = l.series_id WHERE l.pinned = 1)"
 )
+# Series budgets (store/budgets.py).
+SELECT_SOURCE_SERIES = (
+    "SELECT source, series FROM source_series WHERE source IN (SELECT value FROM json_each(?))")
+SELECT_TOTAL_SERIES = "SELECT coalesce(sum(series), 0) FROM source_series"
+SELECT_ALL_SOURCE_SERIES = "SELECT source, series FROM source_series WHERE series > 0"
+# Deleting series by selector (store/deletion.py); id lists are JSON arrays.
+DELETION = DeletionStatements(
+    ids=lambda ids: orjson.dumps(ids),
+    select_series=("SELECT id, metric_name, source, labels FROM series"
+                   " WHERE (? IS NULL OR metric_name = ?) AND (? IS NULL OR source = ?)"),
+    delete_samples=("DELETE FROM samples WHERE timestamp BETWEEN ? AND ?"
+                    " AND series_id IN (SELECT value FROM json_each(?))"),
+    latest_within=("SELECT series_id FROM latest"
+                   " WHERE series_id IN (SELECT value FROM json_each(?))"
+                   " AND timestamp BETWEEN ? AND ?"),
+    newest_left=("SELECT series_id, max(timestamp), value FROM samples"
+                 " WHERE series_id IN (SELECT value FROM json_each(?)) GROUP BY series_id"),
+    update_latest="UPDATE latest SET timestamp = ?, value = ? WHERE series_id = ?",
+    forget_members=("DELETE FROM group_series"
+                    " WHERE series_id IN (SELECT value FROM json_each(?))"),
+    forget_latest="DELETE FROM latest WHERE series_id IN (SELECT value FROM json_each(?))",
+    forget_series=("DELETE FROM series WHERE id IN (SELECT value FROM json_each(?))"
+                   " RETURNING source"),
+    forget_empty_groups=("DELETE FROM push_groups"
+                         " WHERE id NOT IN (SELECT DISTINCT group_id FROM group_series)"),
+    forget_source="DELETE FROM sources WHERE source = ?",
+    recount_source=("INSERT INTO sources (source, newest) SELECT s.source, max(l.timestamp)"
+                    " FROM series s JOIN latest l ON l.series_id = s.id WHERE s.source = ?"
+                    " GROUP BY s.source"),
+    bounds="SELECT min(timestamp), max(timestamp) FROM samples",
+)
+# Series of groups past their TTL (latest.hidden = 2, groups.expire): forgotten, samples and
+# all, by the finishing purge chunk.
+FORGET_TTL_SAMPLES = (
+    "DELETE FROM samples WHERE series_id IN (SELECT series_id FROM latest WHERE hidden = 2)")
+FORGET_TTL_SERIES = "DELETE FROM series WHERE id IN (SELECT series_id FROM latest WHERE hidden = 2)"
+FORGET_TTL_LATEST = "DELETE FROM latest WHERE hidden = 2"

@@ -22,6 +22,9 @@ from metrics_ingest.store.sqlite.sql import (
     DELETE_GROW_PROBE,
     DELETE_SAMPLES_BEFORE,
     DELETE_SAMPLES_BEFORE_KEY,
+    FORGET_TTL_LATEST,
+    FORGET_TTL_SAMPLES,
+    FORGET_TTL_SERIES,
     GROW_PROBE,
     PROBE_GROWTH_BYTES,
     SELECT_PURGE_BOUNDARY,
@@ -116,6 +119,9 @@ def purge_expired_series(db: sqlite3.Connection, cutoff: int) -> int:
     db.execute(DELETE_EMPTY_GROUPS, (cutoff,))
     forgotten = db.execute(DELETE_EXPIRED_SERIES, (cutoff,)).rowcount
     db.execute(DELETE_EXPIRED_LATEST, (cutoff,))
+    db.execute(FORGET_TTL_SAMPLES)
+    forgotten += db.execute(FORGET_TTL_SERIES).rowcount
+    db.execute(FORGET_TTL_LATEST)
     db.execute(DELETE_EXPIRED_SOURCES, (cutoff,))
     return forgotten
 
