@@ -10,15 +10,14 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
-import select
 import threading
-import time
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from metrics_ingest.model import BodyRefused, Parsed
+from metrics_ingest.processes import wait_for_exit
 
 # Bodies up to this size (or a compressed one up to an eighth of it) are parsed inline: a
 # worker's round trip costs about a millisecond, a small push's whole parse much less.
@@ -67,20 +66,7 @@ def start_worker(server_pid: int) -> None:
 
 def exit_with(pid: int) -> None:
     """Block until process `pid` has exited, then end this process at once."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        os._exit(0)
-    except OSError:  # no pidfd (Linux before 5.3): poll instead
-        while True:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                os._exit(0)
-            except PermissionError:
-                pass
-            time.sleep(1.0)
-    select.select([fd], [], [])
+    wait_for_exit(pid)
     os._exit(0)
 
 

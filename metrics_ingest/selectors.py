@@ -1,6 +1,6 @@
 """Series selectors (`up{source="alpha",job_id=~"12.*"}`), parsed by promql-parser and
-matched as Prometheus matches them: `=`, `!=`, `=~`, `!~`, regular expressions anchored at
-both ends with `.` matching newlines, and a label that is absent matching the empty string.
+matched as Prometheus 2.42 matches them: `=`, `!=`, `=~`, `!~`, regular expressions
+anchored at both ends, and a label that is absent matching the empty string.
 
 A stored series looks to a selector as it looks on /metrics: `__name__`, `source` and
 every pushed label.
@@ -86,7 +86,7 @@ def matcher_of(label: str, op: str, value: str) -> Matcher:
         equal = op == "="
         return Matcher(label, op, value, lambda seen: (seen == value) == equal)
     try:
-        pattern = re.compile(value, re.DOTALL)
+        pattern = re.compile(value)
     except re.error as exc:
         raise SelectorError(f"invalid regular expression {value!r} for {label}: {exc}") from None
     wanted = op == "=~"

@@ -11,12 +11,14 @@ import multiprocessing.connection
 import os
 import signal
 import socket
+import threading
 import time
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
 from metrics_ingest.config import Settings
 from metrics_ingest.logs import configure_logging
+from metrics_ingest.processes import wait_for_exit
 from metrics_ingest.sdnotify import Notifier, ReadinessRelay
 from metrics_ingest.serve import SHUTDOWN_GRACE_SECONDS, run, serve_until_signalled
 from metrics_ingest.store import open_store
@@ -32,8 +34,18 @@ def worker_main(settings: Settings, index: int, notify: str | None = None) -> No
     """A worker process: one server over the shared port; it tells the supervisor's relay at
     `notify` when it serves."""
     configure_logging(settings.log_format, settings.log_level)
+    threading.Thread(target=stop_with_supervisor, args=(os.getppid(),), daemon=True,
+                     name="stop-with-supervisor").start()
     notifier = Notifier(notify, {"WORKER": str(index)})
     run(serve_until_signalled(settings, worker=index, notifier=notifier))
+
+
+def stop_with_supervisor(supervisor: int) -> None:
+    """In a worker: once the supervisor is gone (SIGKILLed), stop as on SIGTERM, draining
+    what is queued, rather than serve on unwatched beside the next supervisor's workers."""
+    wait_for_exit(supervisor)
+    log.warning("the supervisor (PID %d) is gone: stopping", supervisor)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def reserve_port(host: str, port: int) -> tuple[socket.socket | None, int]:

@@ -148,3 +148,24 @@ async def test_a_database_locked_from_outside_gets_503_not_500_or_a_hang(
         await asyncio.sleep(0.2)
     await asyncio.to_thread(service.process.send_signal, signal.SIGTERM)
     assert await asyncio.to_thread(service.process.wait, 40) == 0
+
+
+def test_workers_stop_when_their_supervisor_is_sigkilled(
+    service_factory: Callable[..., Service],
+) -> None:
+    """Orphaned workers would serve on unwatched, beside a restarted supervisor's workers on
+    the same file: they drain and exit instead."""
+    service = started(service_factory)
+    workers = worker_pids(service)
+    assert len(workers) == 2
+    service.process.kill()
+    service.process.wait(10)
+
+    def gone(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] in "ZX"
+        except (OSError, IndexError):
+            return True
+
+    wait_until(lambda: all(gone(pid) for pid in workers), 30, "the orphaned workers to exit")
+    assert "the supervisor (PID" in service.log()
