@@ -19,11 +19,13 @@ from metrics_ingest.export import ExportCache
 from metrics_ingest.http import influx as influx_handlers
 from metrics_ingest.http import pushgateway as pushgateway_handlers
 from metrics_ingest.http import remote_write as remote_write_handlers
-from metrics_ingest.http.admin import delete_series_handler, prometheus_error_fields
+from metrics_ingest.http.admin import delete_series_handler
 from metrics_ingest.http.api import api_metrics, api_sources, openapi_document
 from metrics_ingest.http.endpoint import Endpoint, wrap
 from metrics_ingest.http.health import Readiness, healthz, readyz
 from metrics_ingest.http.ingest import ingest
+from metrics_ingest.http.prom_api import PROMETHEUS_ENDPOINTS, query_context
+from metrics_ingest.http.prom_errors import prometheus_error_fields
 from metrics_ingest.http.scrape import metrics
 from metrics_ingest.inbox import Closed
 from metrics_ingest.keys import (
@@ -85,6 +87,7 @@ ENDPOINTS = (
     Endpoint("delete_series", "/api/v1/admin/tsdb/delete_series", "admin",
              {"POST": delete_series_handler, "PUT": delete_series_handler},
              error_fields=prometheus_error_fields),
+    *PROMETHEUS_ENDPOINTS,
     Endpoint("healthz", "/healthz", "open", {"GET": healthz}),
     Endpoint("readyz", "/readyz", "open", {"GET": readyz}),
     Endpoint("openapi", "/api/openapi.json", "open", {"GET": openapi_document}),
@@ -236,7 +239,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time,
     app.router.add_route("*", "/{path:[\\s\\S]*}", wrap(Endpoint("unmatched", "", "open", {})),
                          name="unmatched")
     app.cleanup_ctx.extend([access_log_context, tokens_context, parsers_context, store_context,
-                            writer_context, export_context, expiry_context,
+                            query_context, writer_context, export_context, expiry_context,
                             purge_context])
     app.on_shutdown.append(stop_accepting)
     return app

@@ -52,6 +52,7 @@ class Settings:
     keepalive_timeout: int = 75
     header_timeout: int = 10
     max_connections: int = 10_000
+    query_max_samples: int = 50_000_000
     workers: int = 1
     log_format: LogFormat = "text"
     log_level: str = "INFO"
@@ -206,6 +207,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_connections", "METRICS_MAX_CONNECTIONS", "--max-connections",
            _integer(16, 1_000_000),
            "most open connections (at most the open-file limit less 128)"),
+    Option("query_max_samples", "METRICS_QUERY_MAX_SAMPLES", "--query-max-samples",
+           _integer(1), "most samples a PromQL query may hold in memory (Prometheus's "
+           "--query.max-samples)"),
     Option("workers", "METRICS_WORKERS", "--workers", _integer(1, 64),
            "server processes sharing the port (SO_REUSEPORT) and the database"),
     Option("influx_string_fields", "METRICS_INFLUX_STRING_FIELDS", "--influx-string-fields",

@@ -10,6 +10,7 @@ from typing import Any
 
 from metrics_ingest import __version__, openapi_admin
 from metrics_ingest.model import MAX_LABEL_VALUE, MAX_LABELS, MAX_METRIC_NAME
+from metrics_ingest.openapi_prometheus import prometheus_paths
 
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -275,6 +276,7 @@ def document() -> dict[str, Any]:
                     "401": error("read token required"),
                 },
             }},
+            **prometheus_paths(),
             "/api/v1/admin/tsdb/delete_series": openapi_admin.delete_series(),
             "/healthz": {"get": {
                 "summary": "Liveness", "security": [],

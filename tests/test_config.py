@@ -37,6 +37,7 @@ def test_every_variable_is_read() -> None:
         "METRICS_SYNCHRONOUS": "normal", "METRICS_LOG_FORMAT": "json", "METRICS_LOG_LEVEL": "debug",
         "METRICS_INFLUX_STRING_FIELDS": "reject", "METRICS_KEEPALIVE_TIMEOUT": "30",
         "METRICS_HEADER_TIMEOUT": "5", "METRICS_MAX_CONNECTIONS": "500",
+        "METRICS_QUERY_MAX_SAMPLES": "1000",
         "METRICS_WORKERS": "2", "METRICS_ADMIN_TOKEN": "adm", "METRICS_TOKENS_FILE": "t.toml",
         "METRICS_MAX_SERIES_PER_SOURCE": "10", "METRICS_MAX_SERIES": "20",
         "METRICS_GROUP_TTL": "3600", "METRICS_TLS_CERT": "c.pem", "METRICS_TLS_KEY": "k.pem",
@@ -49,7 +50,8 @@ def test_every_variable_is_read() -> None:
         export_timestamps=False, queue_max_samples=500, batch_max_samples=50,
         synchronous="normal", log_format="json", log_level="DEBUG",
         influx_string_fields="reject", keepalive_timeout=30, header_timeout=5,
-        max_connections=500, workers=2, admin_token="adm", tokens_file=Path("t.toml"),
+        max_connections=500, query_max_samples=1000,
+        workers=2, admin_token="adm", tokens_file=Path("t.toml"),
         max_series_per_source=10, max_series=20, group_ttl=3600, tls_cert=Path("c.pem"),
         tls_key=Path("k.pem"),
     )

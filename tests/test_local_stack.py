@@ -113,7 +113,7 @@ def test_metric_names_of_a_query() -> None:
 
 def test_grafana_provisioning_parses_and_points_at_prometheus() -> None:
     uids = datasource_uids()
-    assert uids == {"prometheus"}
+    assert uids == {"prometheus", "metrics-ingest"}
     providers = yaml.safe_load((DEPLOY / "grafana" / "provisioning" / "dashboards" /
                                 "metrics-ingest.yml").read_text())["providers"]
     grafana = yaml.safe_load(COMPOSE.read_text())["services"]["grafana"]
@@ -123,6 +123,17 @@ def test_grafana_provisioning_parses_and_points_at_prometheus() -> None:
     assert any("Pending" in title for title in titles)
     for title, uid, _ in queries():
         assert uid in uids, title
+
+
+def test_grafana_queries_metrics_ingest_itself() -> None:
+    """The second data source is the service's own PromQL API, at its compose address."""
+    path = DEPLOY / "grafana" / "provisioning" / "datasources" / "metrics-ingest.yml"
+    (source,) = yaml.safe_load(path.read_text())["datasources"]
+    assert source["type"] == "prometheus"
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    host, port = source["url"].removeprefix("http://").split(":")
+    assert host in services
+    assert port == "8787"
 
 
 async def test_every_dashboard_metric_is_really_exported(client: Client) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import math
 from datetime import datetime
-from typing import Any
 
 from aiohttp import web
 from multidict import MultiDict
@@ -17,14 +16,6 @@ from metrics_ingest.model import shorten
 from metrics_ingest.selectors import SelectorError, parse_selector
 
 log = logging.getLogger("metrics_ingest.admin")
-
-# Prometheus's error body (its clients parse errorType) for /api/v1/* endpoints.
-ERROR_TYPES = {400: "bad_data", 422: "execution", 503: "unavailable", 500: "internal"}
-
-
-def prometheus_error_fields(status: int, message: str) -> dict[str, Any]:
-    return {"errorType": ERROR_TYPES.get(status, "bad_data" if status < 500 else "internal")}
-
 
 def parse_time(name: str, raw: str) -> int:
     """Unix seconds (fractions allowed) or RFC 3339, as Prometheus's API takes them;

@@ -158,6 +158,49 @@ class ExportReader(Protocol):
     def close(self) -> None: ...
 
 
+class QuerySeries(NamedTuple):
+    """A stored series as PromQL selects it: its labels are `__name__`, `source` and the
+    pushed ones, as /metrics shows them."""
+
+    id: int
+    metric_name: str
+    source: str
+    labels: str  # sorted-key JSON, "" for none
+
+
+# One series' samples in time order: timestamps (Unix seconds) and values, side by side.
+SeriesSamples = tuple[list[int], list[float]]
+
+
+class QueryReader(Protocol):
+    """A read connection that PromQL evaluates from, off the event loop: plain (blocking)
+    calls, from one thread at a time. It never writes. A call that runs past the deadline
+    set by `set_deadline` raises StorageError("interrupted")."""
+
+    def series(self, name: str | None, since: int) -> list[QuerySeries]:
+        """The series named `name` (every series when None) that have a sample at or after
+        `since`, in id order: with the metric name, one index lookup."""
+        ...
+
+    def name_sources(self, since: int) -> list[tuple[str, str]]:
+        """The distinct (metric name, source) pairs of the series with a sample at or after
+        `since`, in no particular order."""
+        ...
+
+    def samples(self, ids: Sequence[int], start: int, end: int) -> dict[int, SeriesSamples]:
+        """The samples of these series with timestamps in [start, end]; a series without any
+        is left out."""
+        ...
+
+    def families(self) -> dict[str, FamilyMeta]: ...
+
+    def set_deadline(self, deadline: float | None) -> None:
+        """time.monotonic() past which calls are interrupted (None: never)."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class Store(Protocol):
     """A configured database: migrations, sessions and the operator's commands."""
 
@@ -181,6 +224,11 @@ class Store(Protocol):
     async def open_reader(self) -> ReadSession: ...
 
     def open_export_reader(self) -> ExportReader: ...
+
+    def open_query_reader(self) -> QueryReader:
+        """A connection for PromQL queries; call on the thread that will use it
+        first (it may move between threads, used by one at a time)."""
+        ...
 
     def size_bytes(self) -> int:
         """What the data takes on disk (0 when unknown)."""

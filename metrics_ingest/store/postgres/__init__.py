@@ -18,6 +18,7 @@ from metrics_ingest.store.changes import encode_change
 from metrics_ingest.store.postgres import migrations
 from metrics_ingest.store.postgres.connection import connect, engine_errors, redact
 from metrics_ingest.store.postgres.feed import PostgresFeed
+from metrics_ingest.store.postgres.query import PostgresQueryReader
 from metrics_ingest.store.postgres.reader import PostgresExportReader, PostgresReader
 from metrics_ingest.store.postgres.session import PostgresWriteSession
 from metrics_ingest.store.postgres.sql import CHANNEL, NOTIFY, SELECT_DATABASE_SIZE
@@ -64,6 +65,9 @@ class PostgresStore:
 
     def open_export_reader(self) -> PostgresExportReader:
         return PostgresExportReader(self.url)
+
+    def open_query_reader(self) -> PostgresQueryReader:
+        return PostgresQueryReader(self.url)
 
     def open_feed(self) -> PostgresFeed:
         return PostgresFeed(self.url, self.origin)

@@ -18,6 +18,7 @@ from metrics_ingest.store.changes import encode_change
 from metrics_ingest.store.sqlite import migrations
 from metrics_ingest.store.sqlite.export_reader import SQLiteExportReader
 from metrics_ingest.store.sqlite.feed import SQLiteFeed
+from metrics_ingest.store.sqlite.query import SQLiteQueryReader
 from metrics_ingest.store.sqlite.reader import SQLiteReader
 from metrics_ingest.store.sqlite.session import SQLiteWriteSession
 from metrics_ingest.store.sqlite.sql import INSERT_CHANGE, SELECT_VIEW_DELETES
@@ -76,6 +77,9 @@ class SQLiteStore:
 
     def open_export_reader(self) -> SQLiteExportReader:
         return SQLiteExportReader(self.db_path)
+
+    def open_query_reader(self) -> SQLiteQueryReader:
+        return SQLiteQueryReader(self.db_path)
 
     def open_feed(self) -> SQLiteFeed | None:
         """The other workers' notices; None alone on the file (no one else writes)."""

@@ -1,0 +1,294 @@
+"""Prometheus's query API (`/api/v1/query`, `query_range`, `series`, `labels`, label values,
+`metadata`, `status/buildinfo`, `query_exemplars`) over the stored series, answering as
+Prometheus 2.42 does, so Grafana, promtool and vmalert can use the service as a Prometheus.
+
+Queries run on a pool of their own threads (QUERY_THREADS), each with its own read
+connection, so pushes keep being answered during a heavy query; a query's deadline (its
+`timeout`, at most DEFAULT_TIMEOUT) is checked as it evaluates and interrupts its reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import orjson
+from aiohttp import web
+from multidict import MultiDict
+
+from metrics_ingest import __version__, promql
+from metrics_ingest.http.endpoint import Endpoint
+from metrics_ingest.http.prom_errors import prometheus_error, prometheus_error_fields
+from metrics_ingest.http.prom_params import (
+    MAX_TIME,
+    MIN_TIME,
+    invalid,
+    parse_duration,
+    parse_time,
+    read_form,
+    time_param,
+)
+from metrics_ingest.keys import CLOCK, SETTINGS, STORE
+from metrics_ingest.promql import catalog
+from metrics_ingest.promql.functions import LABEL_NAME_RE
+from metrics_ingest.promql.selectors import parse_selector
+from metrics_ingest.promql.tree import parse
+from metrics_ingest.promql.values import BadData, QueryError
+from metrics_ingest.store import QueryReader, Store
+
+QUERY_THREADS = 2  # one per core: a query is Python, and holds the GIL while it computes
+DEFAULT_TIMEOUT = 120.0  # seconds, Prometheus's --query.timeout default
+T = TypeVar("T")
+
+
+class QueryService:
+    """The query threads and their read connections (one per thread, opened on first use
+    there, closed at shutdown)."""
+
+    def __init__(self, store: Store, max_samples: int) -> None:
+        self.store = store
+        self.max_samples = max_samples
+        self.executor = ThreadPoolExecutor(QUERY_THREADS, thread_name_prefix="promql")
+        self.idle: list[QueryReader] = []
+        self.busy: set[QueryReader] = set()
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()  # set at shutdown: running queries stop at once
+
+    @contextlib.contextmanager
+    def reader(self) -> Iterator[QueryReader]:
+        with self.lock:
+            reader = self.idle.pop() if self.idle else None
+        if reader is None:
+            reader = self.store.open_query_reader()
+        with self.lock:
+            self.busy.add(reader)
+        try:
+            yield reader
+        finally:
+            with self.lock:
+                self.busy.discard(reader)
+                self.idle.append(reader)
+
+    async def run(self, work: Callable[[QueryReader], T]) -> T:
+        def call() -> T:
+            with self.reader() as reader:
+                return work(reader)
+
+        return await asyncio.get_running_loop().run_in_executor(self.executor, call)
+
+    def close(self) -> None:
+        """Stop running queries (their reads are interrupted, their evaluation ends with
+        `canceled`), wait for the threads, close the connections."""
+        self.stopping.set()
+        with self.lock:
+            for reader in self.busy:
+                reader.set_deadline(0.0)
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        for reader in self.idle:
+            reader.close()
+        self.idle.clear()
+
+
+PROMQL = web.AppKey("promql", QueryService)
+
+
+async def query_context(app: web.Application) -> AsyncIterator[None]:
+    app[PROMQL] = service = QueryService(app[STORE], app[SETTINGS].query_max_samples)
+    yield
+    await asyncio.to_thread(service.close)
+
+
+def success(data: Any) -> web.Response:
+    # A trailing newline, as every answer of the service has (a curl prints it on its own).
+    return web.Response(body=orjson.dumps({"status": "success", "data": data}) + b"\n",
+                        content_type="application/json")
+
+
+def answers(handler: Callable[[web.Request, MultiDict[str]], Any]) -> Any:
+    """A handler of this API: its form read, its QueryError answered in Prometheus's
+    error shape."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        form = await read_form(request)
+        try:
+            return success(await handler(request, form))
+        except QueryError as exc:
+            return prometheus_error(exc.error_type, exc.message)
+
+    handle.__doc__ = handler.__doc__
+    return handle
+
+
+def deadline_of(form: MultiDict[str]) -> float:
+    timeout = DEFAULT_TIMEOUT
+    raw = form.get("timeout", "")
+    if raw:
+        try:
+            timeout = min(timeout, parse_duration(raw) / 1000)
+        except BadData as exc:
+            raise invalid("timeout", exc) from None
+    return time.monotonic() + timeout
+
+
+def required_time(form: MultiDict[str], name: str) -> int:
+    try:
+        return parse_time(form.get(name, ""))
+    except BadData as exc:
+        raise invalid(name, exc) from None
+
+
+@answers
+async def query(request: web.Request, form: MultiDict[str]) -> Any:
+    """An instant query: `query` at `time` (default now)."""
+    at = time_param(form, "time", int(request.app[CLOCK]() * 1000))
+    deadline = deadline_of(form)
+    service = request.app[PROMQL]
+    text = form.get("query", "")
+    return await service.run(lambda reader: promql.instant_query(
+        reader, text, at, max_samples=service.max_samples, deadline=deadline,
+        cancelled=service.stopping.is_set))
+
+
+@answers
+async def query_range(request: web.Request, form: MultiDict[str]) -> Any:
+    """A range query: `query` at every `step` from `start` to `end`."""
+    start = required_time(form, "start")
+    end = required_time(form, "end")
+    if end < start:
+        raise BadData('invalid parameter "end": end timestamp must not be before start time')
+    try:
+        step = parse_duration(form.get("step", ""))
+    except BadData as exc:
+        raise invalid("step", exc) from None
+    if step <= 0:
+        raise BadData('invalid parameter "step": zero or negative query resolution step '
+                      "widths are not accepted. Try a positive integer")
+    if (end - start) // step > promql.MAX_POINTS:
+        raise BadData("exceeded maximum resolution of 11,000 points per timeseries. Try "
+                      "decreasing the query resolution (?step=XX)")
+    deadline = deadline_of(form)
+    service = request.app[PROMQL]
+    text = form.get("query", "")
+    return await service.run(lambda reader: promql.range_query(
+        reader, text, start, end, step, max_samples=service.max_samples, deadline=deadline,
+        cancelled=service.stopping.is_set))
+
+
+def selectors(form: MultiDict[str]) -> list[list[Any]]:
+    try:
+        return [parse_selector(text) for text in form.getall("match[]", [])]
+    except BadData as exc:
+        raise invalid("match[]", exc) from None
+
+
+def since_of(form: MultiDict[str]) -> int:
+    """`start` in Unix seconds: series with a sample since then (every series without)."""
+    start = time_param(form, "start", MIN_TIME)
+    time_param(form, "end", MAX_TIME)  # checked as Prometheus checks it
+    return start // 1000
+
+
+def limited(values: list[T], form: MultiDict[str]) -> list[T]:
+    raw = form.get("limit", "")
+    if not raw:
+        return values
+    if not raw.isdigit():
+        raise BadData('invalid parameter "limit": must be a non-negative integer')
+    return values[:int(raw)] if int(raw) > 0 else values
+
+
+@answers
+async def series(request: web.Request, form: MultiDict[str]) -> Any:
+    """The label sets of the series `match[]` selects."""
+    if not form.getall("match[]", []):
+        raise BadData("no match[] parameter provided")
+    since = since_of(form)
+    matchers = selectors(form)
+    found = await request.app[PROMQL].run(
+        lambda reader: catalog.matching(reader, matchers, since))
+    return limited([dict(labels) for labels in found], form)
+
+
+@answers
+async def labels(request: web.Request, form: MultiDict[str]) -> Any:
+    """Every label name (of the series `match[]` selects, when given)."""
+    since = since_of(form)
+    matchers = selectors(form)
+    names = await request.app[PROMQL].run(
+        lambda reader: catalog.label_names(reader, matchers, since))
+    return limited(names, form)
+
+
+@answers
+async def label_values(request: web.Request, form: MultiDict[str]) -> Any:
+    """Every value of one label (in the series `match[]` selects, when given)."""
+    name = request.match_info["name"]
+    if not LABEL_NAME_RE.fullmatch(name):
+        raise BadData(f'invalid label name: "{name}"')
+    since = since_of(form)
+    matchers = selectors(form)
+    values = await request.app[PROMQL].run(
+        lambda reader: catalog.label_values(reader, name, matchers, since))
+    return limited(values, form)
+
+
+@answers
+async def metadata(request: web.Request, form: MultiDict[str]) -> Any:
+    """Each metric's type and HELP, as /metrics declares them."""
+    raw = form.get("limit", "")
+    limit: int | None = None
+    if raw:
+        try:
+            limit = int(raw)
+        except ValueError:
+            raise BadData("limit must be a number") from None
+        limit = None if limit < 0 else limit
+    metric = form.get("metric") or None
+    return await request.app[PROMQL].run(lambda reader: catalog.metadata(reader, metric, limit))
+
+
+@answers
+async def buildinfo(request: web.Request, form: MultiDict[str]) -> Any:
+    """The Prometheus version whose API this is (clients pick features by it)."""
+    return {"version": "2.42.0", "revision": f"metrics-ingest {__version__}",
+            "branch": "metrics-ingest", "buildUser": "", "buildDate": "", "goVersion": ""}
+
+
+@answers
+async def query_exemplars(request: web.Request, form: MultiDict[str]) -> Any:
+    """No exemplars are stored: a valid query finds none."""
+    start = time_param(form, "start", MIN_TIME)
+    end = time_param(form, "end", MAX_TIME)
+    if end < start:
+        raise BadData("end timestamp must not be before start timestamp")
+    parse(form.get("query", ""))
+    return []
+
+
+def both(handler: Any) -> dict[str, Any]:
+    return {"GET": handler, "POST": handler}
+
+
+PROMETHEUS_ENDPOINTS = (
+    Endpoint("prom_query", "/api/v1/query", "read", both(query),
+             error_fields=prometheus_error_fields),
+    Endpoint("prom_query_range", "/api/v1/query_range", "read", both(query_range),
+             error_fields=prometheus_error_fields),
+    Endpoint("prom_series", "/api/v1/series", "read", both(series),
+             error_fields=prometheus_error_fields),
+    Endpoint("prom_labels", "/api/v1/labels", "read", both(labels),
+             error_fields=prometheus_error_fields),
+    Endpoint("prom_label_values", "/api/v1/label/{name}/values", "read", {"GET": label_values},
+             error_fields=prometheus_error_fields),
+    Endpoint("prom_metadata", "/api/v1/metadata", "read", {"GET": metadata},
+             error_fields=prometheus_error_fields),
+    Endpoint("prom_buildinfo", "/api/v1/status/buildinfo", "read", {"GET": buildinfo},
+             error_fields=prometheus_error_fields),
+    Endpoint("prom_query_exemplars", "/api/v1/query_exemplars", "read", both(query_exemplars),
+             error_fields=prometheus_error_fields),
+)

@@ -1,0 +1,106 @@
+"""The SQLite query reader: a read-only sqlite3 connection that PromQL evaluates from, on
+the query threads, never on the event loop."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import orjson
+
+from metrics_ingest.model import FamilyMeta
+from metrics_ingest.store import QuerySeries, SeriesSamples, StorageError
+from metrics_ingest.store.batch import SELECT_FAMILIES
+
+# A series with no sample since `since` has no row in latest at or after it: the metric name
+# is the first column of series' unique key, so a named selector is one index range.
+SELECT_SERIES_NAMED = (
+    "SELECT s.id, s.metric_name, s.source, s.labels FROM series s"
+    " JOIN latest l ON l.series_id = s.id"
+    " WHERE s.metric_name = ? AND l.timestamp >= ? ORDER BY s.id"
+)
+SELECT_SERIES_ALL = (
+    "SELECT s.id, s.metric_name, s.source, s.labels FROM series s"
+    " JOIN latest l ON l.series_id = s.id WHERE l.timestamp >= ? ORDER BY s.id"
+)
+SELECT_NAME_SOURCES = (
+    "SELECT DISTINCT s.metric_name, s.source FROM series s JOIN latest l ON l.series_id = s.id"
+    " WHERE l.timestamp >= ?"
+)
+# samples is keyed (timestamp, series_id): the window is one range of the key, and the
+# series are picked out of it in SQLite, so Python sees only the rows it asked for.
+SELECT_SAMPLES = (
+    "SELECT series_id, timestamp, value FROM samples"
+    " WHERE timestamp BETWEEN ? AND ? AND series_id IN (SELECT value FROM json_each(?))"
+    " ORDER BY timestamp"
+)
+PROGRESS_STEPS = 20_000  # SQLite VM steps between looks at the deadline (~1 ms)
+
+
+class SQLiteQueryReader:
+    """The store's QueryReader (see store.QueryReader)."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.deadline: float | None = None
+        try:
+            self.db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True,
+                                      isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA busy_timeout=5000")
+            self.db.execute("PRAGMA cache_size=-16384")  # KiB
+            self.db.execute("PRAGMA query_only=ON")
+        except sqlite3.Error as exc:
+            raise StorageError(str(exc)) from exc
+        self.db.set_progress_handler(self._past_deadline, PROGRESS_STEPS)
+
+    def _past_deadline(self) -> int:
+        """Non-zero makes SQLite stop the statement ("interrupted")."""
+        return int(self.deadline is not None and time.monotonic() > self.deadline)
+
+    def set_deadline(self, deadline: float | None) -> None:
+        self.deadline = deadline
+
+    def series(self, name: str | None, since: int) -> list[QuerySeries]:
+        try:
+            if name is None:
+                rows = self.db.execute(SELECT_SERIES_ALL, (since,)).fetchall()
+            else:
+                rows = self.db.execute(SELECT_SERIES_NAMED, (name, since)).fetchall()
+        except sqlite3.Error as exc:
+            raise StorageError(str(exc)) from exc
+        return [QuerySeries(*row) for row in rows]
+
+    def name_sources(self, since: int) -> list[tuple[str, str]]:
+        try:
+            rows = self.db.execute(SELECT_NAME_SOURCES, (since,)).fetchall()
+            return [(name, source) for name, source in rows]
+        except sqlite3.Error as exc:
+            raise StorageError(str(exc)) from exc
+
+    def samples(self, ids: Sequence[int], start: int, end: int) -> dict[int, SeriesSamples]:
+        found: dict[int, SeriesSamples] = {}
+        if not ids:
+            return found
+        try:
+            cursor = self.db.execute(SELECT_SAMPLES, (start, end, orjson.dumps(list(ids))))
+            while rows := cursor.fetchmany(4096):
+                for series_id, timestamp, value in rows:
+                    held = found.get(series_id)
+                    if held is None:
+                        held = found[series_id] = ([], [])
+                    held[0].append(timestamp)
+                    held[1].append(value)
+        except sqlite3.Error as exc:
+            raise StorageError(str(exc)) from exc
+        return found
+
+    def families(self) -> dict[str, FamilyMeta]:
+        try:
+            return {name: FamilyMeta(kind, text)
+                    for name, kind, text in self.db.execute(SELECT_FAMILIES)}
+        except sqlite3.Error as exc:
+            raise StorageError(str(exc)) from exc
+
+    def close(self) -> None:
+        self.db.close()
