@@ -73,7 +73,7 @@ class AuthPolicy:
         # Reads stay public unless a read token exists (an admin token alone does not lock
         # the dashboards out).
         self.reads_public = not self.read_token_set and not any(
-            "read" in p.roles for p in loaded.values())
+            p.reader for p in loaded.values())
         self.file_signature = signature
 
     def reload(self, force: bool = False) -> bool | None:

@@ -75,6 +75,7 @@ class Principal:
     scope: SourceScope | None = None
     limiter: RateLimiter | None = None
     rate: float | None = field(default=None)
+    reader: bool = False  # the file gave it the read role (admin reads too, without it)
 
     def may(self, role: str) -> bool:
         return role in self.roles
@@ -179,5 +180,5 @@ def principal_of(entry: dict[str, Any], name: str, where: str) -> Principal:
     granted = set(roles)
     if "admin" in granted:
         granted.add("read")
-    return Principal(name, frozenset(granted), scope, limiter, None if rate is None
-                     else float(rate))
+    return Principal(name, frozenset(granted), scope, limiter,
+                     None if rate is None else float(rate), reader="read" in roles)

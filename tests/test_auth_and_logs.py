@@ -8,6 +8,7 @@ import signal
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -99,3 +100,14 @@ def test_no_token_ever_reaches_the_log(service_factory: Callable[..., Service]) 
     assert "/metrics 200" in log
     for secret in (TOKEN, read_token):
         assert secret not in log  # ... but never a token, not even from a query string
+
+
+def test_an_admin_token_alone_leaves_reads_public(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.toml"
+    path.write_text('[[token]]\nname = "ops"\nsha256 = "' + "ab" * 32 + '"\nroles = ["admin"]\n')
+    policy = auth.AuthPolicy(["push-token"], tokens_file=path)
+    assert policy.reads_public
+    path.write_text('[[token]]\nname = "grafana"\nsha256 = "' + "cd" * 32
+                    + '"\nroles = ["read"]\n')
+    assert policy.reload() is True
+    assert not policy.reads_public
