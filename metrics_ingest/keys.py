@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from metrics_ingest import tokens
 from metrics_ingest.auth import AuthPolicy
 from metrics_ingest.config import Settings
 from metrics_ingest.export import ExportCache
@@ -16,7 +17,6 @@ from metrics_ingest.parsing import ParsePool
 from metrics_ingest.store import ReadSession, Store
 from metrics_ingest.telemetry import Telemetry
 from metrics_ingest.tls import Certificates
-from metrics_ingest.tokens import Principal
 from metrics_ingest.writer import Writer
 
 
@@ -42,5 +42,4 @@ PARSERS = web.AppKey("parsers", ParsePool)
 READINESS: web.AppKey[Any] = web.AppKey("readiness")  # http.health.Readiness
 CLAIMED = web.AppKey("claimed", bool)  # the supervisor of `serve --workers` holds the claim
 TLS = web.AppKey("tls", Certificates)  # when serving HTTPS
-# On a request: the token's Principal (tokens.py), set once its auth passed.
-PRINCIPAL = web.RequestKey("principal", Principal)
+PRINCIPAL = tokens.PRINCIPAL  # on a request: its token's Principal

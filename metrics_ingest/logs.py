@@ -14,6 +14,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from metrics_ingest.config import LogFormat
+from metrics_ingest.tokens import PRINCIPAL
 
 ACCESS_LOGGER = "metrics_ingest.access"
 TEXT_FORMAT = "%(asctime)sZ %(levelname)s %(name)s: %(message)s"
@@ -63,6 +64,9 @@ def configure_logging(log_format: LogFormat, level: str) -> None:
     root.setLevel(level)
 
 
+# (time, method, path, status, seconds, token name)
+Entry = tuple[float, str, str, int, float, str]
+
 class AccessLogSink:
     """Request log lines, buffered and written to stderr about ten times a second.
 
@@ -80,12 +84,14 @@ class AccessLogSink:
         self.json = log_format == "json"
         self.journal = log_format == "journal"
         self.fd = sys.stderr.fileno() if fd is None else fd
-        self._entries: list[tuple[float, str, str, int, float]] = []
+        self._entries: list[Entry] = []
         self._timer: asyncio.TimerHandle | None = None
 
-    def write(self, method: str, path: str, status: int, seconds: float) -> None:
+    def write(self, method: str, path: str, status: int, seconds: float,
+              token: str = "") -> None:
+        """One request; `token` is the name of the token it came with ("" for none)."""
         entries = self._entries
-        entries.append((time.time(), method, path, status, seconds))
+        entries.append((time.time(), method, path, status, seconds, token))
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.FLUSH_SECONDS, self.flush)
         elif len(entries) >= self.FLUSH_LINES:
@@ -113,31 +119,33 @@ class AccessLogSink:
             pass  # stderr is a full non-blocking pipe: drop the rest rather than stall requests
 
     @staticmethod
-    def _text_lines(entries: list[tuple[float, str, str, int, float]]) -> list[str]:
+    def _text_lines(entries: list[Entry]) -> list[str]:
         lines = []
         second = -1
         stamp = ""
-        for now, method, path, status, seconds in entries:
+        for now, method, path, status, seconds, token in entries:
             if int(now) != second:
                 second = int(now)
                 stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
             lines.append(f"{stamp}Z INFO {ACCESS_LOGGER}: {method} {path} {status} "
-                         f"{seconds * 1000:.1f}ms\n")
+                         f"{seconds * 1000:.1f}ms{token and ' token=' + token}\n")
         return lines
 
     @staticmethod
-    def _journal_lines(entries: list[tuple[float, str, str, int, float]]) -> list[str]:
-        return [f"<6>INFO {ACCESS_LOGGER}: {method} {path} {status} {seconds * 1000:.1f}ms\n"
-                for _, method, path, status, seconds in entries]
+    def _journal_lines(entries: list[Entry]) -> list[str]:
+        return [f"<6>INFO {ACCESS_LOGGER}: {method} {path} {status} {seconds * 1000:.1f}ms"
+                f"{token and ' token=' + token}\n"
+                for _, method, path, status, seconds, token in entries]
 
     @staticmethod
-    def _json_lines(entries: list[tuple[float, str, str, int, float]]) -> list[str]:
+    def _json_lines(entries: list[Entry]) -> list[str]:
         return [orjson.dumps({
             "time": round(now, 3), "level": "info", "logger": ACCESS_LOGGER,
             "message": f"{method} {path} {status} {seconds * 1000:.1f}ms",
             "method": method, "path": path, "status": status,
-            "duration_ms": round(seconds * 1000, 2)}).decode() + "\n"
-            for now, method, path, status, seconds in entries]
+            "duration_ms": round(seconds * 1000, 2), **({"token": token} if token else {}),
+            }).decode() + "\n"
+            for now, method, path, status, seconds, token in entries]
 
 
 def access_log_class(sink: AccessLogSink) -> type[AbstractAccessLogger]:
@@ -147,7 +155,10 @@ def access_log_class(sink: AccessLogSink) -> type[AbstractAccessLogger]:
         def log(self, request: web.BaseRequest, response: web.StreamResponse,
                 time: float) -> None:
             # The path without its query string: a token passed in a query never reaches logs.
-            sink.write(request.method, request.path, response.status, time)
+            # The token's name, never the token.
+            principal = request.get(PRINCIPAL)
+            sink.write(request.method, request.path, response.status, time,
+                       "" if principal is None else principal.name)
 
         @property
         def enabled(self) -> bool:

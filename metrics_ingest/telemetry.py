@@ -50,6 +50,7 @@ class Telemetry:
 
     samples_received: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
     requests: defaultdict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    token_requests: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
     rejected_pushes: defaultdict[LabelPairs, int] = field(
         default_factory=lambda: defaultdict(int))
     last_push: dict[str, float] = field(default_factory=dict)

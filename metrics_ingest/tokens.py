@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
+
 ROLES = ("push", "read", "admin")
 HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 MAX_DECISIONS = 4096  # sources remembered per token as allowed or not
@@ -89,6 +91,10 @@ class Principal:
             if not scope.allows(source):
                 return source
         return None
+
+
+# On a request: the token's Principal, set once its auth passed (http/endpoint.py).
+PRINCIPAL = web.RequestKey("principal", Principal)
 
 
 def digest_of(token: str) -> bytes:

@@ -319,7 +319,8 @@ def test_journal_lines_carry_the_priority_and_no_time() -> None:
     # Each line its own journal entry, at the record's priority (a traceback's too).
     assert JournalFormatter().format(record) == ("<4>WARNING metrics_ingest.cli: first\n"
                                                  "<4>second")
-    lines = AccessLogSink("journal", fd=1)._journal_lines([(0.0, "POST", "/ingest", 200, 0.002)])
+    lines = AccessLogSink("journal", fd=1)._journal_lines(
+        [(0.0, "POST", "/ingest", 200, 0.002, "")])
     assert lines == ["<6>INFO metrics_ingest.access: POST /ingest 200 2.0ms\n"]
 
 

@@ -148,6 +148,13 @@ def test_a_scoped_token_writes_its_sources_in_every_format(
     assert request(service.url + "/metrics", TOKEN, method="GET")[0] == 200
     assert ALPHA not in service.log()
     assert ADMIN not in service.log()
+    # The token's name, never the token, in the request log and the self-metrics.
+    wait_until(lambda: "POST /ingest 403" in service.log(), 10, "the request log")
+    assert "POST /ingest 403" in service.log()
+    assert "token=cluster-alpha" in service.log()
+    text = request(service.url + "/metrics", ADMIN, method="GET")[1]
+    assert 'metrics_ingest_token_requests_total{token="cluster-alpha"}' in text
+    assert 'metrics_ingest_token_requests_total{token="METRICS_AUTH_TOKEN"}' in text
 
 
 def test_a_token_over_its_rate_waits_as_told(

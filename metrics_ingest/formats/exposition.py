@@ -100,6 +100,11 @@ def render_telemetry(telemetry: Telemetry, queue_samples: int, db_size: int,
     for (route, code), count in sorted(telemetry.requests.items()):
         lines.append(f"{name}{label_block([('route', route), ('code', code)])} {count}")
 
+    name = "metrics_ingest_token_requests_total"
+    lines += family(name, "counter", "Requests whose token passed, by the token's name.", fmt)
+    for token, count in sorted(telemetry.token_requests.items()):
+        lines.append(f"{name}{label_block([('token', token)])} {count}")
+
     name = "metrics_ingest_rejected_pushes_total"
     lines += family(name, "counter", "Pushes refused, by reason and (when known) source.", fmt)
     for pairs, count in sorted(telemetry.rejected_pushes.items()):

@@ -129,3 +129,4 @@ def check_auth(app: web.Application, request: web.Request, access: Access,
             app[TELEMETRY].count_rejected("forbidden")
         raise Forbidden(f"token {principal.name!r} lacks the {access} role")
     request[PRINCIPAL] = principal
+    app[TELEMETRY].token_requests[principal.name] += 1
