@@ -167,7 +167,7 @@ def run(workdir: Path, code: Path | None, series: int, per_push: int) -> dict[st
     env = {"PYTHONPATH": str(code)} if code is not None else {}
     env["METRICS_QUEUE_MAX_SAMPLES"] = str(max(200_000, per_push * 2))
     # A million job-level series in one source: beyond the default series budget (100,000).
-    env["METRICS_MAX_SERIES_PER_SOURCE"] = env["METRICS_MAX_SERIES"] = str(4 * series)
+    env["METRICS_MAX_SERIES_PER_SOURCE"] = env["METRICS_MAX_SERIES"] = str(series + 1_000_000)
     server = systems.metrics_ingest(workdir, env=env)
     try:
         return asyncio.run(measure(server.url, server, series, per_push))
