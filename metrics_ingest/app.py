@@ -27,6 +27,7 @@ from metrics_ingest.http.ingest import ingest
 from metrics_ingest.http.prom_api import PROMETHEUS_ENDPOINTS, query_context
 from metrics_ingest.http.prom_errors import prometheus_error_fields
 from metrics_ingest.http.scrape import metrics
+from metrics_ingest.http.status_page import STATUS_ENDPOINTS, status_context
 from metrics_ingest.inbox import Closed
 from metrics_ingest.keys import (
     ACCESS_LOG,
@@ -91,6 +92,7 @@ ENDPOINTS = (
     Endpoint("healthz", "/healthz", "open", {"GET": healthz}),
     Endpoint("readyz", "/readyz", "open", {"GET": readyz}),
     Endpoint("openapi", "/api/openapi.json", "open", {"GET": openapi_document}),
+    *STATUS_ENDPOINTS,
 )
 
 
@@ -239,8 +241,8 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time,
     app.router.add_route("*", "/{path:[\\s\\S]*}", wrap(Endpoint("unmatched", "", "open", {})),
                          name="unmatched")
     app.cleanup_ctx.extend([access_log_context, tokens_context, parsers_context, store_context,
-                            query_context, writer_context, export_context, expiry_context,
-                            purge_context])
+                            query_context, writer_context, export_context, status_context,
+                            expiry_context, purge_context])
     app.on_shutdown.append(stop_accepting)
     return app
 

@@ -53,6 +53,7 @@ class Settings:
     header_timeout: int = 10
     max_connections: int = 10_000
     query_max_samples: int = 50_000_000
+    stale_after: int | None = None  # None: twice a source's median push interval, >= 5 min
     workers: int = 1
     log_format: LogFormat = "text"
     log_level: str = "INFO"
@@ -210,6 +211,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("query_max_samples", "METRICS_QUERY_MAX_SAMPLES", "--query-max-samples",
            _integer(1), "most samples a PromQL query may hold in memory (Prometheus's "
            "--query.max-samples)"),
+    Option("stale_after", "METRICS_STALE_AFTER", "--stale-after", _integer(1),
+           "seconds without a push after which the status page marks a source stale "
+           "(default: twice its median push interval, at least 300)"),
     Option("workers", "METRICS_WORKERS", "--workers", _integer(1, 64),
            "server processes sharing the port (SO_REUSEPORT) and the database"),
     Option("influx_string_fields", "METRICS_INFLUX_STRING_FIELDS", "--influx-string-fields",

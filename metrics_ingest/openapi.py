@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from metrics_ingest import __version__, openapi_admin
+from metrics_ingest import __version__, openapi_admin, openapi_status
 from metrics_ingest.model import MAX_LABEL_VALUE, MAX_LABELS, MAX_METRIC_NAME
 from metrics_ingest.openapi_prometheus import prometheus_paths
 
@@ -296,5 +296,6 @@ def document() -> dict[str, Any]:
                 "responses": {"200": {"description": "OpenAPI 3 document", "content": {
                     "application/json": {"schema": {"type": "object"}}}}},
             }},
+            **openapi_status.status_paths(),
         },
     }

@@ -61,6 +61,10 @@ class Telemetry:
         default_factory=lambda: defaultdict(int))
     purged_samples: int = 0
     last_purge: float = 0.0  # 0 until the first purge
+    # For the status page, not exported: push format (the intake's PushFormat object) ->
+    # source -> receipt time of its last committed push in that format.
+    pushed_with: defaultdict[object, dict[str, float]] = field(
+        default_factory=lambda: defaultdict(dict))
 
     def count_request(self, route: str, code: int) -> None:
         self.requests[(route, str(code))] += 1

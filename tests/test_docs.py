@@ -27,7 +27,8 @@ def test_every_endpoint_has_a_curl_example() -> None:
     assert paths == {re.sub(r"\{(\w+):[^}]+\}", r"{\1}", spec.path) for spec in ENDPOINTS}
     # remote_write bodies are binary: its example sends one with `metrics-ingest push`.
     other_examples = {"/api/v1/write": "--remote-write",
-                      "/api/v1/label/{name}/values": "8787/api/v1/label/source/values"}
+                      "/api/v1/label/{name}/values": "8787/api/v1/label/source/values",
+                      "/sources/{name}": "8787/sources/hpc"}
     for path in paths:
         example = path.replace("{grouping}", "job/")  # /metrics/job/<job>{/<label>/<value>}
         assert (f"127.0.0.1:8787{example}" in README

@@ -131,6 +131,8 @@ BAD = [
      'invalid parameter "time"'),
     ("/api/v1/query", {"query": "up", "timeout": "soon"}, 400, "bad_data",
      'invalid parameter "timeout"'),
+    ("/api/v1/query", {"query": "up", "timeout": "+0.0"}, 400, "bad_data",
+     "a timeout must be more than zero"),
     ("/api/v1/query", {"query": "mad_over_time(temperature[5m])"}, 400, "bad_data",
      "mad_over_time"),
     ("/api/v1/query", {"query": 'temperature{source="a" or source="b"}'}, 400, "bad_data",

@@ -25,6 +25,7 @@ from metrics_ingest import __version__, promql
 from metrics_ingest.http.endpoint import Endpoint
 from metrics_ingest.http.prom_errors import prometheus_error, prometheus_error_fields
 from metrics_ingest.http.prom_params import (
+    FLOAT_RE,
     MAX_TIME,
     MIN_TIME,
     invalid,
@@ -129,9 +130,14 @@ def deadline_of(form: MultiDict[str]) -> float:
     raw = form.get("timeout", "")
     if raw:
         try:
-            timeout = min(timeout, parse_duration(raw) / 1000)
+            # Seconds keep their fraction: a tiny timeout is a timeout, not none.
+            asked = float(raw) if FLOAT_RE.fullmatch(raw) else parse_duration(raw) / 1000
         except BadData as exc:
             raise invalid("timeout", exc) from None
+        if asked <= 0:
+            # (Prometheus would start the query with no time at all and answer 503.)
+            raise invalid("timeout", BadData("a timeout must be more than zero"))
+        timeout = min(timeout, asked)
     return time.monotonic() + timeout
 
 

@@ -201,6 +201,38 @@ class QueryReader(Protocol):
     def close(self) -> None: ...
 
 
+class SourceSeries(NamedTuple):
+    """One of a source's series with its newest sample, for the status page."""
+
+    id: int
+    metric_name: str
+    labels: str  # sorted-key JSON, "" for none
+    value: float
+    timestamp: int
+
+
+class StatusReader(QueryReader, Protocol):
+    """A read connection the status page reads from, off the event loop: plain (blocking)
+    calls, from one thread at a time; it never writes. The samples of its sparklines come
+    through the QueryReader calls (with their deadline)."""
+
+    def source_times(self) -> dict[str, int]:
+        """Every source's newest sample timestamp (Unix seconds)."""
+        ...
+
+    def series_counts(self) -> dict[str, int]:
+        """The series stored per source (as ReadSession.series_counts)."""
+        ...
+
+    def groups(self) -> list[GroupTimes]: ...
+
+    def source_series(self, source: str, limit: int) -> list[SourceSeries]:
+        """At most `limit` of the source's exported series (not hidden by a group's
+        replacement, deletion or TTL), by metric name then labels. The series table has
+        no index by source: this reads all of it (SQLite: 50 ms for a million series)."""
+        ...
+
+
 class Store(Protocol):
     """A configured database: migrations, sessions and the operator's commands."""
 
@@ -228,6 +260,10 @@ class Store(Protocol):
     def open_query_reader(self) -> QueryReader:
         """A connection for PromQL queries; call on the thread that will use it
         first (it may move between threads, used by one at a time)."""
+        ...
+
+    def open_status_reader(self) -> StatusReader:
+        """A connection for the status page; as open_query_reader."""
         ...
 
     def size_bytes(self) -> int:

@@ -22,6 +22,7 @@ from metrics_ingest.store.postgres.query import PostgresQueryReader
 from metrics_ingest.store.postgres.reader import PostgresExportReader, PostgresReader
 from metrics_ingest.store.postgres.session import PostgresWriteSession
 from metrics_ingest.store.postgres.sql import CHANNEL, NOTIFY, SELECT_DATABASE_SIZE
+from metrics_ingest.store.postgres.status import PostgresStatusReader
 
 SIZE_SECONDS = 30.0
 
@@ -68,6 +69,9 @@ class PostgresStore:
 
     def open_query_reader(self) -> PostgresQueryReader:
         return PostgresQueryReader(self.url)
+
+    def open_status_reader(self) -> PostgresStatusReader:
+        return PostgresStatusReader(self.url)
 
     def open_feed(self) -> PostgresFeed:
         return PostgresFeed(self.url, self.origin)

@@ -22,6 +22,7 @@ from metrics_ingest.store.sqlite.query import SQLiteQueryReader
 from metrics_ingest.store.sqlite.reader import SQLiteReader
 from metrics_ingest.store.sqlite.session import SQLiteWriteSession
 from metrics_ingest.store.sqlite.sql import INSERT_CHANGE, SELECT_VIEW_DELETES
+from metrics_ingest.store.sqlite.status import SQLiteStatusReader
 
 
 class SQLiteStore:
@@ -80,6 +81,9 @@ class SQLiteStore:
 
     def open_query_reader(self) -> SQLiteQueryReader:
         return SQLiteQueryReader(self.db_path)
+
+    def open_status_reader(self) -> SQLiteStatusReader:
+        return SQLiteStatusReader(self.db_path)
 
     def open_feed(self) -> SQLiteFeed | None:
         """The other workers' notices; None alone on the file (no one else writes)."""
