@@ -4,6 +4,7 @@ store's StorageError."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
@@ -55,6 +56,14 @@ def engine_errors(url: str) -> Iterator[None]:
         if parts.password:
             text = text.replace(parts.password, "***")
         raise StorageError(f"PostgreSQL: {text}") from exc
+
+
+def discard(conn: psycopg.Connection | None) -> None:
+    """Close a lost connection before replacing it (left to the garbage collector, psycopg
+    warns that it was deleted while open)."""
+    if conn is not None and not conn.closed:
+        with contextlib.suppress(psycopg.Error):
+            conn.close()
 
 
 def broken(conn: psycopg.Connection | psycopg.AsyncConnection | None) -> bool:

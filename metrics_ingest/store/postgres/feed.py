@@ -5,6 +5,8 @@ notices (store/changes.py) into change records for its /metrics cache."""
 
 from __future__ import annotations
 
+import contextlib
+
 import psycopg
 
 from metrics_ingest.model import EVERYTHING, Change
@@ -30,9 +32,13 @@ class PostgresFeed:
 
     async def _listen(self) -> psycopg.AsyncConnection:
         conn = await connect_async(self.url, "change feed")
-        conn.add_notify_handler(self._hear)
-        with engine_errors(self.url):
-            await conn.execute(LISTEN)
+        try:
+            conn.add_notify_handler(self._hear)
+            with engine_errors(self.url):
+                await conn.execute(LISTEN)
+        except BaseException:  # (cancelled at shutdown too): not left open behind
+            await conn.close()
+            raise
         return conn
 
     async def drain(self) -> list[Change]:
@@ -42,8 +48,9 @@ class PostgresFeed:
         says read everything. Raises StorageError while the database cannot be reached."""
         fresh = broken(self.conn)
         if fresh:
-            if self.conn is not None:
-                await self.conn.close()
+            if self.conn is not None and not self.conn.closed:
+                with contextlib.suppress(psycopg.Error):
+                    await self.conn.close()
             self.conn = await self._listen()
         assert self.conn is not None
         try:

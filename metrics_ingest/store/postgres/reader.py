@@ -4,6 +4,7 @@ connection; until the database answers again, reads raise StorageError."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from typing import cast
 
@@ -16,6 +17,7 @@ from metrics_ingest.store.postgres.connection import (
     broken,
     connect,
     connect_async,
+    discard,
     engine_errors,
 )
 from metrics_ingest.store.postgres.sql import (
@@ -39,6 +41,9 @@ class PostgresReader:
 
     async def _connection(self) -> psycopg.AsyncConnection:
         if broken(self.conn):
+            if self.conn is not None and not self.conn.closed:
+                with contextlib.suppress(psycopg.Error):  # lost: closed, not left to the GC
+                    await self.conn.close()
             self.conn = await connect_async(self.url, "reader")
             with engine_errors(self.url):
                 await self.conn.execute("SET default_transaction_read_only = on")
@@ -81,6 +86,7 @@ class PostgresExportReader:
 
     def _connection(self) -> psycopg.Connection:
         if broken(self.conn):
+            discard(self.conn)
             self.conn = connect(self.url, "export")
             with engine_errors(self.url):
                 self.conn.execute("SET default_transaction_read_only = on")
