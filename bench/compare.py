@@ -21,12 +21,13 @@ from pathlib import Path
 from bench import loadgen, report
 from bench.plan import BENCH, RESULTS, Plan, ensure_peers, git_sha
 from bench.push_workloads import w1, w2, w3, w8
+from bench.query_workloads import w9
 from bench.read_workloads import w4, w5, w6, w10, w11
 from bench.scale_workloads import w12, w13, w14
 from bench.tenant_workloads import w15
 
 WORKLOADS: dict[str, Callable[[Plan, bool], None]] = {
-    "W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6, "W8": w8, "W10": w10,
+    "W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6, "W8": w8, "W9": w9, "W10": w10,
     "W11": w11, "W12": w12, "W13": w13, "W14": w14, "W15": w15,
 }
 
@@ -53,7 +54,7 @@ def main() -> int:
         meta = {"run": run_id, "git": git_sha(), "quick": plan.quick, "seconds": plan.seconds,
                 "repeat": plan.repeat, "python": platform.python_version(),
                 "cpus": os.cpu_count(), "generator": "wrk" if loadgen.wrk_available()
-                else "python-aiohttp", "peers_missing": missing}
+                else "python-aiohttp", "peers_missing": missing, "only": sorted(plan.only)}
         print(json.dumps(meta), flush=True)
         peers_ok = not missing
         for name, workload in WORKLOADS.items():
@@ -67,7 +68,7 @@ def main() -> int:
         out.write(json.dumps({"meta": meta}) + "\n")
         for row in plan.results:
             out.write(json.dumps(row) + "\n")
-    if not plan.quick:
+    if not plan.quick and not plan.only:  # RESULTS.md is one whole run's
         report.write(RESULTS, BENCH / "RESULTS.md", BENCH / "results.png")
     print(f"results appended to {target.relative_to(BENCH.parent)}", flush=True)
     return 0

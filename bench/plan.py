@@ -24,7 +24,7 @@ from bench.systems import Running
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
 PEER_PACKAGES = {"wrk": "wrk", "prometheus-pushgateway": "prometheus-pushgateway",
-                 "victoria-metrics": "victoria-metrics"}
+                 "victoria-metrics": "victoria-metrics", "prometheus": "prometheus"}
 
 
 @dataclass

@@ -118,6 +118,21 @@ BARS = [
         value_of(("W7", MI, "bytes_per_sample")), 30.0, False),
     Bar("W7 peak RSS W1", "MB", value_of(("W7", MI, "peak_rss_mb_w1")), 150.0, False),
     Bar("W7 peak RSS W3", "MB", value_of(("W7", MI, "peak_rss_mb_w3")), 150.0, False),
+    Bar("W9 range query vs Prometheus", "ms of a 6 h query_range at 15 s, sum by (source) "
+        "(rate()) over 1,000 of 10,000 series, ÷ Prometheus 2.42's over the same samples",
+        ratio(("W9", MI, "range_6h_ms"), ("W9", "prometheus", "range_6h_ms"), False), 3.0,
+        False),
+    Bar("W9 instant query vs Prometheus", "ms of sum by (source) (rate(x[5m])) over 10,000 "
+        "series ÷ Prometheus's", ratio(("W9", MI, "instant_10k_ms"),
+                                        ("W9", "prometheus", "instant_10k_ms"), False),
+        3.0, False),
+    Bar("W9 metric names vs Prometheus", "ms of /api/v1/label/__name__/values ÷ Prometheus's",
+        ratio(("W9", MI, "label_names_ms"), ("W9", "prometheus", "label_names_ms"), False),
+        3.0, False),
+    Bar("W9 push p99 during a query", "W1's push p99 while the range query runs back to back "
+        "÷ without it (same server, same run)",
+        ratio(("W9", MI, "push_p99_ms_during_query"), ("W9", MI, "push_p99_ms_idle"), False),
+        2.0, False),
     Bar("W10 RSS at 1M series", "MB after pushing a million series",
         value_of(("W10", MI, "rss_after_mb")), 300.0, False),
     Bar("W10 first scrape", "s, the first /metrics after the million series",
@@ -150,13 +165,18 @@ BARS = [
 
 def newest_run(results: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     runs: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+    skipped: set[str] = set()
     for path in sorted(results.glob("[0-9]*.jsonl")):  # YYYYMMDD.jsonl: full runs only
         for line in path.read_text().splitlines():
             row = json.loads(line)
             if "meta" in row:
+                if row["meta"].get("only"):  # a run of some workloads (--only) is no full run
+                    skipped.add(row["meta"]["run"])
                 runs.setdefault(row["meta"]["run"], (row["meta"], []))
             else:
                 runs.setdefault(row["run"], ({"run": row["run"]}, []))[1].append(row)
+    for run in skipped:
+        runs.pop(run, None)
     if not runs:
         raise SystemExit("no full runs in bench/results/")
     return runs[max(runs)]

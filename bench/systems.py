@@ -179,3 +179,16 @@ def victoria_metrics(workdir: Path) -> Running:
                f"-storageDataPath={workdir / 'vm-data'}", "-retentionPeriod=1y",
                "-loggerLevel=WARN"]
     return start("victoriametrics", command, "/health", port, workdir)
+
+
+def prometheus(workdir: Path, config: str = "global: {}\nscrape_configs: []\n",
+               flags: tuple[str, ...] = ()) -> Running:
+    """Prometheus (Debian's 2.42) over a fresh TSDB under `workdir`, with `config`."""
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "prometheus.yml").write_text(config)
+    binary = shutil.which("prometheus") or "prometheus"
+    command = [binary, f"--config.file={workdir / 'prometheus.yml'}",
+               f"--storage.tsdb.path={workdir / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}",
+               "--log.level=warn", *flags]
+    return start("prometheus", command, "/-/ready", port, workdir)

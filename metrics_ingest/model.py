@@ -155,13 +155,16 @@ class Parsed:
     types it declared, and, for the Pushgateway API, what the push does to its group.
     (Plain classes with slots, here and below: one of each is made per push.)"""
 
-    __slots__ = ("families", "group", "groups", "refusal", "skip_counts", "skipped", "typing")
+    __slots__ = ("families", "group", "groups", "refusal", "skip_counts", "skipped", "stale",
+                 "typing")
 
     def __init__(self, groups: list[SampleGroup], group: GroupPush | None = None, *,
                  skipped: list[FieldError] | None = None, skip_counts: SkipCounts | None = None,
                  families: dict[str, FamilyMeta] | None = None,
-                 typing: Typing = "gauges", refusal: PushInvalid | None = None) -> None:
+                 typing: Typing = "gauges", refusal: PushInvalid | None = None,
+                 stale: list[SampleGroup] | None = None) -> None:
         self.groups = groups
+        self.stale = stale  # remote_write's staleness markers (the groups' values unused)
         self.group = group
         self.refusal = refusal  # refused once what it records is committed (a failed push)
         self.skipped = skipped  # listed in the answer (at most MAX_ERRORS)
@@ -178,13 +181,14 @@ class Push:
     """
 
     __slots__ = ("done", "families", "group", "groups", "received_at", "refused", "samples",
-                 "typing")
+                 "stale", "typing")
 
     def __init__(self, groups: list[SampleGroup], samples: int, received_at: float,
                  done: asyncio.Future[None], group: GroupPush | None = None,
                  families: dict[str, FamilyMeta] | None = None,
-                 typing: Typing = "gauges") -> None:
+                 typing: Typing = "gauges", stale: list[SampleGroup] | None = None) -> None:
         self.groups = groups
+        self.stale = stale  # staleness markers of stored series (Parsed.stale)
         self.samples = samples
         self.received_at = received_at
         self.done = done

@@ -60,8 +60,11 @@ def test_decode_skips_what_cannot_be_stored() -> None:
     assert [(g.source, g.names, g.values) for g in decoded.groups] == [
         ("j", ["a"], [2.0]), ("weird_job_name", ["c"], [3.0])]
     assert decoded.groups[1].labels == '{"job":"weird/job name"}'
-    assert decoded.skipped == {("stale_marker", "j"): 1, ("non_finite", "j"): 2,
-                               ("invalid_name", "j"): 1, ("invalid_name", "no_name"): 1}
+    assert decoded.skipped == {("non_finite", "j"): 2, ("invalid_name", "j"): 1,
+                               ("invalid_name", "no_name"): 1}
+    # A staleness marker is kept apart, for PromQL (tests/test_stale_markers.py).
+    assert [(g.source, g.labels, g.timestamp, g.names) for g in decoded.stale] == [
+        ("j", '{"job":"j"}', 1_795_000_000, ["a"])]
 
 
 def test_metadata_declares_families() -> None:
@@ -135,9 +138,9 @@ async def test_endpoint_needs_the_push_token(client: Client) -> None:
 
 
 async def test_dropped_samples_are_counted(client: Client) -> None:
-    body = snappy(encode([({"__name__": "a", "job": "j"}, [(STALE, 1_795_000_000_000)])]))
+    body = snappy(encode([({"__name__": "a", "job": "j"}, [(math.inf, 1_795_000_000_000)])]))
     assert (await client.post("/api/v1/write", data=body,
                               headers={**AUTH, **RW_HEADERS})).status == 204
     text = await (await client.get("/metrics")).text()
-    assert ('metrics_ingest_skipped_samples_total{reason="stale_marker",source="j"} 1'
+    assert ('metrics_ingest_skipped_samples_total{reason="non_finite",source="j"} 1'
             in text)

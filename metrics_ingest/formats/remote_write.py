@@ -120,6 +120,7 @@ DEFAULT_SOURCE = "prometheus"
 @dataclass
 class Decoded:
     groups: list[SampleGroup]
+    stale: list[SampleGroup] = field(default_factory=list)  # staleness markers, values NaN
     families: dict[str, FamilyMeta] = field(default_factory=dict)
     skipped: SkipCounts = field(default_factory=dict)  # (reason, source) -> samples
 
@@ -164,7 +165,8 @@ def parse_write_request(body: bytes, params: WriteParams, now: float) -> Parsed:
     except OverflowError as exc:
         raise BodyRefused(413, str(exc)) from None
     return Parsed(decoded.groups, skip_counts=decoded.skipped or None,
-                  families=decoded.families or None, typing="soft")
+                  families=decoded.families or None, typing="soft",
+                  stale=decoded.stale or None)
 
 
 def decode(payload: bytes, explicit_source: str | None, now: float,
@@ -173,7 +175,8 @@ def decode(payload: bytes, explicit_source: str | None, now: float,
 
     Raises Undecodable for a body that is not a WriteRequest (answered 400, not retried).
     Samples that cannot be stored are skipped and counted by reason rather than failing the
-    batch: a remote_write sender drops a whole batch on a 4xx. Stale markers are skipped.
+    batch: a remote_write sender drops a whole batch on a 4xx. Staleness markers travel
+    apart from the samples (`Decoded.stale`): the store keeps them for PromQL.
     """
     request = WRITE_REQUEST()
     try:
@@ -191,6 +194,7 @@ def decode(payload: bytes, explicit_source: str | None, now: float,
             decoded.families[name] = FamilyMeta(METADATA_TYPES.get(entry.type, "untyped"),
                                                 entry.help)
     merged: dict[GroupKey, SampleGroup] = {}
+    markers: dict[GroupKey, SampleGroup] = {}
     # A batch repeats label sets (a target's series share job and instance): each distinct
     # one is checked and made canonical once.
     label_sets: dict[tuple[tuple[str, str], ...], tuple[str, str | None]] = {}
@@ -213,16 +217,19 @@ def decode(payload: bytes, explicit_source: str | None, now: float,
             continue
         for point in samples:
             value = point.value
+            into = merged
             if not math.isfinite(value):
-                stale = struct.unpack("<Q", struct.pack("<d", value))[0] == STALE_NAN_BITS
-                decoded.skip("stale_marker" if stale else "non_finite", source)
-                continue
+                if struct.unpack("<Q", struct.pack("<d", value))[0] != STALE_NAN_BITS:
+                    decoded.skip("non_finite", source)
+                    continue
+                into = markers
             seconds = point.timestamp // 1000
             if not now - PAST_LIMIT_SECONDS <= seconds <= now + FUTURE_LIMIT_SECONDS:
                 decoded.skip("out_of_range", source)
                 continue
-            group = group_for(merged, source, label_key, seconds)
+            group = group_for(into, source, label_key, seconds)
             group.names.append(metric)
             group.values.append(value)
     decoded.groups = list(merged.values())
+    decoded.stale = list(markers.values())
     return decoded

@@ -135,6 +135,7 @@ def check_scope(principal: Principal, parsed: Parsed, attempt: Attempt) -> None:
     """403 unless the token may write every source of the push (remote_write: each series'
     source; the Pushgateway API: the job; Influx: the bucket or database)."""
     sources = {group.source for group in parsed.groups}
+    sources.update(group.source for group in parsed.stale or ())
     if parsed.group is not None:
         sources.add(parsed.group.grouping.source)
     denied = principal.forbidden(sorted(sources))
@@ -175,7 +176,7 @@ def queue(app: web.Application, parsed: Parsed, now: float) -> Push | None:
     """Queue the samples (and what a Pushgateway-API push does to its group) for the writer;
     None when there is nothing to store. Raises the 413/503 a push that cannot go gets."""
     groups = parsed.groups
-    if not groups and parsed.group is None and not parsed.families:
+    if not groups and parsed.group is None and not parsed.families and not parsed.stale:
         return None  # (remote_write's metadata-only requests are something to store)
     if not app[LIFECYCLE].accepting:
         raise ServiceUnavailable("the service is shutting down; retry against its successor")
@@ -188,7 +189,7 @@ def queue(app: web.Application, parsed: Parsed, now: float) -> Push | None:
             f"the push holds {count} samples; at most {writer.inbox.max_samples} fit in one "
             "push")
     push = Push(groups, count, now, writer.loop.create_future(), parsed.group, parsed.families,
-                parsed.typing)
+                parsed.typing, parsed.stale)
     try:
         writer.submit(push)
     except Overloaded as exc:

@@ -2,9 +2,11 @@
 `metadata`, `status/buildinfo`, `query_exemplars`) over the stored series, answering as
 Prometheus 2.42 does, so Grafana, promtool and vmalert can use the service as a Prometheus.
 
-Queries run on a pool of their own threads (QUERY_THREADS), each with its own read
-connection, so pushes keep being answered during a heavy query; a query's deadline (its
-`timeout`, at most DEFAULT_TIMEOUT) is checked as it evaluates and interrupts its reads.
+Expressions are evaluated in worker processes (query_pool.py), the catalog reads (series,
+labels, metadata: index lookups of a millisecond, where a worker's round trip would double
+them) on threads of their own (QUERY_THREADS), each with its own read connection: pushes
+keep being answered during a heavy query. A query's deadline (its `timeout`, at most
+DEFAULT_TIMEOUT) is checked as it evaluates and interrupts its reads.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from metrics_ingest.promql.functions import LABEL_NAME_RE
 from metrics_ingest.promql.selectors import parse_selector
 from metrics_ingest.promql.tree import parse
 from metrics_ingest.promql.values import BadData, QueryError
+from metrics_ingest.query_pool import QueryPool
 from metrics_ingest.store import QueryReader, Store
 
 QUERY_THREADS = 2  # one per core: a query is Python, and holds the GIL while it computes
@@ -51,9 +54,10 @@ class QueryService:
     """The query threads and their read connections (one per thread, opened on first use
     there, closed at shutdown)."""
 
-    def __init__(self, store: Store, max_samples: int) -> None:
+    def __init__(self, store: Store, max_samples: int, location: str) -> None:
         self.store = store
         self.max_samples = max_samples
+        self.pool = QueryPool(location, max_samples)
         self.executor = ThreadPoolExecutor(QUERY_THREADS, thread_name_prefix="promql")
         self.idle: list[QueryReader] = []
         self.busy: set[QueryReader] = set()
@@ -86,6 +90,7 @@ class QueryService:
         """Stop running queries (their reads are interrupted, their evaluation ends with
         `canceled`), wait for the threads, close the connections."""
         self.stopping.set()
+        self.pool.close()
         with self.lock:
             for reader in self.busy:
                 reader.set_deadline(0.0)
@@ -99,15 +104,24 @@ PROMQL = web.AppKey("promql", QueryService)
 
 
 async def query_context(app: web.Application) -> AsyncIterator[None]:
-    app[PROMQL] = service = QueryService(app[STORE], app[SETTINGS].query_max_samples)
+    settings = app[SETTINGS]
+    app[PROMQL] = service = QueryService(app[STORE], settings.query_max_samples,
+                                         settings.database)
     yield
     await asyncio.to_thread(service.close)
 
 
+class Encoded(bytes):
+    """`data` already as JSON (a worker process made it)."""
+
+
 def success(data: Any) -> web.Response:
     # A trailing newline, as every answer of the service has (a curl prints it on its own).
-    return web.Response(body=orjson.dumps({"status": "success", "data": data}) + b"\n",
-                        content_type="application/json")
+    if isinstance(data, Encoded):
+        body = b'{"status":"success","data":' + data + b"}\n"
+    else:
+        body = orjson.dumps({"status": "success", "data": data}) + b"\n"
+    return web.Response(body=body, content_type="application/json")
 
 
 def answers(handler: Callable[[web.Request, MultiDict[str]], Any]) -> Any:
@@ -153,11 +167,7 @@ async def query(request: web.Request, form: MultiDict[str]) -> Any:
     """An instant query: `query` at `time` (default now)."""
     at = time_param(form, "time", int(request.app[CLOCK]() * 1000))
     deadline = deadline_of(form)
-    service = request.app[PROMQL]
-    text = form.get("query", "")
-    return await service.run(lambda reader: promql.instant_query(
-        reader, text, at, max_samples=service.max_samples, deadline=deadline,
-        cancelled=service.stopping.is_set))
+    return Encoded(await request.app[PROMQL].pool.instant(form.get("query", ""), at, deadline))
 
 
 @answers
@@ -178,11 +188,8 @@ async def query_range(request: web.Request, form: MultiDict[str]) -> Any:
         raise BadData("exceeded maximum resolution of 11,000 points per timeseries. Try "
                       "decreasing the query resolution (?step=XX)")
     deadline = deadline_of(form)
-    service = request.app[PROMQL]
-    text = form.get("query", "")
-    return await service.run(lambda reader: promql.range_query(
-        reader, text, start, end, step, max_samples=service.max_samples, deadline=deadline,
-        cancelled=service.stopping.is_set))
+    return Encoded(await request.app[PROMQL].pool.range(form.get("query", ""), start, end, step,
+                                                        deadline))
 
 
 def selectors(form: MultiDict[str]) -> list[list[Any]]:

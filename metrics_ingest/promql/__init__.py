@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from metrics_ingest.promql.engine import Evaluator, check_range_type
+from metrics_ingest.promql.selectors import LabelsCache
 from metrics_ingest.promql.tree import parse
 from metrics_ingest.promql.values import (
     BadData,
@@ -25,20 +26,21 @@ from metrics_ingest.store import QueryReader
 
 MAX_POINTS = 11_000  # per series of a range query, as Prometheus limits it
 
-__all__ = ["BadData", "QueryError", "instant_query", "range_query"]
+__all__ = ["BadData", "LabelsCache", "QueryError", "instant_query", "range_query"]
 
 
 def instant_query(reader: QueryReader, text: str, at: int, *, max_samples: int,
-                  deadline: float, cancelled: Callable[[], bool] = lambda: False
-                  ) -> dict[str, Any]:
+                  deadline: float, cancelled: Callable[[], bool] = lambda: False,
+                  labels_cache: LabelsCache | None = None) -> dict[str, Any]:
     """`text` evaluated at `at` (ms): the `data` of /api/v1/query's answer. `deadline` is
-    a time.monotonic() value: past it, QueryTimeout."""
+    a time.monotonic() value: past it, QueryTimeout. `labels_cache`: decoded label sets
+    kept between queries."""
     try:
         node = parse(text)
     except BadData as exc:
         raise BadData(f'invalid parameter "query": {exc.message}') from None
     evaluator = Evaluator(reader, at, at, max_samples=max_samples,
-                          deadline=deadline, cancelled=cancelled)
+                          deadline=deadline, cancelled=cancelled, labels_cache=labels_cache)
     reader.set_deadline(evaluator.deadline)
     try:
         value = evaluator.eval(node, [at])
@@ -48,13 +50,13 @@ def instant_query(reader: QueryReader, text: str, at: int, *, max_samples: int,
 
 
 def range_query(reader: QueryReader, text: str, start: int, end: int, step: int, *,
-                max_samples: int, deadline: float, cancelled: Callable[[], bool] = lambda: False
-                ) -> dict[str, Any]:
+                max_samples: int, deadline: float, cancelled: Callable[[], bool] = lambda: False,
+                labels_cache: LabelsCache | None = None) -> dict[str, Any]:
     """`text` at every step from `start` to `end` (ms): /api/v1/query_range's `data`."""
     node = parse(text)
     check_range_type(node)
     evaluator = Evaluator(reader, start, end, max_samples=max_samples,
-                          deadline=deadline, cancelled=cancelled)
+                          deadline=deadline, cancelled=cancelled, labels_cache=labels_cache)
     times = list(range(start, end + 1, step))
     reader.set_deadline(evaluator.deadline)
     try:

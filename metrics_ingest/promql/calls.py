@@ -7,9 +7,19 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+import numpy as np
 import promql_parser as pp
 
 from metrics_ingest.promql import functions
+from metrics_ingest.promql.dense import (
+    CHUNK_CELLS,
+    Dense,
+    merged,
+    per_window,
+    to_vector,
+    vectorised,
+    windows,
+)
 from metrics_ingest.promql.range_functions import RANGE_ARGUMENT, RANGE_FUNCTIONS, Window
 from metrics_ingest.promql.selectors import selector_matchers, window
 from metrics_ingest.promql.tree import unwrap
@@ -29,6 +39,9 @@ from metrics_ingest.promql.values import (
 if TYPE_CHECKING:
     from metrics_ingest.promql.engine import Evaluator
 
+# Series x steps above which an answer is not made as arrays (160 MB of values, allocated
+# before any is counted): the window code counts series by series and stops at the limit.
+MAX_DENSE_CELLS = 20_000_000
 # Native-histogram functions: metrics-ingest stores no native histograms, so they select
 # nothing, as Prometheus's do for float samples.
 NATIVE_HISTOGRAM = frozenset({"histogram_count", "histogram_sum", "histogram_fraction"})
@@ -98,7 +111,60 @@ def string_arg(ev: Evaluator, node: pp.Expr, times: list[int]) -> str:
     return value.value
 
 
+def range_dense(ev: Evaluator, name: str, args: list[pp.Expr], times: list[int]
+                ) -> Dense | None:
+    """A range function of a selector's windows, as arrays (dense.py), series by series in
+    chunks (each chunk counted against the sample limit); None when the range is a
+    subquery's, or its answer would take more than MAX_DENSE_CELLS."""
+    position = RANGE_ARGUMENT.get(name, 0)
+    argument = unwrap(args[position])
+    if not isinstance(argument, pp.MatrixSelector):
+        return None
+    scalars = [ev.scalar(arg, times) for i, arg in enumerate(args) if i != position]
+    block, moments, length = ev.matrix_block(argument, times)
+    ends = np.array(moments, dtype=np.int64)
+    count = len(block.labels)
+    if count * len(times) > MAX_DENSE_CELLS:
+        return None  # the window code, which counts (and stops) as it goes
+    values = np.zeros((count, len(times)))
+    present = np.zeros(values.shape, dtype=np.bool_)
+    step = max(1, CHUNK_CELLS // max(1, len(times)))
+    for first in range(0, count, step):
+        ev.check()
+        last = min(count, first + step)
+        part = block.part(first, last)
+        lo, hi = windows(part, ends, length)
+        computed = None if scalars else vectorised(name, part, lo, hi, ends, length)
+        if computed is None:
+            rows, _ = per_window(name, part, lo, hi, ends, length, times, scalars)
+            got = np.array([[v is not None for v in row] for row in rows], dtype=np.bool_)
+            present[first:last] = got
+            values[first:last][got] = [v for row in rows for v in row if v is not None]
+        else:
+            chunk_values, chunk_present, sequential = computed
+            values[first:last], present[first:last] = chunk_values, chunk_present
+            if sequential.any():
+                rows, _ = per_window(name, part, lo, hi, ends, length, times, scalars,
+                                     sequential)
+                for i, k in zip(*np.nonzero(sequential), strict=True):
+                    value = rows[i][k]
+                    if value is not None:
+                        values[first + i, k] = value
+                        present[first + i, k] = True
+        # What the per-window code counts: each series' steps with a value and (when it
+        # has one) its longest window.
+        steps = present[first:last].sum(axis=1)
+        longest = (hi - lo).max(axis=1, initial=0)
+        ev.count(int(steps.sum() + longest[steps > 0].sum()))
+    kept = name == "last_over_time"
+    labels = block.labels if kept else [drop_name(labels) for labels in block.labels]
+    return merged(Dense(labels, values, present))
+
+
 def range_call(ev: Evaluator, name: str, args: list[pp.Expr], times: list[int]) -> Vector:
+    dense = range_dense(ev, name, args, times)
+    if dense is not None:
+        return to_vector(dense)
     position = RANGE_ARGUMENT.get(name, 0)
     scalars = [ev.scalar(arg, times) for i, arg in enumerate(args) if i != position]
     ranges, moments, length = ev.ranges(args[position], times)

@@ -9,7 +9,7 @@ from typing import Any
 
 from metrics_ingest.families import family_of
 from metrics_ingest.formats.stored import is_structured
-from metrics_ingest.promql.selectors import Matcher, select, series_labels
+from metrics_ingest.promql.selectors import Matcher, select
 from metrics_ingest.promql.values import NAME, Labels
 from metrics_ingest.store import QueryReader
 
@@ -30,10 +30,10 @@ def label_names(reader: QueryReader, selectors: Sequence[Sequence[Matcher]], sin
                 ) -> list[str]:
     if selectors:
         names = {name for labels in matching(reader, selectors, since) for name, _ in labels}
-    else:
-        names = set()
-        for row in reader.series(None, since):
-            names.update(series_labels(row))
+    else:  # the label index's names; every series has a source, and a name
+        names = set(reader.label_names(since))
+        if names:
+            names.add(NAME)
     return sorted(names)
 
 
@@ -42,15 +42,8 @@ def label_values(reader: QueryReader, name: str, selectors: Sequence[Sequence[Ma
     if selectors:
         values = {value for labels in matching(reader, selectors, since)
                   for key, value in labels if key == name}
-    elif name in (NAME, "source"):  # one index scan, no label decoded
-        pairs = reader.name_sources(since)
-        values = {metric if name == NAME else source for metric, source in pairs}
-    else:
-        values = set()
-        for row in reader.series(None, since):
-            value = series_labels(row).get(name)
-            if value:
-                values.add(value)
+    else:  # one walk of the label index (the series key for names)
+        values = set(reader.label_values(name, since))
     return sorted(values)
 
 

@@ -12,12 +12,15 @@ from datetime import timedelta
 import promql_parser as pp
 
 from metrics_ingest.promql import aggregations, binary
-from metrics_ingest.promql.calls import evaluate_call
+from metrics_ingest.promql.calls import evaluate_call, range_dense
+from metrics_ingest.promql.dense import Block, Dense, to_vector
+from metrics_ingest.promql.range_functions import RANGE_FUNCTIONS
 from metrics_ingest.promql.selectors import (
     LOOKBACK_MS,
+    LabelsCache,
     Matcher,
     at_step,
-    read_range,
+    read_block,
     select,
     selector_matchers,
     window,
@@ -53,8 +56,10 @@ class Evaluator:
 
     def __init__(self, reader: QueryReader, start: int, end: int, *, max_samples: int,
                  deadline: float | None, lookback: int = LOOKBACK_MS,
-                 cancelled: Callable[[], bool] = lambda: False) -> None:
+                 cancelled: Callable[[], bool] = lambda: False,
+                 labels_cache: LabelsCache | None = None) -> None:
         self.reader = reader
+        self.labels_cache = labels_cache or LabelsCache()
         self.cancelled = cancelled
         self.start = start
         self.end = end
@@ -75,14 +80,29 @@ class Evaluator:
         if self.samples > self.max_samples:
             raise too_many_samples()
 
-    def read(self, matchers: Sequence[Matcher], first: int, last: int) -> list[RangeSeries]:
+    def read_block(self, matchers: Sequence[Matcher], first: int, last: int) -> Block:
+        """The selected series' samples in [first, last] (ms) as arrays."""
         try:
-            selected = select(self.reader, matchers, first // 1000)
+            selected = select(self.reader, matchers, first // 1000, self.labels_cache)
             self.check()
-            return read_range(self.reader, selected, first, last)
+            return read_block(self.reader, selected, first, last)
         except StorageError:
             self.check()  # an interrupted read is the deadline's doing
             raise
+
+    def read(self, matchers: Sequence[Matcher], first: int, last: int) -> list[RangeSeries]:
+        return self.read_block(matchers, first, last).range_series()
+
+    def matrix_block(self, node: pp.MatrixSelector, times: list[int]
+                     ) -> tuple[Block, list[int], int]:
+        """A range selector's samples as arrays, where each step's window ends, and the
+        windows' length (ms)."""
+        selector = node.vector_selector
+        length = ms(node.range)
+        moments = self.moments(selector.at, selector.offset, times)
+        block = self.read_block(selector_matchers(selector), min(moments) - length,
+                                max(moments))
+        return block, moments, length
 
     def moments(self, at: pp.AtModifier | None, offset: timedelta | None,
                 times: Sequence[int]) -> list[int]:
@@ -155,12 +175,8 @@ class Evaluator:
         the windows' length (ms)."""
         node = unwrap(node)
         if isinstance(node, pp.MatrixSelector):
-            selector = node.vector_selector
-            length = ms(node.range)
-            moments = self.moments(selector.at, selector.offset, times)
-            ranges = self.read(selector_matchers(selector), min(moments) - length,
-                               max(moments))
-            return ranges, moments, length
+            block, moments, length = self.matrix_block(node, times)
+            return block.range_series(), moments, length
         assert isinstance(node, pp.SubqueryExpr)
         length = ms(node.range)
         step = ms(node.step) or SUBQUERY_STEP_MS
@@ -192,7 +208,13 @@ class Evaluator:
             param = label.value
         elif node.param is not None:
             param = self.scalar(node.param, times)
-        vec = self.vector(node.expr, times)
+        dense = self.dense(node.expr, times) if op in aggregations.DENSE_AGGREGATIONS else None
+        if dense is not None:
+            done = aggregations.aggregate_dense(op, dense, names, without)
+            if done is not None:
+                self.count(sum(len(times) - s.values.count(None) for s in done))
+                return Vector(done)
+        vec = to_vector(dense) if dense is not None else self.vector(node.expr, times)
         keys = [aggregations.grouping(s.labels, names, without) for s in vec.series]
         out: dict[Labels, Series] = {}
         for step in range(len(times)):
@@ -212,6 +234,14 @@ class Evaluator:
                 held.values[step] = value
         self.count(sum(len(times) - s.values.count(None) for s in out.values()))
         return Vector(list(out.values()))
+
+    def dense(self, node: pp.Expr, times: list[int]) -> Dense | None:
+        """The expression as arrays when it has an array form (a range function of a
+        selector), else None (nothing evaluated)."""
+        node = unwrap(node)
+        if isinstance(node, pp.Call) and node.func.name in RANGE_FUNCTIONS:
+            return range_dense(self, node.func.name, list(node.args), times)
+        return None
 
     def binary(self, node: pp.BinaryExpr, times: list[int]) -> Value:
         op = str(node.op)

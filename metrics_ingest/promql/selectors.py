@@ -12,10 +12,12 @@ from dataclasses import dataclass
 import orjson
 import promql_parser as pp
 
+from metrics_ingest.promql.dense import Block, block_of
 from metrics_ingest.promql.values import NAME, BadData, Labels, RangeSeries, Unsupported
 from metrics_ingest.store import QueryReader, QuerySeries
 
 LOOKBACK_MS = 5 * 60 * 1000
+LEADING_FLAGS = re.compile(r"\(\?([ims]+)\)")
 Predicate = Callable[[str], bool]
 
 
@@ -35,8 +37,13 @@ def compile_matcher(name: str, op: str, value: str) -> Matcher:
     if op in ("=", "!="):
         equal = op == "="
         return Matcher(name, op, value, lambda text: (text == value) == equal)
+    # Prometheus anchors as ^(?:value)$; flags leading the value, as in (?i)abc, apply to it
+    # all (Go's regexp takes them anywhere, Python's only first).
+    flags = LEADING_FLAGS.match(value)
+    source = (f"(?{flags.group(1)})(?:{value[flags.end():]})" if flags is not None
+              else f"(?:{value})")
     try:
-        pattern = re.compile(f"(?:{value})")
+        pattern = re.compile(source)
     except re.error as exc:
         raise BadData(f"invalid regular expression {value!r}: {exc}") from None
     wanted = op == "=~"
@@ -81,53 +88,118 @@ def series_labels(row: QuerySeries) -> dict[str, str]:
     return labels
 
 
-def select(reader: QueryReader, matchers: Sequence[Matcher], since: int
-           ) -> list[tuple[int, Labels]]:
+class LabelsCache:
+    """Stored series' label sets by (name, source, labels JSON), decoded once: a series'
+    labels never change, and a dashboard asks for the same series again and again. Shared
+    by the query threads (dict operations are atomic); emptied when it holds `size`."""
+
+    def __init__(self, size: int = 200_000) -> None:
+        self.size = size
+        self.held: dict[tuple[str, str, str], tuple[dict[str, str], Labels]] = {}
+
+    def get(self, row: QuerySeries) -> tuple[dict[str, str], Labels]:
+        key = (row.metric_name, row.source, row.labels)
+        found = self.held.get(key)
+        if found is None:
+            if len(self.held) >= self.size:
+                self.held = {}
+            labels = series_labels(row)
+            found = self.held[key] = (labels, tuple(sorted(labels.items())))
+        return found
+
+
+def candidates(reader: QueryReader, matchers: Sequence[Matcher], since: int
+               ) -> tuple[list[QuerySeries], list[Matcher]]:
+    """The series a selector may pick, narrowed through the label index: its metric name
+    (an equality, or a regex over the stored names), and the most selective of its label
+    matchers that require a value (an equality, or a regex over the label's stored values,
+    as Prometheus reads postings); and the matchers left to check on them (the others
+    hold for every series returned)."""
+    names: list[str] | None = None
+    by_name: list[Matcher] = []
+    best: tuple[int, Matcher, list[str]] | None = None
+    for matcher in matchers:
+        if matcher.op not in ("=", "=~") or matcher.test(""):
+            continue  # matches series without the label too: no narrowing
+        if matcher.op == "=":
+            values = [matcher.value]
+        else:
+            values = [value for value in reader.label_values(matcher.name, since)
+                      if matcher.test(value)]
+        if matcher.name == NAME:
+            names = values if names is None else [name for name in names if name in values]
+            by_name.append(matcher)
+            if not names:
+                return [], []
+            continue
+        if not values:
+            return [], []
+        count = reader.count_labelled(matcher.name, values)
+        if best is None or count < best[0]:
+            best = (count, matcher, values)
+    if best is not None and (names is None or best[0] < reader.count_named(names)):
+        used = [*by_name, best[1]]
+        found = reader.series_labelled(best[1].name, best[2], names, since)
+    elif names is not None:
+        used, found = by_name, reader.series_named(names, since)
+    else:
+        used, found = [], reader.series(None, since)
+    return found, [matcher for matcher in matchers if matcher not in used]
+
+
+def select(reader: QueryReader, matchers: Sequence[Matcher], since: int,
+           cache: LabelsCache | None = None) -> list[tuple[int, Labels]]:
     """The series with a sample at or after `since` (Unix seconds) that every matcher
-    accepts, sorted by labels. An equality on the name reads that name's series only."""
-    name = next((m.value for m in matchers if m.name == NAME and m.op == "="), None)
+    accepts, sorted by labels."""
+    decode = (cache or LabelsCache()).get
+    rows, left = candidates(reader, matchers, since)
     found = []
-    for row in reader.series(name, since):
-        labels = series_labels(row)
-        if all(matcher.matches(labels) for matcher in matchers):
-            found.append((row.id, tuple(sorted(labels.items()))))
+    for row in rows:
+        labels, ordered = decode(row)
+        if all(matcher.matches(labels) for matcher in left):
+            found.append((row.id, ordered))
     found.sort(key=lambda item: item[1])
     return found
 
 
-def read_range(reader: QueryReader, selected: Sequence[tuple[int, Labels]], first_ms: int,
-               last_ms: int) -> list[RangeSeries]:
-    """The selected series' samples in [first_ms, last_ms], timestamps in ms; series with
-    none are left out."""
+def read_block(reader: QueryReader, selected: Sequence[tuple[int, Labels]], first_ms: int,
+               last_ms: int) -> Block:
+    """The selected series' samples in [first_ms, last_ms] (timestamps in ms) with their
+    staleness markers, as arrays; series with no sample are left out."""
     start = -(-first_ms // 1000)  # samples are stored in whole seconds
     end = last_ms // 1000
-    if end < start:
-        return []
-    read = reader.samples([series_id for series_id, _ in selected], start, end)
-    ranges = []
-    for series_id, labels in selected:
-        held = read.get(series_id)
-        if held is not None:
-            ranges.append(RangeSeries(labels, [t * 1000 for t in held[0]], held[1]))
-    return ranges
+    if end < start or not selected:
+        return block_of([], 0, [], {})
+    ids = [series_id for series_id, _ in selected]
+    pairs = reader.sample_pairs(ids, start, end)
+    return block_of(pairs, start, selected,
+                    reader.stale_markers(ids, start, end) if pairs else {})
 
 
 def at_step(series: RangeSeries, moments: Sequence[int], lookback: int = LOOKBACK_MS
             ) -> tuple[list[float | None], list[int | None]]:
     """The series' value at each moment: its newest sample at or before it, if that is at
-    most `lookback` older; and that sample's timestamp."""
-    times, values = series.times, series.values
+    most `lookback` older and no staleness marker came after it; and that sample's
+    timestamp."""
+    times, values, stale = series.times, series.values, series.stale
     out: list[float | None] = []
     stamps: list[int | None] = []
     for moment in moments:
         index = bisect_right(times, moment) - 1
-        if index >= 0 and times[index] >= moment - lookback:
+        if index >= 0 and times[index] >= moment - lookback and not (
+                stale and stale_after(stale, times[index], moment)):
             out.append(values[index])
             stamps.append(times[index])
         else:
             out.append(None)
             stamps.append(None)
     return out, stamps
+
+
+def stale_after(stale: Sequence[int], sampled: int, moment: int) -> bool:
+    """Whether a marker lies in (sampled, moment]: the series ended after that sample."""
+    index = bisect_right(stale, moment) - 1
+    return index >= 0 and stale[index] > sampled
 
 
 def window(series: RangeSeries, first: int, last: int) -> tuple[list[int], list[float]]:

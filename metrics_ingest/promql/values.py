@@ -4,6 +4,7 @@ errors a query ends with (each with the `errorType` Prometheus answers)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
@@ -23,6 +24,17 @@ class QueryError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    def __reduce__(self) -> tuple[object, tuple[type[QueryError], str]]:
+        """Pickled as (class, message), whatever the subclass' own arguments: queries run
+        in worker processes (query_pool.py)."""
+        return rebuild, (type(self), self.message)
+
+
+def rebuild(kind: type[QueryError], message: str) -> QueryError:
+    error = kind.__new__(kind)
+    QueryError.__init__(error, message)
+    return error
 
 
 class BadData(QueryError):
@@ -93,11 +105,13 @@ class String:
 
 @dataclass(slots=True)
 class RangeSeries:
-    """A series' points in time order (ms), for a range vector."""
+    """A series' points in time order (ms), for a range vector; `stale`: the times (ms) of
+    its staleness markers, which end it at a step (no point is a marker)."""
 
     labels: Labels
     times: list[int]
     values: list[float]
+    stale: Sequence[int] = ()
 
 
 @dataclass(slots=True)

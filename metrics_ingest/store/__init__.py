@@ -187,9 +187,52 @@ class QueryReader(Protocol):
         `since`, in no particular order."""
         ...
 
+    # The label index: every series' label pairs, its source as `source` (sql/0009).
+    def series_named(self, names: Sequence[str], since: int) -> list[QuerySeries]:
+        """The series with one of these metric names and a sample at or after `since`, in
+        id order."""
+        ...
+
+    def series_labelled(self, label: str, values: Sequence[str], names: Sequence[str] | None,
+                        since: int) -> list[QuerySeries]:
+        """The series whose `label` is one of `values` (through the label index), with one
+        of `names` (any name when None) and a sample at or after `since`, in id order."""
+        ...
+
+    def count_named(self, names: Sequence[str]) -> int:
+        """How many series have one of these names (whatever their age)."""
+        ...
+
+    def count_labelled(self, label: str, values: Sequence[str]) -> int:
+        """How many series have `label` set to one of `values` (whatever their age)."""
+        ...
+
+    def label_values(self, label: str, since: int) -> list[str]:
+        """The values `label` (`__name__`: the metric name) takes among the series with a
+        sample at or after `since`, each once, in no particular order."""
+        ...
+
+    def label_names(self, since: int) -> list[str]:
+        """The label names (`source` among them, not `__name__`) of the series with a sample
+        at or after `since`, each once, in no particular order."""
+        ...
+
     def samples(self, ids: Sequence[int], start: int, end: int) -> dict[int, SeriesSamples]:
         """The samples of these series with timestamps in [start, end]; a series without any
         is left out."""
+        ...
+
+    def sample_pairs(self, ids: Sequence[int], start: int, end: int
+                     ) -> list[tuple[int, float]]:
+        """The same samples as `samples`, in time order, as (series_id << 32 | timestamp -
+        start, value) pairs: two objects a row rather than three fetch 20% faster, and
+        PromQL makes arrays of them in one go."""
+        ...
+
+    def stale_markers(self, ids: Sequence[int], start: int, end: int) -> dict[int, list[int]]:
+        """The staleness markers (remote_write's "the series ended here") of these series
+        with timestamps in [start, end], each series' in time order; a series without any is
+        left out."""
         ...
 
     def families(self) -> dict[str, FamilyMeta]: ...

@@ -6,7 +6,8 @@ transaction of its own, so pushes commit between the steps.
    name and source when the selector fixes them, matched here otherwise).
 2. `delete_window`: their samples in one slice of time; called slice by slice, so no single
    transaction scans more than a slice of the samples key.
-3. `settle`: a series whose newest sample went gets the newest one left as its latest;
+3. `settle`: the series' staleness markers in the window go; a series whose newest sample
+   went gets the newest one left as its latest;
    series left without samples are forgotten (with their group memberships, and groups
    left empty), and the sources' newest times are counted again.
 """
@@ -28,6 +29,7 @@ class DeletionStatements(NamedTuple):
     ids: Callable[[list[int]], Any]
     select_series: str  # (name or None, name or None, source or None, source or None)
     delete_samples: str  # (start, end, ids)
+    delete_markers: str  # (start, end, ids): their staleness markers
     latest_within: str  # (ids, start, end) -> series_id of latest rows inside the window
     newest_left: str  # (ids,) -> (series_id, timestamp, value) of each one's newest sample
     update_latest: str  # (timestamp, value, series_id)
@@ -67,8 +69,10 @@ def delete_window(db: Runner, sql: DeletionStatements, ids: list[int], start: in
 
 def settle(db: Runner, sql: DeletionStatements, ids: list[int], start: int, end: int
            ) -> tuple[list[int], int]:
-    """After the windows: fix the latest rows the deletion took; returns (the series whose
-    latest row changed or went, the number of series forgotten)."""
+    """After the windows: the staleness markers in [start, end] go, and the latest rows the
+    deletion took are fixed; returns (the series whose latest row changed or went, the number
+    of series forgotten)."""
+    db.execute(sql.delete_markers, (start, end, sql.ids(ids)))
     hit = [row[0] for row in db.execute(sql.latest_within, (sql.ids(ids), start, end))]
     if not hit:
         return [], 0

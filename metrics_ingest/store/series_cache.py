@@ -176,6 +176,29 @@ class SeriesCache:
             at += len(group.names)
         return misses
 
+    def markers(self, table: SeriesTable, pushes: Sequence[Push]) -> list[tuple[int, int]]:
+        """(series_id, timestamp) of the pushes' staleness markers whose series are stored
+        (or created by this batch: call after `rows`); a marker of an unknown series is
+        dropped, as it ends nothing. Creates no series and caches nothing."""
+        wanted = [(name, group.source, group.labels, group.timestamp)
+                  for push in pushes if push.stale for group in push.stale
+                  for name in group.names]
+        if not wanted:
+            return []
+        ids: dict[SeriesKey, int | None] = {}
+        for name, source, labels, _ in wanted:
+            key = (name, source, labels)
+            if key not in ids:
+                ids[key] = (self.young.get((source, labels), NO_SERIES).get(name)
+                            or self.old.get((source, labels), NO_SERIES).get(name)
+                            or self._pending.get(key))
+        missing = [key for key, found in ids.items() if found is None]
+        if missing:
+            ids.update({(name, source, labels): series_id
+                        for series_id, name, source, labels in table.find(missing)})
+        return [(series_id, timestamp) for name, source, labels, timestamp in wanted
+                if (series_id := ids.get((name, source, labels))) is not None]
+
     def _remember(self, source: str, labels: str, name: str, series_id: int) -> None:
         key = (source, labels)
         inner = self._cached(key)

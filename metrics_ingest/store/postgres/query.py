@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import psycopg
 
 from metrics_ingest.model import FamilyMeta
 from metrics_ingest.store import QuerySeries, SeriesSamples
 from metrics_ingest.store.batch import SELECT_FAMILIES
-from metrics_ingest.store.postgres.connection import broken, connect, engine_errors
+from metrics_ingest.store.postgres.connection import broken, connect, discard, engine_errors
 
 SELECT_SERIES_NAMED = (
     "SELECT s.id, s.metric_name, s.source, s.labels FROM series s"
@@ -23,6 +24,50 @@ SELECT_SERIES_ALL = (
     "SELECT s.id, s.metric_name, s.source, s.labels FROM series s"
     " JOIN latest l ON l.series_id = s.id WHERE l.timestamp >= %s ORDER BY s.id"
 )
+SELECT_SERIES_NAMES = (
+    "SELECT s.id, s.metric_name, s.source, s.labels FROM series s"
+    " JOIN latest l ON l.series_id = s.id"
+    " WHERE s.metric_name = ANY(%s::text[]) AND l.timestamp >= %s ORDER BY s.id"
+)
+# The label index's (name, value) range, its series checked for name and age.
+SELECT_SERIES_LABELLED = (
+    "SELECT s.id, s.metric_name, s.source, s.labels FROM series_labels p"
+    " JOIN series s ON s.id = p.series_id JOIN latest l ON l.series_id = s.id"
+    " WHERE p.name = %(label)s AND p.value = ANY(%(values)s::text[])"
+    " AND l.timestamp >= %(since)s"
+    " AND (%(names)s::text[] IS NULL OR s.metric_name = ANY(%(names)s::text[])) ORDER BY s.id"
+)
+COUNT_NAMED = "SELECT count(*) FROM series WHERE metric_name = ANY(%s::text[])"
+COUNT_LABELLED = (
+    "SELECT count(*) FROM series_labels WHERE name = %s AND value = ANY(%s::text[])"
+)
+# Each distinct value, kept when one series with it is recent enough (usually the first one
+# looked at). PostgreSQL has no skip scan: the distinct values are a recursive walk.
+SELECT_LABEL_VALUES = (
+    "WITH RECURSIVE v (value) AS ("
+    " (SELECT value FROM series_labels WHERE name = %(label)s ORDER BY value LIMIT 1)"
+    " UNION ALL SELECT (SELECT value FROM series_labels WHERE name = %(label)s"
+    " AND value > v.value ORDER BY value LIMIT 1) FROM v WHERE v.value IS NOT NULL)"
+    " SELECT v.value FROM v WHERE v.value IS NOT NULL AND EXISTS (SELECT 1 FROM series_labels p"
+    " JOIN latest l ON l.series_id = p.series_id WHERE p.name = %(label)s"
+    " AND p.value = v.value AND l.timestamp >= %(since)s)"
+)
+SELECT_METRIC_NAMES = (
+    "WITH RECURSIVE n (name) AS ("
+    " (SELECT metric_name FROM series ORDER BY metric_name LIMIT 1)"
+    " UNION ALL SELECT (SELECT metric_name FROM series WHERE metric_name > n.name"
+    " ORDER BY metric_name LIMIT 1) FROM n WHERE n.name IS NOT NULL)"
+    " SELECT n.name FROM n WHERE n.name IS NOT NULL AND EXISTS (SELECT 1 FROM series s"
+    " JOIN latest l ON l.series_id = s.id WHERE s.metric_name = n.name AND l.timestamp >= %s)"
+)
+SELECT_LABEL_NAMES = (
+    "WITH RECURSIVE n (name) AS ("
+    " (SELECT name FROM series_labels ORDER BY name LIMIT 1)"
+    " UNION ALL SELECT (SELECT name FROM series_labels WHERE name > n.name"
+    " ORDER BY name LIMIT 1) FROM n WHERE n.name IS NOT NULL)"
+    " SELECT n.name FROM n WHERE n.name IS NOT NULL AND EXISTS (SELECT 1 FROM series_labels p"
+    " JOIN latest l ON l.series_id = p.series_id WHERE p.name = n.name AND l.timestamp >= %s)"
+)
 SELECT_NAME_SOURCES = (
     "SELECT DISTINCT s.metric_name, s.source FROM series s JOIN latest l ON l.series_id = s.id"
     " WHERE l.timestamp >= %s"
@@ -32,6 +77,16 @@ SELECT_NAME_SOURCES = (
 SELECT_SAMPLES = (
     "SELECT series_id, timestamp, value FROM samples"
     " WHERE timestamp BETWEEN %s AND %s AND series_id = ANY(%s::bigint[])"
+    " ORDER BY timestamp"
+)
+SELECT_STALE_MARKERS = (
+    "SELECT series_id, timestamp FROM stale_markers"
+    " WHERE series_id = ANY(%s::bigint[]) AND timestamp BETWEEN %s AND %s"
+    " ORDER BY series_id, timestamp"
+)
+SELECT_SAMPLE_PAIRS = (
+    "SELECT (series_id << 32) + (timestamp - %(start)s), value FROM samples"
+    " WHERE timestamp BETWEEN %(start)s AND %(end)s AND series_id = ANY(%(ids)s::bigint[])"
     " ORDER BY timestamp"
 )
 SET_TIMEOUT = "SELECT set_config('statement_timeout', %s, false)"
@@ -49,6 +104,7 @@ class PostgresQueryReader:
 
     def _connection(self) -> psycopg.Connection:
         if broken(self.conn):
+            discard(self.conn)
             self.conn = connect(self.url, "query")
             self.timeout_ms = 0
             with engine_errors(self.url):
@@ -81,6 +137,36 @@ class PostgresQueryReader:
             rows = conn.execute(SELECT_NAME_SOURCES, (since,)).fetchall()
         return [(name, source) for name, source in rows]
 
+    def series_named(self, names: Sequence[str], since: int) -> list[QuerySeries]:
+        return [QuerySeries(*row) for row in self._rows(SELECT_SERIES_NAMES,
+                                                        (list(names), since))]
+
+    def series_labelled(self, label: str, values: Sequence[str], names: Sequence[str] | None,
+                        since: int) -> list[QuerySeries]:
+        return [QuerySeries(*row) for row in self._rows(SELECT_SERIES_LABELLED, {
+            "label": label, "values": list(values), "since": since,
+            "names": None if names is None else list(names)})]
+
+    def count_named(self, names: Sequence[str]) -> int:
+        return int(self._rows(COUNT_NAMED, (list(names),))[0][0])
+
+    def count_labelled(self, label: str, values: Sequence[str]) -> int:
+        return int(self._rows(COUNT_LABELLED, (label, list(values)))[0][0])
+
+    def label_values(self, label: str, since: int) -> list[str]:
+        if label == "__name__":
+            return [row[0] for row in self._rows(SELECT_METRIC_NAMES, (since,))]
+        return [row[0] for row in self._rows(SELECT_LABEL_VALUES,
+                                             {"label": label, "since": since})]
+
+    def label_names(self, since: int) -> list[str]:
+        return [row[0] for row in self._rows(SELECT_LABEL_NAMES, (since,))]
+
+    def _rows(self, sql: str, params: Any) -> list[tuple[Any, ...]]:
+        conn = self._connection()
+        with engine_errors(self.url):
+            return conn.execute(sql, params).fetchall()
+
     def samples(self, ids: Sequence[int], start: int, end: int) -> dict[int, SeriesSamples]:
         found: dict[int, SeriesSamples] = {}
         if not ids:
@@ -95,6 +181,23 @@ class PostgresQueryReader:
                         held = found[series_id] = ([], [])
                     held[0].append(timestamp)
                     held[1].append(value)
+        return found
+
+    def sample_pairs(self, ids: Sequence[int], start: int, end: int
+                     ) -> list[tuple[int, float]]:
+        if not ids:
+            return []
+        return self._rows(SELECT_SAMPLE_PAIRS, {"start": start, "end": end, "ids": list(ids)})
+
+    def stale_markers(self, ids: Sequence[int], start: int, end: int) -> dict[int, list[int]]:
+        found: dict[int, list[int]] = {}
+        if not ids:
+            return found
+        conn = self._connection()
+        with engine_errors(self.url):
+            for series_id, timestamp in conn.execute(SELECT_STALE_MARKERS,
+                                                     (list(ids), start, end)).fetchall():
+                found.setdefault(series_id, []).append(timestamp)
         return found
 
     def families(self) -> dict[str, FamilyMeta]:

@@ -20,7 +20,8 @@ from metrics_ingest.store.batch import SELECT_FAMILIES, checked, load_registry, 
 from metrics_ingest.store.budgets import SeriesLimits
 from metrics_ingest.store.changes import encode_change
 from metrics_ingest.store.postgres import partitions
-from metrics_ingest.store.postgres.connection import broken, connect, engine_errors
+from metrics_ingest.store.postgres.connection import broken, connect, discard, engine_errors
+from metrics_ingest.store.postgres.rows import write_rows
 from metrics_ingest.store.postgres.series import PostgresSeriesTable
 from metrics_ingest.store.postgres.sql import (
     ADVISORY_LOCK,
@@ -29,9 +30,9 @@ from metrics_ingest.store.postgres.sql import (
     CHANNEL,
     CLAIM_PURGE_SLOT,
     COPY_MIN_ROWS,
-    COPY_SAMPLES,
     DELETE_EMPTY_GROUPS,
     DELETE_EXPIRED_LATEST,
+    DELETE_EXPIRED_MARKERS,
     DELETE_EXPIRED_MEMBERS,
     DELETE_EXPIRED_SERIES,
     DELETE_EXPIRED_SOURCES,
@@ -42,14 +43,12 @@ from metrics_ingest.store.postgres.sql import (
     FORGET_TTL_SERIES,
     GROUPS,
     GROW_PROBE,
+    INSERT_STALE_MARKERS,
     NOTIFY,
     PROBE_GROWTH_BYTES,
     SELECT_STATE,
     SERIES_LOCK,
-    UPDATE_LATEST,
     UPSERT_FAMILIES,
-    UPSERT_LATEST,
-    UPSERT_SAMPLES,
     UPSERT_SOURCES,
     WRITE_PROBE,
 )
@@ -59,7 +58,6 @@ PURGE_CHUNK_ROWS = 5000
 # A batch that lost a race with another server (a deadlock, a partition attached while it
 # routed a row) is tried again this many times before its pushes get 503.
 ATTEMPTS = 3
-SAMPLE_TYPES = ["int8", "int8", "float8"]
 RETRIED = (errors.DeadlockDetected, errors.SerializationFailure, errors.CheckViolation)
 
 
@@ -90,6 +88,7 @@ class PostgresWriteSession:
 
     def _connection(self) -> psycopg.Connection:
         if broken(self.conn):
+            discard(self.conn)
             self.conn = connect(self.url, "writer")
             self.epoch = self.families_version = -1  # read everything again
             with engine_errors(self.url):
@@ -140,6 +139,10 @@ class PostgresWriteSession:
                 if self.limits is not None:
                     accepted = [push for push in accepted if push.refused is None]
                 write_rows(conn, samples, latest, small)
+                markers = series.markers(PostgresSeriesTable(conn), accepted)
+                if markers:
+                    conn.execute(INSERT_STALE_MARKERS, ([m[0] for m in markers],
+                                                        [m[1] for m in markers]))
                 if accepted:
                     newest = newest_per_source(accepted)
                     conn.execute(UPSERT_SOURCES, ([s for s, _ in newest], [t for _, t in newest]))
@@ -238,6 +241,7 @@ class PostgresWriteSession:
                     conn.execute(statement, (cutoff,))
                 for statement in (FORGET_TTL_SAMPLES, FORGET_TTL_SERIES, FORGET_TTL_LATEST):
                     conn.execute(statement)
+                conn.execute(DELETE_EXPIRED_MARKERS, (cutoff,))
                 conn.execute(DELETE_EXPIRED_SOURCES, (cutoff,))
                 conn.execute(NOTIFY, (CHANNEL, encode_change(self.origin, Change([], True))))
             return 0, True, Change([], everything=True)
@@ -297,38 +301,3 @@ class PostgresWriteSession:
         if self.conn is not None:
             self.conn.close()
 
-
-def write_rows(conn: psycopg.Connection, samples: list[int | float],
-               latest: list[int | float], pipelined: bool) -> None:
-    """The batch's samples and latest rows (in series order: servers updating the same
-    series lock them in one order, never a deadlock). A pipelined (small) batch upserts
-    both without waiting for a result; a big one COPYs its samples and updates latest rows
-    in place, upserting only when some were missing."""
-    if not samples:
-        return
-    if pipelined or not copy_samples(conn, samples):
-        # Equal keys: the last wins, as one statement cannot update a row twice.
-        rows = dict(zip(zip(samples[0::3], samples[1::3], strict=True), samples[2::3],
-                        strict=True))
-        keys = list(rows)
-        conn.execute(UPSERT_SAMPLES, ([key[0] for key in keys], [key[1] for key in keys],
-                                      list(rows.values())))
-    newest = sorted(zip(latest[0::3], latest[1::3], latest[2::3], strict=True))
-    columns = ([row[0] for row in newest], [row[1] for row in newest],
-               [row[2] for row in newest])
-    if pipelined or conn.execute(UPDATE_LATEST, columns).rowcount < len(newest):
-        conn.execute(UPSERT_LATEST, columns)
-
-
-def copy_samples(conn: psycopg.Connection, samples: list[int | float]) -> bool:
-    """COPY the rows in a savepoint; False (nothing written) if a key was already stored
-    or came twice in the batch."""
-    try:
-        with conn.transaction(), conn.cursor().copy(COPY_SAMPLES) as copy:
-            copy.set_types(SAMPLE_TYPES)
-            write = copy.write_row
-            for row in zip(samples[0::3], samples[1::3], samples[2::3], strict=True):
-                write(row)
-    except errors.UniqueViolation:
-        return False
-    return True

@@ -136,6 +136,19 @@ DELETE_EXPIRED_SERIES = (
     " (SELECT series_id FROM latest WHERE timestamp < %s AND pinned = 0)"
 )
 DELETE_EXPIRED_LATEST = "DELETE FROM latest WHERE timestamp < %s AND pinned = 0"
+# Staleness markers (sql/postgres/0003): one where the series has no sample at that time (a
+# sample and a marker of the same second: the sample stands); the purge's finishing step
+# drops the expired ones and those of forgotten series.
+INSERT_STALE_MARKERS = (
+    "INSERT INTO stale_markers (series_id, timestamp)"
+    " SELECT m.s, m.t FROM unnest(%s::bigint[], %s::bigint[]) AS m(s, t)"
+    " WHERE NOT EXISTS (SELECT 1 FROM samples x WHERE x.timestamp = m.t AND x.series_id = m.s)"
+    " ON CONFLICT DO NOTHING"
+)
+DELETE_EXPIRED_MARKERS = (
+    "DELETE FROM stale_markers m WHERE m.timestamp < %s"
+    " OR NOT EXISTS (SELECT 1 FROM series s WHERE s.id = m.series_id)"
+)
 DELETE_EXPIRED_SOURCES = (
     "DELETE FROM sources WHERE newest < %s AND source NOT IN"
     " (SELECT s.source FROM latest l JOIN series s ON s.id = l.series_id WHERE l.pinned = 1)"
@@ -189,6 +202,8 @@ DELETION = DeletionStatements(
                    " WHERE (%s::text IS NULL OR metric_name = %s)"
                    " AND (%s::text IS NULL OR source = %s)"),
     delete_samples=("DELETE FROM samples WHERE timestamp BETWEEN %s AND %s"
+                    " AND series_id = ANY(%s)"),
+    delete_markers=("DELETE FROM stale_markers WHERE timestamp BETWEEN %s AND %s"
                     " AND series_id = ANY(%s)"),
     latest_within=("SELECT series_id FROM latest WHERE series_id = ANY(%s)"
                    " AND timestamp BETWEEN %s AND %s"),

@@ -7,6 +7,7 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -25,6 +26,40 @@ SELECT_SERIES_ALL = (
     "SELECT s.id, s.metric_name, s.source, s.labels FROM series s"
     " JOIN latest l ON l.series_id = s.id WHERE l.timestamp >= ? ORDER BY s.id"
 )
+SELECT_SERIES_NAMES = (
+    "SELECT s.id, s.metric_name, s.source, s.labels FROM series s"
+    " JOIN latest l ON l.series_id = s.id"
+    " WHERE s.metric_name IN (SELECT value FROM json_each(?)) AND l.timestamp >= ? ORDER BY s.id"
+)
+# The label index's (name, value) range, its series checked for name and age.
+SELECT_SERIES_LABELLED = (
+    "SELECT s.id, s.metric_name, s.source, s.labels FROM series_labels p"
+    " JOIN series s ON s.id = p.series_id JOIN latest l ON l.series_id = s.id"
+    " WHERE p.name = ?1 AND p.value IN (SELECT value FROM json_each(?2)) AND l.timestamp >= ?3"
+    " AND (?4 IS NULL OR s.metric_name IN (SELECT value FROM json_each(?4))) ORDER BY s.id"
+)
+COUNT_NAMED = "SELECT count(*) FROM series WHERE metric_name IN (SELECT value FROM json_each(?))"
+COUNT_LABELLED = (
+    "SELECT count(*) FROM series_labels"
+    " WHERE name = ?1 AND value IN (SELECT value FROM json_each(?2))"
+)
+# Each distinct value (a skip along the index), kept when one series with it is recent
+# enough: usually the first one looked at.
+SELECT_LABEL_VALUES = (
+    "SELECT v.value FROM (SELECT DISTINCT value FROM series_labels WHERE name = ?1) v"
+    " WHERE EXISTS (SELECT 1 FROM series_labels p JOIN latest l ON l.series_id = p.series_id"
+    " WHERE p.name = ?1 AND p.value = v.value AND l.timestamp >= ?2)"
+)
+SELECT_METRIC_NAMES = (
+    "SELECT n.metric_name FROM (SELECT DISTINCT metric_name FROM series) n"
+    " WHERE EXISTS (SELECT 1 FROM series s JOIN latest l ON l.series_id = s.id"
+    " WHERE s.metric_name = n.metric_name AND l.timestamp >= ?)"
+)
+SELECT_LABEL_NAMES = (
+    "SELECT n.name FROM (SELECT DISTINCT name FROM series_labels) n"
+    " WHERE EXISTS (SELECT 1 FROM series_labels p JOIN latest l ON l.series_id = p.series_id"
+    " WHERE p.name = n.name AND l.timestamp >= ?)"
+)
 SELECT_NAME_SOURCES = (
     "SELECT DISTINCT s.metric_name, s.source FROM series s JOIN latest l ON l.series_id = s.id"
     " WHERE l.timestamp >= ?"
@@ -34,6 +69,16 @@ SELECT_NAME_SOURCES = (
 SELECT_SAMPLES = (
     "SELECT series_id, timestamp, value FROM samples"
     " WHERE timestamp BETWEEN ? AND ? AND series_id IN (SELECT value FROM json_each(?))"
+    " ORDER BY timestamp"
+)
+SELECT_STALE_MARKERS = (
+    "SELECT series_id, timestamp FROM stale_markers"
+    " WHERE series_id IN (SELECT value FROM json_each(?)) AND timestamp BETWEEN ? AND ?"
+    " ORDER BY series_id, timestamp"
+)
+SELECT_SAMPLE_PAIRS = (
+    "SELECT (series_id << 32) + (timestamp - ?1), value FROM samples"
+    " WHERE timestamp BETWEEN ?1 AND ?2 AND series_id IN (SELECT value FROM json_each(?3))"
     " ORDER BY timestamp"
 )
 PROGRESS_STEPS = 20_000  # SQLite VM steps between looks at the deadline (~1 ms)
@@ -78,6 +123,36 @@ class SQLiteQueryReader:
         except sqlite3.Error as exc:
             raise StorageError(str(exc)) from exc
 
+    def series_named(self, names: Sequence[str], since: int) -> list[QuerySeries]:
+        return [QuerySeries(*row) for row in self._rows(
+            SELECT_SERIES_NAMES, (orjson.dumps(list(names)), since))]
+
+    def series_labelled(self, label: str, values: Sequence[str], names: Sequence[str] | None,
+                        since: int) -> list[QuerySeries]:
+        wanted = None if names is None else orjson.dumps(list(names))
+        return [QuerySeries(*row) for row in self._rows(
+            SELECT_SERIES_LABELLED, (label, orjson.dumps(list(values)), since, wanted))]
+
+    def count_named(self, names: Sequence[str]) -> int:
+        return int(self._rows(COUNT_NAMED, (orjson.dumps(list(names)),))[0][0])
+
+    def count_labelled(self, label: str, values: Sequence[str]) -> int:
+        return int(self._rows(COUNT_LABELLED, (label, orjson.dumps(list(values))))[0][0])
+
+    def label_values(self, label: str, since: int) -> list[str]:
+        if label == "__name__":
+            return [row[0] for row in self._rows(SELECT_METRIC_NAMES, (since,))]
+        return [row[0] for row in self._rows(SELECT_LABEL_VALUES, (label, since))]
+
+    def label_names(self, since: int) -> list[str]:
+        return [row[0] for row in self._rows(SELECT_LABEL_NAMES, (since,))]
+
+    def _rows(self, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
+        try:
+            return self.db.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StorageError(str(exc)) from exc
+
     def samples(self, ids: Sequence[int], start: int, end: int) -> dict[int, SeriesSamples]:
         found: dict[int, SeriesSamples] = {}
         if not ids:
@@ -91,6 +166,24 @@ class SQLiteQueryReader:
                         held = found[series_id] = ([], [])
                     held[0].append(timestamp)
                     held[1].append(value)
+        except sqlite3.Error as exc:
+            raise StorageError(str(exc)) from exc
+        return found
+
+    def sample_pairs(self, ids: Sequence[int], start: int, end: int
+                     ) -> list[tuple[int, float]]:
+        if not ids:
+            return []
+        return self._rows(SELECT_SAMPLE_PAIRS, (start, end, orjson.dumps(list(ids))))
+
+    def stale_markers(self, ids: Sequence[int], start: int, end: int) -> dict[int, list[int]]:
+        found: dict[int, list[int]] = {}
+        if not ids:
+            return found
+        try:
+            for series_id, timestamp in self.db.execute(
+                    SELECT_STALE_MARKERS, (orjson.dumps(list(ids)), start, end)):
+                found.setdefault(series_id, []).append(timestamp)
         except sqlite3.Error as exc:
             raise StorageError(str(exc)) from exc
         return found

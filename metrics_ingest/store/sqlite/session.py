@@ -26,6 +26,7 @@ from metrics_ingest.store.sqlite.sql import (
     DELETION,
     GROUPS,
     INSERT_CHANGE,
+    INSERT_STALE_MARKER,
     PRUNE_CHANGES,
     RECOUNT_SOURCES,
     SELECT_DATA_VERSION,
@@ -133,6 +134,9 @@ class SQLiteWriteSession:
             if self.limits is not None:
                 accepted = [push for push in accepted if push.refused is None]
             insert_rows(db, samples, latest)
+            markers = series.markers(self.table, accepted)
+            if markers:
+                db.executemany(INSERT_STALE_MARKER, markers)
             if accepted:
                 db.executemany(UPSERT_SOURCE, newest_per_source(accepted))
             touched = cast(list[int], latest[0::3])  # (series_id, timestamp, value), flat

@@ -27,6 +27,13 @@ SELECT_SERIES_BY_KEYS = (
 INSERT_SERIES = (
     "INSERT INTO series (id, metric_name, source, labels, block) VALUES (?, ?, ?, ?, ?)"
 )
+# A staleness marker where the series has no sample at that time (a sample and a marker of
+# the same second: the sample stands). Forgotten series take theirs along (a trigger).
+INSERT_STALE_MARKER = (
+    "INSERT OR IGNORE INTO stale_markers (series_id, timestamp) SELECT ?1, ?2"
+    " WHERE NOT EXISTS (SELECT 1 FROM samples WHERE timestamp = ?2 AND series_id = ?1)"
+)
+DELETE_EXPIRED_MARKERS = "DELETE FROM stale_markers WHERE timestamp < ?"
 UPSERT_SOURCE = (
     "INSERT INTO sources (source, newest) VALUES (?, ?)"
     " ON CONFLICT (source) DO UPDATE SET newest = max(newest, excluded.newest)"
@@ -192,6 +199,8 @@ DELETION = DeletionStatements(
     select_series=("SELECT id, metric_name, source, labels FROM series"
                    " WHERE (? IS NULL OR metric_name = ?) AND (? IS NULL OR source = ?)"),
     delete_samples=("DELETE FROM samples WHERE timestamp BETWEEN ? AND ?"
+                    " AND series_id IN (SELECT value FROM json_each(?))"),
+    delete_markers=("DELETE FROM stale_markers WHERE timestamp BETWEEN ? AND ?"
                     " AND series_id IN (SELECT value FROM json_each(?))"),
     latest_within=("SELECT series_id FROM latest"
                    " WHERE series_id IN (SELECT value FROM json_each(?))"

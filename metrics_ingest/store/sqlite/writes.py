@@ -16,6 +16,7 @@ from metrics_ingest.store import StorageError
 from metrics_ingest.store.sqlite.sql import (
     DELETE_EMPTY_GROUPS,
     DELETE_EXPIRED_LATEST,
+    DELETE_EXPIRED_MARKERS,
     DELETE_EXPIRED_MEMBERS,
     DELETE_EXPIRED_SERIES,
     DELETE_EXPIRED_SOURCES,
@@ -119,6 +120,7 @@ def purge_expired_series(db: sqlite3.Connection, cutoff: int) -> int:
     db.execute(DELETE_EMPTY_GROUPS, (cutoff,))
     forgotten = db.execute(DELETE_EXPIRED_SERIES, (cutoff,)).rowcount
     db.execute(DELETE_EXPIRED_LATEST, (cutoff,))
+    db.execute(DELETE_EXPIRED_MARKERS, (cutoff,))
     db.execute(FORGET_TTL_SAMPLES)
     forgotten += db.execute(FORGET_TTL_SERIES).rowcount
     db.execute(FORGET_TTL_LATEST)

@@ -1,0 +1,5 @@
+import sys
+
+from bench.promql_compliance.run import main
+
+sys.exit(main())
