@@ -108,8 +108,12 @@ def metrics_ingest(workdir: Path, db_path: Path | None = None,
     command = [sys.executable, "-m", "metrics_ingest", "serve", "--port", str(port)]
     if "METRICS_DB_PATH" not in (env or {}):
         command += ["--db", str(db)]
+    # Series budgets above what any workload creates (W4 seeds 100,000 series into one
+    # source, the default budget): the budget's code runs either way, only its limit moves.
+    budgets = {"METRICS_MAX_SERIES_PER_SOURCE": "10000000", "METRICS_MAX_SERIES": "10000000"}
     running = start("metrics-ingest", command, "/healthz", port, workdir,
-                    {"METRICS_AUTH_TOKEN": TOKEN, "PYTHONPATH": str(REPO), **(env or {})})
+                    {"METRICS_AUTH_TOKEN": TOKEN, "PYTHONPATH": str(REPO), **budgets,
+                     **(env or {})})
     running.extra["db"] = str(db)
     return running
 
