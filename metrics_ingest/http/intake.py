@@ -134,11 +134,15 @@ async def accept(request: web.Request, fmt: PushFormat) -> tuple[Parsed, int]:
 def check_scope(principal: Principal, parsed: Parsed, attempt: Attempt) -> None:
     """403 unless the token may write every source of the push (remote_write: each series'
     source; the Pushgateway API: the job; Influx: the bucket or database)."""
-    sources = {group.source for group in parsed.groups}
-    sources.update(group.source for group in parsed.stale or ())
-    if parsed.group is not None:
-        sources.add(parsed.group.grouping.source)
-    denied = principal.forbidden(sorted(sources))
+    groups = parsed.groups
+    if len(groups) == 1 and parsed.group is None and not parsed.stale:
+        denied = principal.forbidden((groups[0].source,))  # the usual push: one source
+    else:
+        sources = {group.source for group in groups}
+        sources.update(group.source for group in parsed.stale or ())
+        if parsed.group is not None:
+            sources.add(parsed.group.grouping.source)
+        denied = principal.forbidden(sorted(sources))
     if denied is not None:
         attempt.source = denied
         raise Forbidden(f"token {principal.name!r} may not write source {denied!r}; "

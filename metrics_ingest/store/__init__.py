@@ -172,6 +172,18 @@ class QuerySeries(NamedTuple):
 SeriesSamples = tuple[list[int], list[float]]
 
 
+def samples_by_series(cursor: Any, found: dict[int, SeriesSamples]) -> None:
+    """Gather (series_id, timestamp, value) rows of a DB-API cursor into `found`, each
+    series' samples in the order the cursor gives them."""
+    while rows := cursor.fetchmany(4096):
+        for series_id, timestamp, value in rows:
+            held = found.get(series_id)
+            if held is None:
+                held = found[series_id] = ([], [])
+            held[0].append(timestamp)
+            held[1].append(value)
+
+
 class QueryReader(Protocol):
     """A read connection that PromQL evaluates from, off the event loop: plain (blocking)
     calls, from one thread at a time. It never writes. A call that runs past the deadline

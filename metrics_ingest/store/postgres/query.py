@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 
 from metrics_ingest.model import FamilyMeta
-from metrics_ingest.store import QuerySeries, SeriesSamples
+from metrics_ingest.store import QuerySeries, SeriesSamples, samples_by_series
 from metrics_ingest.store.batch import SELECT_FAMILIES
 from metrics_ingest.store.postgres.connection import broken, connect, discard, engine_errors
 
@@ -173,14 +173,7 @@ class PostgresQueryReader:
             return found
         conn = self._connection()
         with engine_errors(self.url):
-            cursor = conn.execute(SELECT_SAMPLES, (start, end, list(ids)))
-            while rows := cursor.fetchmany(4096):
-                for series_id, timestamp, value in rows:
-                    held = found.get(series_id)
-                    if held is None:
-                        held = found[series_id] = ([], [])
-                    held[0].append(timestamp)
-                    held[1].append(value)
+            samples_by_series(conn.execute(SELECT_SAMPLES, (start, end, list(ids))), found)
         return found
 
     def sample_pairs(self, ids: Sequence[int], start: int, end: int

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from metrics_ingest.model import FamilyMeta
-from metrics_ingest.store import QuerySeries, SeriesSamples, StorageError
+from metrics_ingest.store import QuerySeries, SeriesSamples, StorageError, samples_by_series
 from metrics_ingest.store.batch import SELECT_FAMILIES
 
 # A series with no sample since `since` has no row in latest at or after it: the metric name
@@ -158,14 +158,8 @@ class SQLiteQueryReader:
         if not ids:
             return found
         try:
-            cursor = self.db.execute(SELECT_SAMPLES, (start, end, orjson.dumps(list(ids))))
-            while rows := cursor.fetchmany(4096):
-                for series_id, timestamp, value in rows:
-                    held = found.get(series_id)
-                    if held is None:
-                        held = found[series_id] = ([], [])
-                    held[0].append(timestamp)
-                    held[1].append(value)
+            samples_by_series(
+                self.db.execute(SELECT_SAMPLES, (start, end, orjson.dumps(list(ids)))), found)
         except sqlite3.Error as exc:
             raise StorageError(str(exc)) from exc
         return found
