@@ -30,11 +30,15 @@ EARLY_EXIT_SECONDS = 10.0  # a worker that dies this soon after starting failed 
 EARLY_EXITS_ALLOWED = 3  # in a row, before the supervisor gives up
 
 
-def worker_main(settings: Settings, index: int, notify: str | None = None) -> None:
+def worker_main(settings: Settings, index: int, notify: str | None = None,
+                supervisor: int | None = None) -> None:
     """A worker process: one server over the shared port; it tells the supervisor's relay at
     `notify` when it serves."""
     configure_logging(settings.log_format, settings.log_level)
-    threading.Thread(target=stop_with_supervisor, args=(os.getppid(),), daemon=True,
+    # The supervisor's PID as it gave it: os.getppid() would be init's if it died before
+    # this line ran, and the worker would then watch init forever.
+    threading.Thread(target=stop_with_supervisor, args=(supervisor or os.getppid(),),
+                     daemon=True,
                      name="stop-with-supervisor").start()
     notifier = Notifier(notify, {"WORKER": str(index)})
     run(serve_until_signalled(settings, worker=index, notifier=notifier))
@@ -76,7 +80,8 @@ class Supervisor:
 
     def start(self, index: int) -> None:
         notify = None if self.relay is None else self.relay.address
-        process = self.context.Process(target=worker_main, args=(self.settings, index, notify),
+        process = self.context.Process(target=worker_main,
+                                       args=(self.settings, index, notify, os.getpid()),
                                        name=f"metrics-ingest-worker-{index}")
         process.start()
         self.workers[index] = process
