@@ -61,6 +61,9 @@ async def measure(url: str, bodies: list[tuple[str, str, bytes, dict[str, str]]]
             stop.set()
             out[f"errors_{phase}"] = float(await pushers)
             out[f"small_push_p99_{phase}_ms"] = p99_ms(latencies)
+            # The longest wait too: closed-loop pushers send little while one waits, so a
+            # p99 alone can hide a stall of seconds (W11 at f05fd5b: p99 11 ms, max 8.1 s).
+            out[f"small_push_max_{phase}_ms"] = 1000 * max(latencies, default=float("nan"))
             out[f"small_pushes_{phase}"] = float(len(latencies))
     out["p99_ratio"] = out["small_push_p99_big_ms"] / out["small_push_p99_idle_ms"]
     return out

@@ -198,7 +198,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("queue_max_samples", "METRICS_QUEUE_MAX_SAMPLES", "--queue-max-samples",
            _integer(1), "samples waiting for the writer before pushes get 503"),
     Option("batch_max_samples", "METRICS_BATCH_MAX_SAMPLES", "--batch-max-samples",
-           _integer(1), "most samples committed in one transaction"),
+           _integer(1), "most samples committed in one transaction (a bigger push is "
+           "committed alone, its series made ahead in slices)"),
     Option("synchronous", "METRICS_SYNCHRONOUS", "--synchronous", _choice("full", "normal"),
            "full: a 200 survives power loss; normal: survives a process crash only"),
     Option("keepalive_timeout", "METRICS_KEEPALIVE_TIMEOUT", "--keepalive-timeout",

@@ -173,6 +173,20 @@ class Parsed:
         self.typing = typing
 
 
+class Prepared:
+    """A big push's series found or created ahead of its commit, a slice at a time between
+    other batches (store/preparing.py): their ids group by group, in `Push.groups` order, and
+    those created for it (removed again if the push is not stored). Valid while the writer's
+    series cache has not been cleared since (`clears`: series may have been deleted)."""
+
+    __slots__ = ("clears", "created", "ids")
+
+    def __init__(self, clears: int) -> None:
+        self.clears = clears
+        self.ids: list[list[int]] = []
+        self.created: list[int] = []
+
+
 class Push:
     """A validated push waiting for its commit; `done` resolves after the commit (or fails).
 
@@ -180,8 +194,8 @@ class Push:
     clash with the stored ones; the writer then fails `done` with PushRefused.
     """
 
-    __slots__ = ("done", "families", "group", "groups", "received_at", "refused", "samples",
-                 "stale", "typing")
+    __slots__ = ("done", "families", "group", "groups", "prepared", "received_at", "refused",
+                 "samples", "stale", "typing")
 
     def __init__(self, groups: list[SampleGroup], samples: int, received_at: float,
                  done: asyncio.Future[None], group: GroupPush | None = None,
@@ -196,6 +210,7 @@ class Push:
         self.families = families
         self.typing = typing
         self.refused: str | PushRefused | None = None  # PushRefused: e.g. OverBudget
+        self.prepared: Prepared | None = None
 
 
 class PushRefused(Exception):

@@ -1,5 +1,6 @@
 """The service's upkeep beside the requests: the tokens file and certificate read again
-(SIGHUP, or a change to the file), and push groups expired past their TTL."""
+(SIGHUP, or a change to the file), push groups expired past their TTL, and the label index
+written behind the writer."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ log = logging.getLogger("metrics_ingest.app")
 
 TOKENS_WATCH_SECONDS = 2.0  # how often the tokens file is checked for changes
 EXPIRY_SECONDS = 1.0  # how often push groups are checked against their TTL
+LABELS_SECONDS = 0.2  # how often the label index is checked for series it lacks
 
 
 def reload_files(app: web.Application, force: bool = True) -> None:
@@ -88,6 +90,35 @@ async def expiry_context(app: web.Application) -> AsyncIterator[None]:
                 writer.publish(change)
 
     task = asyncio.create_task(sweep(), name="group-expiry")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def index_labels(session: WriteSession) -> bool:
+    return session.index_labels()
+
+
+async def label_index_context(app: web.Application) -> AsyncIterator[None]:
+    """The label index brought up to date behind the writer: a slice per writer command,
+    back to back while series are missing from it (batches run between the slices), then a
+    look every LABELS_SECONDS."""
+    writer = app[WRITER]
+
+    async def catch_up() -> None:
+        while True:
+            try:
+                more = await writer.call(index_labels)
+            except Closed:
+                return
+            except StorageError as exc:
+                log.warning("label index: %s (trying again in %.1f s)", exc, LABELS_SECONDS)
+                more = False
+            if not more:
+                await asyncio.sleep(LABELS_SECONDS)
+
+    task = asyncio.create_task(catch_up(), name="label-index")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

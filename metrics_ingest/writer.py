@@ -10,12 +10,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar, cast
 
 from metrics_ingest.config import Synchronous
 from metrics_ingest.inbox import Call, Closed, Command, Inbox, PurgeJob, StorageFailed
 from metrics_ingest.model import EVERYTHING, Change, Push, PushRefused
 from metrics_ingest.store import StorageError, Store, StoreLost, WriteSession
+from metrics_ingest.store.preparing import unused
 from metrics_ingest.telemetry import Telemetry
 
 log = logging.getLogger("metrics_ingest.writer")
@@ -89,6 +91,33 @@ class Writer:
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
 
+
+    async def prepare(self, push: Push) -> None:
+        """Find or create a big push's series ahead of its commit, a slice per command, so
+        that other batches commit between the slices (store/preparing.py). Raises OverBudget,
+        StorageFailed or Closed; what was created for the push is then removed again."""
+        try:
+            while not await self.call(partial(prepare_slice, push)):
+                pass
+        except StorageError as exc:
+            self.abandon(push)
+            raise StorageFailed(f"the database refused the write: {exc}") from None
+        except BaseException:
+            self.abandon(push)
+            raise
+
+    def abandon(self, push: Push) -> None:
+        """A prepared push that will not be stored: remove the series created for it (in
+        the background; if that fails, it is logged and the next purge removes them)."""
+        created = unused(push)
+        if not created:
+            return
+        call = Call(partial(unprepare, created), self.loop.create_future())
+        call.done.add_done_callback(log_unprepared)
+        try:
+            self.inbox.command(call)
+        except Closed:
+            call.done.cancel()
 
     def request_purge(self, cutoff: int) -> asyncio.Future[int]:
         """Delete samples older than `cutoff`, in chunks between batches; resolves to the count."""
@@ -294,6 +323,20 @@ class Writer:
             reject(self._stopped, error)
         else:
             resolve(self._stopped, None)
+
+
+def prepare_slice(push: Push, session: WriteSession) -> bool:
+    return session.prepare(push)
+
+
+def unprepare(created: list[int], session: WriteSession) -> None:
+    session.unprepare(created)
+
+
+def log_unprepared(done: asyncio.Future[None]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.warning("series made ahead for a push that was not stored stay until the next "
+                    "purge: %s", done.exception())
 
 
 def resolve(future: asyncio.Future[T], result: T) -> None:

@@ -1,13 +1,14 @@
-"""The label index (sql/0009, sql/postgres/0004): kept true by triggers as series come and go,
-filled for series stored before it, and a selector through it picks exactly the series a
-check of every stored series would (tests/test_promql_differential.py compares with
-Prometheus itself). Both engines."""
+"""The label index (sql/0009, sql/postgres/0004; SQLite writes it behind the writer since
+sql/0010): kept true as series come and go, filled for series stored before it, and a
+selector through it picks exactly the series a check of every stored series would
+(tests/test_promql_differential.py compares with Prometheus itself). Both engines."""
 
 from __future__ import annotations
 
 import re
 import shutil
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,16 @@ async def test_label_names_and_values_come_from_the_index(client: Client, clock:
         {"__name__": "new", "source": "delta", "zone": "z1"}]
 
 
+async def caught_up(client: Client, settings: Settings) -> None:
+    """Poll (deadline 10 s) until the label index holds every stored series: the server
+    writes it behind its batches on its own."""
+    deadline = time.monotonic() + 10
+    indexed = "SELECT count(DISTINCT series_id) FROM series_labels WHERE name = 'source'"
+    while rows(settings, indexed) != rows(settings, "SELECT count(*) FROM series"):
+        assert time.monotonic() < deadline, "the label index did not catch up"
+        await client.get("/healthz")  # (lets the server's loop run meanwhile)
+
+
 async def test_the_index_follows_series_as_they_go(client: Client, clock: Clock,
                                                   settings: Settings) -> None:
     clock.pinned = NOW
@@ -116,6 +127,7 @@ async def test_the_index_follows_series_as_they_go(client: Client, clock: Clock,
     fresh = {"source": "beta", "labels": {"mode": "user"}, "timestamp": NOW,
              "metrics": {"kept": 1}}
     assert (await client.post("/ingest", json=fresh, headers=AUTH)).status == 200
+    await caught_up(client, settings)
     pairs = rows(settings, "SELECT count(*) FROM series_labels")
     assert pairs == [(sum(1 + len(labels) for _, _, labels in SERIES) + 2,)]
     app = client.app
@@ -139,7 +151,7 @@ def test_migration_fills_the_index_for_series_stored_before(tmp_path: Path) -> N
                      " (1, 'cpu', 'alpha', '{\"cpu\":\"0\",\"mode\":\"user\"}'),"
                      " (2, 'up', 'beta', '')")
     conn.close()
-    assert migrations.migrate(db) == ["0009_label_index"]
+    assert migrations.migrate(db) == ["0009_label_index", "0010_label_index_behind"]
     assert sorted(rows(db, "SELECT name, value, series_id FROM series_labels")) == [
         ("cpu", "0", 1), ("mode", "user", 1), ("source", "alpha", 1), ("source", "beta", 2)]
 

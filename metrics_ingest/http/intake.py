@@ -30,6 +30,7 @@ from metrics_ingest.model import (
 )
 from metrics_ingest.parsing import Parse
 from metrics_ingest.tokens import Principal
+from metrics_ingest.writer import Writer
 
 REJECTION_REASONS = {
     400: "invalid", 403: "forbidden", 408: "timeout", 413: "too_large", 415: "unsupported_type",
@@ -100,10 +101,18 @@ async def accept(request: web.Request, fmt: PushFormat) -> tuple[Parsed, int]:
         principal = request.get(PRINCIPAL)
         if principal is not None and principal.scope is not None:
             check_scope(principal, parsed, attempt)
-        push = queue(app, parsed, attempt.now)
+        push = new_push(app, parsed, attempt.now)
         if push is not None:
+            writer = app[WRITER]
             try:
+                if push.samples > settings.batch_max_samples and push.group is None:
+                    # Bigger than a batch: its series are made first, a slice at a time
+                    # (store/preparing.py), so its commit holds other pushes up only briefly.
+                    room(writer, push.samples)
+                    await writer.prepare(push)
+                submit(writer, push)
                 await push.done
+                push.prepared = None  # (used up)
             except (StorageFailed, Closed) as exc:
                 raise StorageUnavailable(str(exc)) from None
             except OverBudget as exc:
@@ -111,6 +120,9 @@ async def accept(request: web.Request, fmt: PushFormat) -> tuple[Parsed, int]:
             except PushRefused as exc:
                 raise BadRequest(f"pushed metrics are invalid or inconsistent with existing "
                                  f"metrics: {exc}") from None
+            finally:
+                if push.prepared is not None:  # prepared, then not stored
+                    writer.abandon(push)
             committed(app, push, attempt.now, fmt)
         if parsed.refusal is not None:
             raise BadRequest(f"pushed metrics are invalid or inconsistent with existing "
@@ -179,6 +191,15 @@ def invalid_push(exc: PushInvalid) -> BadRequest:
 def queue(app: web.Application, parsed: Parsed, now: float) -> Push | None:
     """Queue the samples (and what a Pushgateway-API push does to its group) for the writer;
     None when there is nothing to store. Raises the 413/503 a push that cannot go gets."""
+    push = new_push(app, parsed, now)
+    if push is not None:
+        submit(app[WRITER], push)
+    return push
+
+
+def new_push(app: web.Application, parsed: Parsed, now: float) -> Push | None:
+    """The push to queue; None when there is nothing to store. Raises the 413/503 a push
+    that cannot go gets."""
     groups = parsed.groups
     if not groups and parsed.group is None and not parsed.families and not parsed.stale:
         return None  # (remote_write's metadata-only requests are something to store)
@@ -192,15 +213,25 @@ def queue(app: web.Application, parsed: Parsed, now: float) -> Push | None:
         raise PayloadTooLarge(
             f"the push holds {count} samples; at most {writer.inbox.max_samples} fit in one "
             "push")
-    push = Push(groups, count, now, writer.loop.create_future(), parsed.group, parsed.families,
-                parsed.typing, parsed.stale)
+    return Push(groups, count, now, writer.loop.create_future(), parsed.group,
+                parsed.families, parsed.typing, parsed.stale)
+
+
+def room(writer: Writer, samples: int) -> None:
+    """503 unless the write queue has room for `samples` now."""
+    waiting = writer.queued_samples
+    if waiting + samples > writer.inbox.max_samples:
+        raise ServiceUnavailable(f"overloaded: the write queue is full ({waiting} samples "
+                                 "waiting); retry shortly")
+
+
+def submit(writer: Writer, push: Push) -> None:
     try:
         writer.submit(push)
     except Overloaded as exc:
         raise ServiceUnavailable(f"overloaded: {exc}; retry shortly") from None
     except Closed as exc:
         raise ServiceUnavailable(str(exc)) from None
-    return push
 
 
 def committed(app: web.Application, push: Push, now: float, fmt: PushFormat) -> None:

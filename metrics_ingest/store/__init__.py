@@ -68,6 +68,18 @@ class WriteSession(Protocol):
         """
         ...
 
+    def prepare(self, push: Push) -> bool:
+        """Find or create the next slice of a big push's series ahead of its commit, in a
+        short transaction of its own (store/preparing.py); True once all are. Raises
+        OverBudget (the push is refused, nothing of this slice created) or StorageError.
+        Engines that resolve series inside the commit return True at once."""
+        ...
+
+    def unprepare(self, created: list[int]) -> None:
+        """Remove series created for a prepared push that was not stored (`preparing.unused`),
+        those still without a sample. Raises StorageError."""
+        ...
+
     def claim_purge(self, slot: int) -> bool:
         """True for exactly one caller per scheduled purge `slot` (a minute number) among
         every server sharing the store: that one runs it."""
@@ -87,6 +99,12 @@ class WriteSession(Protocol):
     def expire_groups(self, now: float, default_ttl: float) -> Change | None:
         """Stop exporting Pushgateway-API groups past their TTL (store/groups.py, expire);
         the change to publish, or None when none expired."""
+        ...
+
+    def index_labels(self) -> bool:
+        """Write the next slice of the label index where the engine writes it behind the
+        batches (SQLite: store/sqlite/label_index.py), in a short transaction of its own;
+        True while more remains. Engines that keep it inside each batch return False."""
         ...
 
     # Deleting series by selector (store/deletion.py, deleting.py): each call is a

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import chain, repeat
 from operator import attrgetter
 from typing import Protocol, cast
@@ -64,6 +64,7 @@ class SeriesCache:
         self.young_series = 0
         self.generation_series = generation_series or GENERATION_SERIES
         self.born = time.monotonic()
+        self.clears = 0  # how often emptied: a big push's prepared ids hold until the next
         self._pending: dict[SeriesKey, int] = {}
 
     def __len__(self) -> int:
@@ -72,6 +73,7 @@ class SeriesCache:
     def clear(self) -> None:
         self.young, self.old, self.young_series = {}, {}, 0
         self._pending = {}
+        self.clears += 1
 
     def _cached(self, key: tuple[str, str]) -> dict[str, int]:
         inner = self.young.get(key)
@@ -113,8 +115,13 @@ class SeriesCache:
         stamps: list[int] = []
         values: list[float] = []
         cached = self._cached
+        prepared = self._prepared(pushes)
         for group in groups:
-            found += map(cached((group.source, group.labels)).get, group.names)
+            ids = prepared.get(id(group)) if prepared else None
+            if ids is not None:
+                found += ids
+            else:
+                found += map(cached((group.source, group.labels)).get, group.names)
             stamps += repeat(group.timestamp, len(group.names))
             values += group.values
         ids = (self._resolve(table, groups, found, pushes if limits else None, limits)
@@ -134,25 +141,20 @@ class SeriesCache:
         missing = list(dict.fromkeys((name, group.source, group.labels)
                                      for group, names in self._misses(groups, found)
                                      for name in names))
-        known = {(name, source, labels): series_id
-                 for series_id, name, source, labels in table.find(missing)}
-        blocks: dict[tuple[str, str], str] = {}
-        new: list[NewSeries] = []
-        for name, source, labels in missing:
-            if (name, source, labels) not in known:
-                block = blocks.get((source, labels))
-                if block is None:
-                    block = blocks[(source, labels)] = series_block(source, labels)
-                new.append((name, source, labels, block))
-        if new and pushes is not None and limits is not None:
-            owners = {id(group): push for push in pushes for group in push.groups}
-            creator = {(name, source, labels): owners[id(group)]
-                       for group, names in reversed(self._misses(groups, found))
-                       for name in names for source, labels in ((group.source, group.labels),)}
-            if refuse_over_budget(limits, [(creator[row[:3]], row[1]) for row in new], table):
-                raise OverBudgetPushes()
-        if new:
-            known.update(table.create(new))
+        creators: dict[SeriesKey, Push] = {}
+
+        def creator(key: SeriesKey) -> Push:
+            """The first push of the batch with the series (worked out only when series are
+            to be created under budgets)."""
+            if not creators:
+                owners = {id(group): push for push in pushes or () for group in push.groups}
+                creators.update(((name, group.source, group.labels), owners[id(group)])
+                                for group, names in reversed(self._misses(groups, found))
+                                for name in names)
+            return creators[key]
+
+        known, _ = find_or_create(table, missing, creator if pushes is not None else None,
+                                  limits)
         self._pending = known
         filled = list(found)
         at = 0
@@ -162,6 +164,17 @@ class SeriesCache:
                     filled[offset] = known[(name, group.source, group.labels)]
             at += len(group.names)
         return cast(list[int], filled)
+
+    def _prepared(self, pushes: Sequence[Push]) -> dict[int, list[int]]:
+        """The ids prepared ahead for the batch's big pushes (store/preparing.py), by group;
+        none once the cache was cleared since (the series may be gone)."""
+        prepared: dict[int, list[int]] = {}
+        for push in pushes:
+            ready = push.prepared
+            if (ready is not None and ready.clears == self.clears
+                    and len(ready.ids) == len(push.groups)):
+                prepared.update(zip(map(id, push.groups), ready.ids, strict=True))
+        return prepared
 
     @staticmethod
     def _misses(groups: list[SampleGroup], found: list[int | None]
@@ -226,3 +239,28 @@ class SeriesCache:
     def forget_pending(self) -> None:
         """After a rollback: what the batch resolved may not exist."""
         self._pending = {}
+
+
+def find_or_create(table: SeriesTable, missing: Sequence[SeriesKey],
+                   creator: Callable[[SeriesKey], Push] | None, limits: SeriesLimits | None
+                   ) -> tuple[dict[SeriesKey, int], dict[SeriesKey, int]]:
+    """The ids of `missing` (distinct keys), found in the table or created in their order;
+    and those created. With `creator` (the push creating each key) and `limits`, pushes
+    that would exceed a budget get `refused` and OverBudgetPushes is raised before anything
+    is created."""
+    known = {(name, source, labels): series_id
+             for series_id, name, source, labels in table.find(missing)}
+    blocks: dict[tuple[str, str], str] = {}
+    new: list[NewSeries] = []
+    for name, source, labels in missing:
+        if (name, source, labels) not in known:
+            block = blocks.get((source, labels))
+            if block is None:
+                block = blocks[(source, labels)] = series_block(source, labels)
+            new.append((name, source, labels, block))
+    if (new and creator is not None and limits is not None
+            and refuse_over_budget(limits, [(creator(row[:3]), row[1]) for row in new], table)):
+        raise OverBudgetPushes()
+    created = table.create(new) if new else {}
+    known.update(created)
+    return known, created

@@ -267,6 +267,15 @@ class PostgresWriteSession:
                 conn.execute(NOTIFY, (CHANNEL, encode_change(self.origin, change)))
         return change
 
+    def prepare(self, push: Push) -> bool:
+        return True  # series are resolved inside the commit, as before (store/preparing.py)
+
+    def unprepare(self, created: list[int]) -> None:
+        pass  # nothing is created ahead
+
+    def index_labels(self) -> bool:
+        return False  # a statement trigger keeps the label index (sql/postgres/0004)
+
     def deletion_ids(self, selector: Selector) -> list[int]:
         with engine_errors(self.url):
             return deletion.matching_series(self._connection().cursor(), DELETION, selector)

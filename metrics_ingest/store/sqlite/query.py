@@ -31,24 +31,45 @@ SELECT_SERIES_NAMES = (
     " JOIN latest l ON l.series_id = s.id"
     " WHERE s.metric_name IN (SELECT value FROM json_each(?)) AND l.timestamp >= ? ORDER BY s.id"
 )
-# The label index's (name, value) range, its series checked for name and age.
+# The label index's (name, value) range, its series checked for name and age; and the series
+# above the index's watermark (written behind the writer, sql/0010), checked by their labels
+# (a range of series' own key, as long as the index is behind: seconds at most). One
+# statement, one snapshot: the two halves never overlap nor leave a gap.
 SELECT_SERIES_LABELLED = (
     "SELECT s.id, s.metric_name, s.source, s.labels FROM series_labels p"
     " JOIN series s ON s.id = p.series_id JOIN latest l ON l.series_id = s.id"
     " WHERE p.name = ?1 AND p.value IN (SELECT value FROM json_each(?2)) AND l.timestamp >= ?3"
-    " AND (?4 IS NULL OR s.metric_name IN (SELECT value FROM json_each(?4))) ORDER BY s.id"
+    " AND (?4 IS NULL OR s.metric_name IN (SELECT value FROM json_each(?4)))"
+    " UNION ALL"
+    " SELECT s.id, s.metric_name, s.source, s.labels FROM series s"
+    " JOIN latest l ON l.series_id = s.id"
+    " WHERE s.id > (SELECT labelled_upto FROM store_state) AND l.timestamp >= ?3"
+    " AND (?4 IS NULL OR s.metric_name IN (SELECT value FROM json_each(?4)))"
+    " AND (CASE WHEN ?1 = 'source' THEN s.source ELSE (SELECT j.value"
+    " FROM json_each(nullif(s.labels, '')) j WHERE j.key = ?1) END)"
+    " IN (SELECT value FROM json_each(?2))"
+    " ORDER BY 1"
 )
 COUNT_NAMED = "SELECT count(*) FROM series WHERE metric_name IN (SELECT value FROM json_each(?))"
+# An estimate for picking the narrowest matcher: the unindexed series all count.
 COUNT_LABELLED = (
-    "SELECT count(*) FROM series_labels"
-    " WHERE name = ?1 AND value IN (SELECT value FROM json_each(?2))"
+    "SELECT (SELECT count(*) FROM series_labels"
+    " WHERE name = ?1 AND value IN (SELECT value FROM json_each(?2)))"
+    " + (SELECT count(*) FROM series s WHERE s.id > (SELECT labelled_upto FROM store_state))"
 )
 # Each distinct value (a skip along the index), kept when one series with it is recent
-# enough: usually the first one looked at.
+# enough: usually the first one looked at. Then the unindexed series' own.
 SELECT_LABEL_VALUES = (
     "SELECT v.value FROM (SELECT DISTINCT value FROM series_labels WHERE name = ?1) v"
     " WHERE EXISTS (SELECT 1 FROM series_labels p JOIN latest l ON l.series_id = p.series_id"
     " WHERE p.name = ?1 AND p.value = v.value AND l.timestamp >= ?2)"
+    " UNION"
+    " SELECT * FROM (SELECT CASE WHEN ?1 = 'source' THEN s.source ELSE (SELECT j.value"
+    " FROM json_each(nullif(s.labels, '')) j WHERE j.key = ?1) END AS value"
+    " FROM series s JOIN latest l ON l.series_id = s.id"
+    " WHERE s.id > (SELECT labelled_upto FROM store_state) AND l.timestamp >= ?2)"
+    " WHERE value IS NOT NULL"
+    " ORDER BY 1"
 )
 SELECT_METRIC_NAMES = (
     "SELECT n.metric_name FROM (SELECT DISTINCT metric_name FROM series) n"
@@ -58,7 +79,15 @@ SELECT_METRIC_NAMES = (
 SELECT_LABEL_NAMES = (
     "SELECT n.name FROM (SELECT DISTINCT name FROM series_labels) n"
     " WHERE EXISTS (SELECT 1 FROM series_labels p JOIN latest l ON l.series_id = p.series_id"
-    " WHERE p.name = n.name AND l.timestamp >= ?)"
+    " WHERE p.name = n.name AND l.timestamp >= ?1)"
+    " UNION"
+    " SELECT j.key FROM series s JOIN latest l ON l.series_id = s.id,"
+    " json_each(nullif(s.labels, '')) j"
+    " WHERE s.id > (SELECT labelled_upto FROM store_state) AND l.timestamp >= ?1"
+    " UNION"
+    " SELECT 'source' FROM series s JOIN latest l ON l.series_id = s.id"
+    " WHERE s.id > (SELECT labelled_upto FROM store_state) AND l.timestamp >= ?1"
+    " ORDER BY 1"
 )
 SELECT_NAME_SOURCES = (
     "SELECT DISTINCT s.metric_name, s.source FROM series s JOIN latest l ON l.series_id = s.id"

@@ -10,19 +10,24 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import cast
 
+import orjson
+
 from metrics_ingest.config import Synchronous
-from metrics_ingest.model import Change, Push
+from metrics_ingest.model import Change, OverBudget, Push
 from metrics_ingest.selectors import Selector
 from metrics_ingest.store import StorageError, StoreLost, deletion, groups
 from metrics_ingest.store.batch import SELECT_FAMILIES, checked, load_registry, newest_per_source
 from metrics_ingest.store.budgets import SeriesLimits
 from metrics_ingest.store.changes import encode_change
+from metrics_ingest.store.preparing import OverBudgetPushes, prepare_slice
 from metrics_ingest.store.series_cache import SeriesCache
+from metrics_ingest.store.sqlite.label_index import index_slice
 from metrics_ingest.store.sqlite.series import SQLiteSeriesTable
 from metrics_ingest.store.sqlite.sql import (
     CHANGES_KEPT,
     CLAIM_PURGE_SLOT,
     DELETE_SOURCES,
+    DELETE_UNUSED_SERIES,
     DELETION,
     GROUPS,
     INSERT_CHANGE,
@@ -173,6 +178,38 @@ class SQLiteWriteSession:
         families = registry.adopt()
         return change._replace(families=families or None)
 
+    def prepare(self, push: Push) -> bool:
+        db = self.db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            self._refresh()
+            done, created = prepare_slice(self.series, self.table, push, self.limits)
+            db.execute("COMMIT")
+        except BaseException as exc:
+            self.series.forget_pending()
+            if db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+            if isinstance(exc, OverBudgetPushes) and isinstance(push.refused, OverBudget):
+                raise push.refused from None
+            if isinstance(exc, sqlite3.Error):
+                raise StorageError(str(exc)) from exc
+            raise
+        if push.prepared is not None:
+            push.prepared.created += created
+        return done
+
+    def unprepare(self, created: list[int]) -> None:
+        ids = created
+        if not ids:
+            return
+        with engine_errors():
+            with immediate_transaction(self.db):
+                self._refresh()
+                gone = self.db.execute(DELETE_UNUSED_SERIES, (orjson.dumps(ids),)).rowcount
+            if gone:
+                self.series.clear()
+
     def claim_purge(self, slot: int) -> bool:
         with engine_errors(), immediate_transaction(self.db):
             return self.db.execute(CLAIM_PURGE_SLOT, (slot, slot)).rowcount == 1
@@ -200,6 +237,10 @@ class SQLiteWriteSession:
             if self.origin is not None:
                 self._notify(change)
         return change
+
+    def index_labels(self) -> bool:
+        with engine_errors():
+            return index_slice(self.db)
 
     def deletion_ids(self, selector: Selector) -> list[int]:
         with engine_errors():

@@ -16,13 +16,28 @@ CHANGES_KEPT = 10_000
 PRUNE_CHANGES = "DELETE FROM changes WHERE seq <= (SELECT max(seq) FROM changes) - ?"
 SELECT_CHANGES_AFTER = "SELECT seq, origin, payload FROM changes WHERE seq > ? ORDER BY seq"
 SELECT_LAST_CHANGE = "SELECT coalesce(max(seq), 0) FROM changes"
-SELECT_MAX_SERIES_ID = "SELECT max(id) FROM series"
+# Above the label index's watermark too (sql/0010): an id is never given again to a new
+# series once the index has passed it, even when the series that had it is gone.
+SELECT_MAX_SERIES_ID = (
+    "SELECT max(coalesce(max(id), 0), (SELECT labelled_upto FROM store_state)) FROM series"
+)
 # Ids of the series named by a JSON array of [metric_name, source, labels]: one query for a
 # batch's cache misses, each an index lookup on the series' unique key.
 SELECT_SERIES_BY_KEYS = (
     "SELECT s.id, s.metric_name, s.source, s.labels FROM json_each(?) j"
     " JOIN series s ON s.metric_name = j.value ->> 0 AND s.source = j.value ->> 1"
     " AND s.labels = j.value ->> 2"
+)
+# Series created for a big push that was then not stored (store/preparing.py), unless
+# another push has given them a sample meanwhile.
+DELETE_UNUSED_SERIES = (
+    "DELETE FROM series WHERE id IN (SELECT value FROM json_each(?))"
+    " AND NOT EXISTS (SELECT 1 FROM latest l WHERE l.series_id = series.id)"
+)
+# The purge's sweep for those left by a crash while a push was prepared: every stored
+# series has a latest value.
+DELETE_SERIES_WITHOUT_SAMPLES = (
+    "DELETE FROM series WHERE id NOT IN (SELECT series_id FROM latest)"
 )
 INSERT_SERIES = (
     "INSERT INTO series (id, metric_name, source, labels, block) VALUES (?, ?, ?, ?, ?)"

@@ -23,6 +23,7 @@ from metrics_ingest.store.sqlite.sql import (
     DELETE_GROW_PROBE,
     DELETE_SAMPLES_BEFORE,
     DELETE_SAMPLES_BEFORE_KEY,
+    DELETE_SERIES_WITHOUT_SAMPLES,
     FORGET_TTL_LATEST,
     FORGET_TTL_SAMPLES,
     FORGET_TTL_SERIES,
@@ -124,6 +125,7 @@ def purge_expired_series(db: sqlite3.Connection, cutoff: int) -> int:
     db.execute(FORGET_TTL_SAMPLES)
     forgotten += db.execute(FORGET_TTL_SERIES).rowcount
     db.execute(FORGET_TTL_LATEST)
+    forgotten += db.execute(DELETE_SERIES_WITHOUT_SAMPLES).rowcount
     db.execute(DELETE_EXPIRED_SOURCES, (cutoff,))
     return forgotten
 
