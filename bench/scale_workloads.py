@@ -27,11 +27,14 @@ def interleaved(plan: Plan, name: str, starts: dict[str, Start], script: str,
                 make_args: Callable[[int], list[str]], connections: int,
                 measure: Callable[[Plan, Running, str, list[str], int], loadgen.LoadResult]
                 | None = None) -> dict[str, Runs]:
-    """`plan.repeat` rounds; in each, every system in turn, started afresh. Each run's
-    extras: samples the server committed and rows really stored."""
+    """`plan.repeat` rounds; in each, every system in turn, started afresh, the order
+    reversed every other round (A B, B A, A B...: a system always second would carry
+    whatever the run before it leaves on the machine). Each run's extras: samples the
+    server committed and rows really stored."""
     runs = {system: Runs([], []) for system in starts}
     for number in range(plan.repeat):
-        for system, start in starts.items():
+        order = list(starts.items())
+        for system, start in order if number % 2 == 0 else reversed(order):
             target = start(plan.dir(f"{name}-{system}-{number}"))
             try:
                 run = measure or load

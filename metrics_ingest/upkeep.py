@@ -97,19 +97,21 @@ async def expiry_context(app: web.Application) -> AsyncIterator[None]:
 
 
 def index_labels(session: WriteSession) -> bool:
-    return session.index_labels()
+    """One slice; True once the index is complete."""
+    return not session.index_labels()
 
 
 async def label_index_context(app: web.Application) -> AsyncIterator[None]:
-    """The label index brought up to date behind the writer: a slice per writer command,
-    back to back while series are missing from it (batches run between the slices), then a
-    look every LABELS_SECONDS."""
+    """The label index brought up to date behind the writer, slice by slice between the
+    batches (Writer.steps), back to back while series are missing from it, then a look every
+    LABELS_SECONDS; it gives way to a big push's preparation (readers do without it)."""
     writer = app[WRITER]
 
     async def catch_up() -> None:
         while True:
             try:
-                more = await writer.call(index_labels)
+                done = await writer.steps(index_labels, yielding=True)
+                more = done is False  # None: it gave way to other work; look again later
             except Closed:
                 return
             except StorageError as exc:

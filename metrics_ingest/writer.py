@@ -23,6 +23,7 @@ from metrics_ingest.telemetry import Telemetry
 log = logging.getLogger("metrics_ingest.writer")
 
 T = TypeVar("T")
+STEPS_SECONDS = 0.02  # longest run of work slices between two batches when no push waits
 
 
 class Writer:
@@ -97,8 +98,8 @@ class Writer:
         that other batches commit between the slices (store/preparing.py). Raises OverBudget,
         StorageFailed or Closed; what was created for the push is then removed again."""
         try:
-            while not await self.call(partial(prepare_slice, push)):
-                pass
+            while not await self.steps(partial(prepare_slice, push)):
+                pass  # (never None: not yielding)
         except StorageError as exc:
             self.abandon(push)
             raise StorageFailed(f"the database refused the write: {exc}") from None
@@ -124,6 +125,15 @@ class Writer:
         job = PurgeJob(cutoff, self.loop.create_future())
         self.inbox.command(job)
         return job.done
+
+    async def steps(self, step: Callable[[WriteSession], bool], yielding: bool = False
+                    ) -> bool | None:
+        """Run `step` (one slice of some work: True once the work is done) on the writer
+        thread between batches, again and again while no push is waiting, for up to
+        STEPS_SECONDS; returns its last answer. A push that arrives waits one slice at most,
+        and the work goes at full speed when none does. `yielding` work (the label index)
+        gives way to other commands waiting (a big push being prepared): None, no step run."""
+        return await self.call(partial(repeat_while_idle, self.inbox, step, yielding))
 
     async def call(self, fn: Callable[[WriteSession], T]) -> T:
         """Run `fn(session)` on the writer thread between batches; its errors propagate.
@@ -323,6 +333,18 @@ class Writer:
             reject(self._stopped, error)
         else:
             resolve(self._stopped, None)
+
+
+def repeat_while_idle(inbox: Inbox, step: Callable[[WriteSession], bool], yielding: bool,
+                      session: WriteSession) -> bool | None:
+    if yielding and inbox.commands:
+        return None
+    deadline = time.perf_counter() + STEPS_SECONDS
+    while True:
+        done = step(session)
+        if done or inbox.pushes or (yielding and inbox.commands) or (
+                time.perf_counter() > deadline):
+            return done
 
 
 def prepare_slice(push: Push, session: WriteSession) -> bool:
