@@ -345,6 +345,7 @@ def repeat_while_idle(inbox: Inbox, step: Callable[[WriteSession], bool], yieldi
         if done or inbox.pushes or (yielding and inbox.commands) or (
                 time.perf_counter() > deadline):
             return done
+        time.sleep(0)  # the GIL to the event loop, if it waits: it answers pushes meanwhile
 
 
 def prepare_slice(push: Push, session: WriteSession) -> bool:
