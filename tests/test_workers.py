@@ -169,3 +169,32 @@ def test_workers_stop_when_their_supervisor_is_sigkilled(
 
     wait_until(lambda: all(gone(pid) for pid in workers), 30, "the orphaned workers to exit")
     assert "the supervisor (PID" in service.log()
+
+
+async def test_big_pushes_of_the_same_new_series_to_both_workers_make_each_series_once(
+        service_factory: Callable[..., Service]) -> None:
+    """Each worker prepares its big push's series in slices (store/preparing.py) while the
+    other does the same for the same series: one row per series, every sample stored."""
+    service = service_factory(env={"METRICS_BATCH_MAX_SAMPLES": "100"},
+                              args=("--workers", "2"))
+    wait_until(lambda: service.log().count("listening on") >= 2, 30, "both workers")
+    stamp = int(time.time()) - 60
+
+    def body(offset: int) -> str:
+        return "".join(f"slurm_job,job_id={job} cpu={job}i {stamp + offset}\n"
+                       for job in range(3000))
+
+    answers = await asyncio.gather(*(fresh_connection(
+        "POST", service.url + "/write?db=hpc&precision=s", data=body(offset))
+        for offset in range(4)))
+    assert [status for status, _ in answers] == [204] * 4
+    db = service.db_path
+    assert rows_of(db, "SELECT count(*) FROM series") == 3000
+    assert rows_of(db, "SELECT count(*) FROM samples") == 4 * 3000
+
+
+def rows_of(db: Path, sql: str) -> int:
+    with sqlite3.connect(db) as conn:
+        count = int(conn.execute(sql).fetchone()[0])
+    conn.close()
+    return count

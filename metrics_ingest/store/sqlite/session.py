@@ -179,6 +179,10 @@ class SQLiteWriteSession:
         return change._replace(families=families or None)
 
     def prepare(self, push: Push) -> bool:
+        with self.turn():  # (shared: wait for the flock, not in SQLite's busy handler)
+            return self._prepare(push)
+
+    def _prepare(self, push: Push) -> bool:
         db = self.db
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -203,7 +207,7 @@ class SQLiteWriteSession:
         ids = created
         if not ids:
             return
-        with engine_errors():
+        with engine_errors(), self.turn():
             with immediate_transaction(self.db):
                 self._refresh()
                 gone = self.db.execute(DELETE_UNUSED_SERIES, (orjson.dumps(ids),)).rowcount
@@ -239,7 +243,7 @@ class SQLiteWriteSession:
         return change
 
     def index_labels(self) -> bool:
-        with engine_errors():
+        with engine_errors(), self.turn():
             return index_slice(self.db)
 
     def deletion_ids(self, selector: Selector) -> list[int]:
