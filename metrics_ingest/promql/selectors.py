@@ -153,11 +153,14 @@ def select(reader: QueryReader, matchers: Sequence[Matcher], since: int,
     accepts, sorted by labels."""
     decode = (cache or LabelsCache()).get
     rows, left = candidates(reader, matchers, since)
-    found = []
-    for row in rows:
-        labels, ordered = decode(row)
-        if all(matcher.matches(labels) for matcher in left):
-            found.append((row.id, ordered))
+    if left:
+        found = []
+        for row in rows:
+            labels, ordered = decode(row)
+            if all(matcher.matches(labels) for matcher in left):
+                found.append((row.id, ordered))
+    else:  # the index picked exactly these: nothing to check
+        found = [(row.id, decode(row)[1]) for row in rows]
     found.sort(key=lambda item: item[1])
     return found
 
