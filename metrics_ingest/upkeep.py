@@ -12,6 +12,7 @@ from functools import partial
 
 from aiohttp import web
 
+from metrics_ingest import slices
 from metrics_ingest.inbox import Closed
 from metrics_ingest.keys import AUTH, CLOCK, SETTINGS, TLS, WRITER
 from metrics_ingest.model import Change
@@ -103,14 +104,14 @@ def index_labels(session: WriteSession) -> bool:
 
 async def label_index_context(app: web.Application) -> AsyncIterator[None]:
     """The label index brought up to date behind the writer, slice by slice between the
-    batches (Writer.steps), back to back while series are missing from it, then a look every
+    batches (slices.steps), back to back while series are missing from it, then a look every
     LABELS_SECONDS; it gives way to a big push's preparation (readers do without it)."""
     writer = app[WRITER]
 
     async def catch_up() -> None:
         while True:
             try:
-                done = await writer.steps(index_labels, yielding=True)
+                done = await slices.steps(writer, index_labels, yielding=True)
                 more = done is False  # None: it gave way to other work; look again later
             except Closed:
                 return

@@ -10,20 +10,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from functools import partial
 from typing import Any, TypeVar, cast
 
 from metrics_ingest.config import Synchronous
 from metrics_ingest.inbox import Call, Closed, Command, Inbox, PurgeJob, StorageFailed
 from metrics_ingest.model import EVERYTHING, Change, Push, PushRefused
 from metrics_ingest.store import StorageError, Store, StoreLost, WriteSession
-from metrics_ingest.store.preparing import unused
 from metrics_ingest.telemetry import Telemetry
 
 log = logging.getLogger("metrics_ingest.writer")
 
 T = TypeVar("T")
-STEPS_SECONDS = 0.02  # longest run of work slices between two batches when no push waits
 
 
 class Writer:
@@ -93,47 +90,11 @@ class Writer:
             await asyncio.to_thread(self._thread.join)
 
 
-    async def prepare(self, push: Push) -> None:
-        """Find or create a big push's series ahead of its commit, a slice per command, so
-        that other batches commit between the slices (store/preparing.py). Raises OverBudget,
-        StorageFailed or Closed; what was created for the push is then removed again."""
-        try:
-            while not await self.steps(partial(prepare_slice, push)):
-                pass  # (never None: not yielding)
-        except StorageError as exc:
-            self.abandon(push)
-            raise StorageFailed(f"the database refused the write: {exc}") from None
-        except BaseException:
-            self.abandon(push)
-            raise
-
-    def abandon(self, push: Push) -> None:
-        """A prepared push that will not be stored: remove the series created for it (in
-        the background; if that fails, it is logged and the next purge removes them)."""
-        created = unused(push)
-        if not created:
-            return
-        call = Call(partial(unprepare, created), self.loop.create_future())
-        call.done.add_done_callback(log_unprepared)
-        try:
-            self.inbox.command(call)
-        except Closed:
-            call.done.cancel()
-
     def request_purge(self, cutoff: int) -> asyncio.Future[int]:
         """Delete samples older than `cutoff`, in chunks between batches; resolves to the count."""
         job = PurgeJob(cutoff, self.loop.create_future())
         self.inbox.command(job)
         return job.done
-
-    async def steps(self, step: Callable[[WriteSession], bool], yielding: bool = False
-                    ) -> bool | None:
-        """Run `step` (one slice of some work: True once the work is done) on the writer
-        thread between batches, again and again while no push is waiting, for up to
-        STEPS_SECONDS; returns its last answer. A push that arrives waits one slice at most,
-        and the work goes at full speed when none does. `yielding` work (the label index)
-        gives way to other commands waiting (a big push being prepared): None, no step run."""
-        return await self.call(partial(repeat_while_idle, self.inbox, step, yielding))
 
     async def call(self, fn: Callable[[WriteSession], T]) -> T:
         """Run `fn(session)` on the writer thread between batches; its errors propagate.
@@ -333,33 +294,6 @@ class Writer:
             reject(self._stopped, error)
         else:
             resolve(self._stopped, None)
-
-
-def repeat_while_idle(inbox: Inbox, step: Callable[[WriteSession], bool], yielding: bool,
-                      session: WriteSession) -> bool | None:
-    if yielding and inbox.commands:
-        return None
-    deadline = time.perf_counter() + STEPS_SECONDS
-    while True:
-        done = step(session)
-        if done or inbox.pushes or (yielding and inbox.commands) or (
-                time.perf_counter() > deadline):
-            return done
-        time.sleep(0)  # the GIL to the event loop, if it waits: it answers pushes meanwhile
-
-
-def prepare_slice(push: Push, session: WriteSession) -> bool:
-    return session.prepare(push)
-
-
-def unprepare(created: list[int], session: WriteSession) -> None:
-    session.unprepare(created)
-
-
-def log_unprepared(done: asyncio.Future[None]) -> None:
-    if not done.cancelled() and done.exception() is not None:
-        log.warning("series made ahead for a push that was not stored stay until the next "
-                    "purge: %s", done.exception())
 
 
 def resolve(future: asyncio.Future[T], result: T) -> None:

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from metrics_ingest import slices
 from metrics_ingest.http.body import content_encoding, read_raw
 from metrics_ingest.http.errors import (
     ApiError,
@@ -109,7 +110,7 @@ async def accept(request: web.Request, fmt: PushFormat) -> tuple[Parsed, int]:
                     # Bigger than a batch: its series are made first, a slice at a time
                     # (store/preparing.py), so its commit holds other pushes up only briefly.
                     room(writer, push.samples)
-                    await writer.prepare(push)
+                    await slices.prepare(writer, push)
                 submit(writer, push)
                 await push.done
                 push.prepared = None  # (used up)
@@ -122,7 +123,7 @@ async def accept(request: web.Request, fmt: PushFormat) -> tuple[Parsed, int]:
                                  f"metrics: {exc}") from None
             finally:
                 if push.prepared is not None:  # prepared, then not stored
-                    writer.abandon(push)
+                    slices.abandon(writer, push)
             committed(app, push, attempt.now, fmt)
         if parsed.refusal is not None:
             raise BadRequest(f"pushed metrics are invalid or inconsistent with existing "
