@@ -138,14 +138,20 @@ async def test_the_index_follows_series_as_they_go(client: Client, clock: Clock,
         {"__name__": "kept", "mode": "user", "source": "beta"}]
 
 
-def test_migration_fills_the_index_for_series_stored_before(tmp_path: Path) -> None:
+def migrated_before(tmp_path: Path, version: int) -> Path:
+    """An SQLite file migrated up to, not including, migration `version`."""
     before = tmp_path / "sql"
     before.mkdir()
     for path in runner.sql_directory().glob("*.sql"):
-        if int(path.name[:4]) < 9:
+        if int(path.name[:4]) < version:
             shutil.copy(path, before / path.name)
     db = tmp_path / "m.db"
     migrations.migrate(db, before)
+    return db
+
+
+def test_migration_fills_the_index_for_series_stored_before(tmp_path: Path) -> None:
+    db = migrated_before(tmp_path, 9)
     with sqlite3.connect(db) as conn:
         conn.execute("INSERT INTO series (id, metric_name, source, labels) VALUES"
                      " (1, 'cpu', 'alpha', '{\"cpu\":\"0\",\"mode\":\"user\"}'),"

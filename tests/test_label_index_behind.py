@@ -5,7 +5,6 @@ an id at or below it."""
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 from pathlib import Path
 
@@ -14,12 +13,11 @@ import pytest
 
 from metrics_ingest.promql.selectors import parse_selector, select
 from metrics_ingest.store import QueryReader, open_store
-from metrics_ingest.store import migrations as runner
 from metrics_ingest.store.sqlite import migrations
 from metrics_ingest.store.sqlite.label_index import behind, index_slice
 from metrics_ingest.store.sqlite.series import SQLiteSeriesTable
 from tests.conftest import rows
-from tests.test_label_index import SELECTORS, SERIES, expected
+from tests.test_label_index import SELECTORS, SERIES, expected, migrated_before
 
 NOW = 1_795_000_000
 
@@ -101,13 +99,7 @@ def test_new_series_ids_stay_above_the_watermark(db_path: Path) -> None:
 
 def test_the_migration_puts_the_watermark_past_series_indexed_by_the_trigger(
         tmp_path: Path) -> None:
-    before = tmp_path / "sql"
-    before.mkdir()
-    for path in runner.sql_directory().glob("*.sql"):
-        if int(path.name[:4]) < 10:
-            shutil.copy(path, before / path.name)
-    db = tmp_path / "m.db"
-    migrations.migrate(db, before)
+    db = migrated_before(tmp_path, 10)
     with sqlite3.connect(db) as conn:
         conn.execute("INSERT INTO series (id, metric_name, source, labels) VALUES"
                      " (1, 'cpu', 'alpha', '{\"cpu\":\"0\"}'), (7, 'up', 'beta', '')")

@@ -19,7 +19,7 @@ from metrics_ingest import retention
 from metrics_ingest.config import Settings
 from metrics_ingest.keys import TELEMETRY, WRITER
 from metrics_ingest.model import OverBudget, Push, SampleGroup
-from metrics_ingest.store import open_store, preparing
+from metrics_ingest.store import WriteSession, open_store, preparing
 from metrics_ingest.store.budgets import SeriesLimits
 from tests.conftest import AUTH, TOKEN, Clock, poll, rows
 
@@ -81,6 +81,13 @@ async def test_over_budget_it_is_refused_whole_and_leaves_no_series(
     assert rows(settings, "SELECT count(*) FROM series") == [(500,)]
 
 
+def write_session(path: Path, limits: SeriesLimits | None = None) -> WriteSession:
+    """The writer's session on a fresh SQLite file (the tests call it as the writer would)."""
+    store = open_store(path, limits=limits)
+    store.migrate()
+    return store.open_writer("normal")
+
+
 def job_groups(jobs: range, stamp: int) -> list[SampleGroup]:
     return [SampleGroup("hpc", f'{{"job_id":"{job}"}}', stamp, ["cpu", "mem"], [job, job / 2])
             for job in jobs]
@@ -88,9 +95,7 @@ def job_groups(jobs: range, stamp: int) -> list[SampleGroup]:
 
 async def test_other_batches_commit_between_the_slices(tmp_path: Path) -> None:
     loop = asyncio.get_running_loop()
-    store = open_store(tmp_path / "m.db", limits=SeriesLimits(10_000, 10_000))
-    store.migrate()
-    session = store.open_writer("normal")
+    session = write_session(tmp_path / "m.db", SeriesLimits(10_000, 10_000))
     big = Push(job_groups(range(100), NOW), 200, time.time(), loop.create_future())
     slices = 0
     while not session.prepare(big):
@@ -112,9 +117,7 @@ async def test_other_batches_commit_between_the_slices(tmp_path: Path) -> None:
 async def test_series_deleted_while_prepared_are_made_again(tmp_path: Path) -> None:
     loop = asyncio.get_running_loop()
     path = tmp_path / "m.db"
-    store = open_store(path)
-    store.migrate()
-    session = store.open_writer("normal")
+    session = write_session(path)
     big = Push(job_groups(range(40), NOW), 80, time.time(), loop.create_future())
     while not session.prepare(big):
         pass
@@ -130,9 +133,7 @@ async def test_series_deleted_while_prepared_are_made_again(tmp_path: Path) -> N
 
 async def test_a_refused_preparation_raises_over_budget(tmp_path: Path) -> None:
     loop = asyncio.get_running_loop()
-    store = open_store(tmp_path / "m.db", limits=SeriesLimits(50, 10_000))
-    store.migrate()
-    session = store.open_writer("normal")
+    session = write_session(tmp_path / "m.db", SeriesLimits(50, 10_000))
     big = Push(job_groups(range(40), NOW), 80, time.time(), loop.create_future())
     assert not session.prepare(big)
     assert not session.prepare(big)

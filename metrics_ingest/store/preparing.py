@@ -18,7 +18,6 @@ from __future__ import annotations
 from metrics_ingest.model import Prepared, Push
 from metrics_ingest.store.budgets import SeriesLimits
 from metrics_ingest.store.series_cache import (
-    NO_SERIES,
     OverBudgetPushes,
     SeriesCache,
     SeriesKey,
@@ -55,10 +54,7 @@ def prepare_slice(cache: SeriesCache, table: SeriesTable, push: Push,
     found: list[list[int | None]] = []
     missing: dict[SeriesKey, None] = {}
     for group in groups[start:end]:
-        cached = cache.young.get((group.source, group.labels))
-        if cached is None:
-            cached = cache.old.get((group.source, group.labels), NO_SERIES)
-        ids = list(map(cached.get, group.names))
+        ids = list(map(cache.peek((group.source, group.labels)).get, group.names))
         found.append(ids)
         missing.update(((name, group.source, group.labels), None)
                        for name, got in zip(group.names, ids, strict=True) if got is None)

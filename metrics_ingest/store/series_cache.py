@@ -75,6 +75,11 @@ class SeriesCache:
         self._pending = {}
         self.clears += 1
 
+    def peek(self, key: tuple[str, str]) -> dict[str, int]:
+        """The cached ids of a (source, labels), by metric name, without promoting them."""
+        found = self.young.get(key)
+        return found if found is not None else self.old.get(key, NO_SERIES)
+
     def _cached(self, key: tuple[str, str]) -> dict[str, int]:
         inner = self.young.get(key)
         if inner is None:
@@ -202,8 +207,7 @@ class SeriesCache:
         for name, source, labels, _ in wanted:
             key = (name, source, labels)
             if key not in ids:
-                ids[key] = (self.young.get((source, labels), NO_SERIES).get(name)
-                            or self.old.get((source, labels), NO_SERIES).get(name)
+                ids[key] = (self.peek((source, labels)).get(name)
                             or self._pending.get(key))
         missing = [key for key, found in ids.items() if found is None]
         if missing:
