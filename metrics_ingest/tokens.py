@@ -41,7 +41,9 @@ class RateLimiter:
     def wait(self, now: float) -> float:
         """0 when one more request may go now (it is counted), else the seconds until one
         may."""
-        level = min(self.burst, self.level + (now - self.stamp) * self.rate)
+        level = self.level + (now - self.stamp) * self.rate
+        if level > self.burst:
+            level = self.burst
         self.stamp = now
         if level >= 1:
             self.level = level - 1

@@ -30,7 +30,7 @@ from metrics_ingest.model import (
     PushRefused,
 )
 from metrics_ingest.parsing import Parse
-from metrics_ingest.tokens import Principal
+from metrics_ingest.tokens import Principal, SourceScope
 from metrics_ingest.writer import Writer
 
 REJECTION_REASONS = {
@@ -101,7 +101,7 @@ async def accept(request: web.Request, fmt: PushFormat) -> tuple[Parsed, int]:
             raise refused_body(exc) from None
         principal = request.get(PRINCIPAL)
         if principal is not None and principal.scope is not None:
-            check_scope(principal, parsed, attempt)
+            check_scope(principal, principal.scope, parsed, attempt)
         push = new_push(app, parsed, attempt.now)
         if push is not None:
             writer = app[WRITER]
@@ -144,12 +144,16 @@ async def accept(request: web.Request, fmt: PushFormat) -> tuple[Parsed, int]:
     return parsed, 0 if push is None else push.samples
 
 
-def check_scope(principal: Principal, parsed: Parsed, attempt: Attempt) -> None:
+def check_scope(principal: Principal, scope: SourceScope, parsed: Parsed,
+                attempt: Attempt) -> None:
     """403 unless the token may write every source of the push (remote_write: each series'
     source; the Pushgateway API: the job; Influx: the bucket or database)."""
     groups = parsed.groups
     if len(groups) == 1 and parsed.group is None and not parsed.stale:
-        denied = principal.forbidden((groups[0].source,))  # the usual push: one source
+        source = groups[0].source  # the usual push: one source, one remembered decision
+        if scope.allows(source):
+            return
+        denied: str | None = source
     else:
         sources = {group.source for group in groups}
         sources.update(group.source for group in parsed.stale or ())
