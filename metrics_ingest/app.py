@@ -53,7 +53,12 @@ from metrics_ingest.store import ChangeFeed, StorageError, open_store
 from metrics_ingest.store.budgets import SeriesLimits
 from metrics_ingest.telemetry import Telemetry
 from metrics_ingest.tls import Certificates
-from metrics_ingest.upkeep import expiry_context, label_index_context, tokens_context
+from metrics_ingest.upkeep import (
+    blocks_context,
+    expiry_context,
+    label_index_context,
+    tokens_context,
+)
 from metrics_ingest.writer import Writer
 
 log = logging.getLogger("metrics_ingest.app")
@@ -242,7 +247,8 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time,
                          name="unmatched")
     app.cleanup_ctx.extend([access_log_context, tokens_context, parsers_context, store_context,
                             query_context, writer_context, export_context, status_context,
-                            expiry_context, label_index_context, purge_context])
+                            expiry_context, label_index_context, blocks_context,
+                            purge_context])
     app.on_shutdown.append(stop_accepting)
     return app
 

@@ -1,12 +1,14 @@
 """The service's upkeep beside the requests: the tokens file and certificate read again
 (SIGHUP, or a change to the file), push groups expired past their TTL, and the label index
-written behind the writer."""
+and the packed sample blocks written behind the writer."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import math
+import time
 from collections.abc import AsyncIterator
 from functools import partial
 
@@ -14,9 +16,10 @@ from aiohttp import web
 
 from metrics_ingest import slices
 from metrics_ingest.inbox import Closed
-from metrics_ingest.keys import AUTH, CLOCK, SETTINGS, TLS, WRITER
+from metrics_ingest.keys import AUTH, CLOCK, SETTINGS, STORE, TELEMETRY, TLS, WRITER
 from metrics_ingest.model import Change
 from metrics_ingest.store import StorageError, WriteSession
+from metrics_ingest.store.sample_arrays import GRACE_SECONDS, Plan, Slice
 from metrics_ingest.tokens import TokensFileError
 
 log = logging.getLogger("metrics_ingest.app")
@@ -24,6 +27,11 @@ log = logging.getLogger("metrics_ingest.app")
 TOKENS_WATCH_SECONDS = 2.0  # how often the tokens file is checked for changes
 EXPIRY_SECONDS = 1.0  # how often push groups are checked against their TTL
 LABELS_SECONDS = 0.2  # how often the label index is checked for series it lacks
+BLOCKS_SECONDS = 1.0  # how often the sample blocks are checked for a closed window
+BLOCKS_BUSY_SHARE = 0.5  # the process's CPU (cores) above which no block is built: a backfill
+# pushed at full speed (bench W3) lost a third of its rate to the builder chasing it
+BLOCKS_BUSY_BATCHES = 10  # batches of pushes committed while one window was built, above
+# which the builder looks at how busy the process is again before the next
 
 
 def reload_files(app: web.Application, force: bool = True) -> None:
@@ -126,3 +134,80 @@ async def label_index_context(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+class Busy:
+    """The process's CPU time since the last look, as a share of the wall time (all its
+    threads: the builder's own work counts, so it also paces itself)."""
+
+    def __init__(self) -> None:
+        self.cpu, self.wall = time.process_time(), time.monotonic()
+
+    def share(self) -> float:
+        cpu, wall = time.process_time(), time.monotonic()
+        share = (cpu - self.cpu) / max(wall - self.wall, 1e-9)
+        self.cpu, self.wall = cpu, wall
+        return share
+
+
+def write_blocks(plan: Plan, part: Slice | None, session: WriteSession) -> bool:
+    return session.write_blocks(plan, part)
+
+
+async def blocks_context(app: web.Application) -> AsyncIterator[None]:
+    """The packed sample blocks (store/sqlite/blocks.py) brought up to date behind the
+    writer: each closed window read on a worker thread and committed a slice at a time
+    between the batches, once pushes into closed windows (or deletions) have left them
+    alone for GRACE_SECONDS; a look every BLOCKS_SECONDS. Engines without blocks: nothing."""
+    builder = app[STORE].open_block_builder()
+    if builder is None:
+        yield
+        return
+    writer = app[WRITER]
+    clock = app[CLOCK]
+    flushes = app[TELEMETRY].flush_duration  # (its count: the batches committed)
+
+    async def window(plan: Plan) -> None:
+        parts = builder.slices(plan)
+        try:
+            while (part := await asyncio.to_thread(next, parts, None)) is not None:
+                if not await writer.call(partial(write_blocks, plan, part)):
+                    return  # samples under it changed: planned again once quiet
+        finally:
+            await asyncio.to_thread(parts.close)
+
+    async def catch_up() -> None:
+        seen: int | None = None
+        changed_at = -math.inf
+        busy = Busy()
+        while True:
+            await asyncio.sleep(BLOCKS_SECONDS)
+            try:
+                epoch = await asyncio.to_thread(builder.epoch)
+                if seen is not None and epoch != seen:
+                    changed_at = clock()
+                seen = epoch
+                if busy.share() > BLOCKS_BUSY_SHARE:
+                    continue  # pushes first: readers do without the blocks meanwhile
+                batches = flushes.count
+                while clock() - changed_at >= GRACE_SECONDS and (
+                        plan := await asyncio.to_thread(builder.plan, int(clock()))):
+                    if plan.to is not None:
+                        await writer.call(partial(write_blocks, plan, None))
+                    else:
+                        await window(plan)
+                    if (await asyncio.to_thread(builder.epoch) != seen
+                            or flushes.count - batches > BLOCKS_BUSY_BATCHES):
+                        break  # pushes came meanwhile: look again, busy or not
+                    batches = flushes.count
+            except Closed:
+                return
+            except StorageError as exc:
+                log.warning("sample blocks: %s (trying again in %.0f s)", exc, BLOCKS_SECONDS)
+
+    task = asyncio.create_task(catch_up(), name="sample-blocks")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    builder.close()

@@ -157,7 +157,8 @@ def test_migration_fills_the_index_for_series_stored_before(tmp_path: Path) -> N
                      " (1, 'cpu', 'alpha', '{\"cpu\":\"0\",\"mode\":\"user\"}'),"
                      " (2, 'up', 'beta', '')")
     conn.close()
-    assert migrations.migrate(db) == ["0009_label_index", "0010_label_index_behind"]
+    assert migrations.migrate(db) == ["0009_label_index", "0010_label_index_behind",
+                                      "0011_sample_blocks"]
     assert sorted(rows(db, "SELECT name, value, series_id FROM series_labels")) == [
         ("cpu", "0", 1), ("mode", "user", 1), ("source", "alpha", 1), ("source", "beta", 2)]
 

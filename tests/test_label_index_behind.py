@@ -104,7 +104,7 @@ def test_the_migration_puts_the_watermark_past_series_indexed_by_the_trigger(
         conn.execute("INSERT INTO series (id, metric_name, source, labels) VALUES"
                      " (1, 'cpu', 'alpha', '{\"cpu\":\"0\"}'), (7, 'up', 'beta', '')")
     conn.close()
-    assert migrations.migrate(db) == ["0010_label_index_behind"]
+    assert migrations.migrate(db) == ["0010_label_index_behind", "0011_sample_blocks"]
     assert rows(db, "SELECT labelled_upto FROM store_state") == [(7,)]
     assert sorted(rows(db, "SELECT name, value, series_id FROM series_labels")) == [
         ("cpu", "0", 1), ("source", "alpha", 1), ("source", "beta", 7)]

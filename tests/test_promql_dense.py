@@ -19,6 +19,7 @@ from metrics_ingest.promql import aggregations, calls, dense
 from metrics_ingest.promql.range_functions import RANGE_FUNCTIONS, Window
 from metrics_ingest.promql.values import Labels, RangeSeries
 from metrics_ingest.store import open_store
+from metrics_ingest.store.sample_arrays import arrays_of_pairs
 
 VECTORISED = ["rate", "increase", "delta", "irate", "idelta", "count_over_time",
               "present_over_time", "last_over_time", "max_over_time", "min_over_time",
@@ -46,7 +47,7 @@ def random_block(seed: int) -> tuple[dense.Block, list[int]]:
     start = 1000
     packed = [((series_id << 32) + (t - start), v) for t, series_id, v in pairs]
     moments = sorted(rng.sample(range(1000_000, 2500_000, 250), 40))
-    return dense.block_of(packed, start, selected, {}), moments
+    return dense.block_of(*arrays_of_pairs(packed), start, selected, {}), moments
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -98,8 +99,8 @@ def test_array_aggregations_equal_the_per_step_code(op: str, steps: int) -> None
 
 
 def test_series_with_nothing_in_range_are_left_out() -> None:
-    block = dense.block_of([((2 << 32) + 5, 1.0)], 100, [(1, (("n", "1"),)), (2, (("n", "2"),))],
-                           {})
+    block = dense.block_of(*arrays_of_pairs([((2 << 32) + 5, 1.0)]), 100,
+                           [(1, (("n", "1"),)), (2, (("n", "2"),))], {})
     assert block.labels == [(("n", "2"),)]
     assert block.range_series() == [RangeSeries((("n", "2"),), [105_000], [1.0], ())]
 

@@ -24,6 +24,7 @@ from metrics_ingest.promql.range_functions import RANGE_ARGUMENT, RANGE_FUNCTION
 from metrics_ingest.promql.selectors import selector_matchers, window
 from metrics_ingest.promql.tree import unwrap
 from metrics_ingest.promql.values import (
+    NAME,
     Labels,
     Scalar,
     Series,
@@ -156,8 +157,12 @@ def range_dense(ev: Evaluator, name: str, args: list[pp.Expr], times: list[int]
         steps = present[first:last].sum(axis=1)
         longest = (hi - lo).max(axis=1, initial=0)
         ev.count(int(steps.sum() + longest[steps > 0].sum()))
-    kept = name == "last_over_time"
-    labels = block.labels if kept else [drop_name(labels) for labels in block.labels]
+    if name == "last_over_time":  # (keeps the name: distinct series, distinct labels)
+        return Dense(block.labels, values, present)
+    labels = [drop_name(labels) for labels in block.labels]
+    firsts = {labels[0] for labels in block.labels if labels}
+    if len(firsts) == 1 and next(iter(firsts))[0] == NAME:  # one name (it sorts first)
+        return Dense(labels, values, present)  # the rest of the labels tell them apart
     return merged(Dense(labels, values, present))
 
 

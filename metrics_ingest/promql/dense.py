@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import cast
 
 import numpy as np
@@ -52,16 +51,14 @@ class Block:
                      self.offsets[first:last + 1] - low, self.stale[first:last])
 
 
-def block_of(pairs: list[tuple[int, float]], start: int,
+def block_of(keys: Ints, values: Floats, start: int,
              selected: Sequence[tuple[int, Labels]], stale: dict[int, list[int]]) -> Block:
-    """The block of the `selected` series (in that order) from the reader's sample pairs
-    (series_id << 32 | timestamp - start, value) in time order; series without a sample are
-    left out."""
-    if not pairs:
+    """The block of the `selected` series (in that order) from the reader's sample arrays
+    (keys series_id << 32 | timestamp - start, and values; each series' samples in time
+    order); series without a sample are left out."""
+    if not len(keys):
         empty = np.zeros(0, dtype=np.int64)
         return Block([], empty, np.zeros(0), np.zeros(1, dtype=np.int64), [])
-    keys = np.fromiter(map(itemgetter(0), pairs), dtype=np.int64, count=len(pairs))
-    values = np.fromiter(map(itemgetter(1), pairs), dtype=np.float64, count=len(pairs))
     ids = np.array([series_id for series_id, _ in selected], dtype=np.int64)
     by_id = np.argsort(ids)
     position = by_id[np.searchsorted(ids[by_id], keys >> 32)]

@@ -15,6 +15,7 @@ import promql_parser as pp
 from metrics_ingest.promql.dense import Block, block_of
 from metrics_ingest.promql.values import NAME, BadData, Labels, RangeSeries, Unsupported
 from metrics_ingest.store import QueryReader, QuerySeries
+from metrics_ingest.store.sample_arrays import joined
 
 LOOKBACK_MS = 5 * 60 * 1000
 LEADING_FLAGS = re.compile(r"\(\?([ims]+)\)")
@@ -172,11 +173,11 @@ def read_block(reader: QueryReader, selected: Sequence[tuple[int, Labels]], firs
     start = -(-first_ms // 1000)  # samples are stored in whole seconds
     end = last_ms // 1000
     if end < start or not selected:
-        return block_of([], 0, [], {})
+        return block_of(*joined([]), 0, [], {})
     ids = [series_id for series_id, _ in selected]
-    pairs = reader.sample_pairs(ids, start, end)
-    return block_of(pairs, start, selected,
-                    reader.stale_markers(ids, start, end) if pairs else {})
+    keys, values = reader.sample_arrays(ids, start, end)
+    return block_of(keys, values, start, selected,
+                    reader.stale_markers(ids, start, end) if len(keys) else {})
 
 
 def at_step(series: RangeSeries, moments: Sequence[int], lookback: int = LOOKBACK_MS

@@ -15,6 +15,7 @@ from metrics_ingest.config import Synchronous
 from metrics_ingest.model import Change, FamilyMeta, Push
 from metrics_ingest.selectors import Selector
 from metrics_ingest.store.budgets import SeriesLimits
+from metrics_ingest.store.sample_arrays import BlockBuilder, Plan, SampleArrays, Slice
 
 
 class StorageError(Exception):
@@ -105,6 +106,13 @@ class WriteSession(Protocol):
         """Write the next slice of the label index where the engine writes it behind the
         batches (SQLite: store/sqlite/label_index.py), in a short transaction of its own;
         True while more remains. Engines that keep it inside each batch return False."""
+        ...
+
+    def write_blocks(self, plan: Plan, part: Slice | None) -> bool:
+        """Commit one slice of a window's packed blocks (`part`), or move past a stretch
+        without samples (`part` None), in a short transaction of its own, if the samples
+        under them have not changed since the builder read them; False: refused.
+        Engines without blocks return False."""
         ...
 
     # Deleting series by selector (store/deletion.py, deleting.py): each call is a
@@ -252,11 +260,10 @@ class QueryReader(Protocol):
         is left out."""
         ...
 
-    def sample_pairs(self, ids: Sequence[int], start: int, end: int
-                     ) -> list[tuple[int, float]]:
-        """The same samples as `samples`, in time order, as (series_id << 32 | timestamp -
-        start, value) pairs: two objects a row rather than three fetch 20% faster, and
-        PromQL makes arrays of them in one go."""
+    def sample_arrays(self, ids: Sequence[int], start: int, end: int) -> SampleArrays:
+        """The same samples as `samples`, each series' in time order, as two arrays: keys
+        (series_id << 32 | timestamp - start) and values (sample_arrays.py). SQLite reads
+        closed windows from the packed blocks (sqlite/blocks.py)."""
         ...
 
     def stale_markers(self, ids: Sequence[int], start: int, end: int) -> dict[int, list[int]]:
@@ -337,6 +344,11 @@ class Store(Protocol):
 
     def open_status_reader(self) -> StatusReader:
         """A connection for the status page; as open_query_reader."""
+        ...
+
+    def open_block_builder(self) -> BlockBuilder | None:
+        """What reads samples for the packed blocks (sample_arrays.py), or None when the
+        engine keeps none."""
         ...
 
     def size_bytes(self) -> int:

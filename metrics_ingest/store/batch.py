@@ -40,3 +40,8 @@ def newest_per_source(pushes: Sequence[Push]) -> list[tuple[str, int]]:
             if newest.get(group.source, -1) < group.timestamp:
                 newest[group.source] = group.timestamp
     return sorted(newest.items())
+
+
+def oldest_sample(pushes: Sequence[Push]) -> int | None:
+    """The oldest sample time in the batch."""
+    return min((group.timestamp for push in pushes for group in push.groups), default=None)

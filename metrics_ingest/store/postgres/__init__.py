@@ -73,6 +73,9 @@ class PostgresStore:
     def open_status_reader(self) -> PostgresStatusReader:
         return PostgresStatusReader(self.url)
 
+    def open_block_builder(self) -> None:
+        return None  # (no packed blocks: PostgreSQL reads a series' samples by its index)
+
     def open_feed(self) -> PostgresFeed:
         return PostgresFeed(self.url, self.origin)
 

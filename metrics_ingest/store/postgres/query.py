@@ -14,6 +14,7 @@ from metrics_ingest.model import FamilyMeta
 from metrics_ingest.store import QuerySeries, SeriesSamples, samples_by_series
 from metrics_ingest.store.batch import SELECT_FAMILIES
 from metrics_ingest.store.postgres.connection import broken, connect, discard, engine_errors
+from metrics_ingest.store.sample_arrays import SampleArrays, arrays_of_pairs, joined
 
 SELECT_SERIES_NAMED = (
     "SELECT s.id, s.metric_name, s.source, s.labels FROM series s"
@@ -176,11 +177,11 @@ class PostgresQueryReader:
             samples_by_series(conn.execute(SELECT_SAMPLES, (start, end, list(ids))), found)
         return found
 
-    def sample_pairs(self, ids: Sequence[int], start: int, end: int
-                     ) -> list[tuple[int, float]]:
+    def sample_arrays(self, ids: Sequence[int], start: int, end: int) -> SampleArrays:
         if not ids:
-            return []
-        return self._rows(SELECT_SAMPLE_PAIRS, {"start": start, "end": end, "ids": list(ids)})
+            return joined([])
+        return arrays_of_pairs(self._rows(SELECT_SAMPLE_PAIRS,
+                                          {"start": start, "end": end, "ids": list(ids)}))
 
     def stale_markers(self, ids: Sequence[int], start: int, end: int) -> dict[int, list[int]]:
         found: dict[int, list[int]] = {}

@@ -52,6 +52,7 @@ from metrics_ingest.store.postgres.sql import (
     UPSERT_SOURCES,
     WRITE_PROBE,
 )
+from metrics_ingest.store.sample_arrays import Plan, Slice
 from metrics_ingest.store.series_cache import SeriesCache
 
 PURGE_CHUNK_ROWS = 5000
@@ -275,6 +276,9 @@ class PostgresWriteSession:
 
     def index_labels(self) -> bool:
         return False  # a statement trigger keeps the label index (sql/postgres/0004)
+
+    def write_blocks(self, plan: Plan, part: Slice | None) -> bool:
+        return False  # no packed blocks (PostgresStore.open_block_builder)
 
     def deletion_ids(self, selector: Selector) -> list[int]:
         with engine_errors(self.url):

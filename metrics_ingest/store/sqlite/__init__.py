@@ -16,6 +16,7 @@ from metrics_ingest.store import StorageError
 from metrics_ingest.store.budgets import SeriesLimits
 from metrics_ingest.store.changes import encode_change
 from metrics_ingest.store.sqlite import migrations
+from metrics_ingest.store.sqlite.blocks import SQLiteBlockBuilder
 from metrics_ingest.store.sqlite.export_reader import SQLiteExportReader
 from metrics_ingest.store.sqlite.feed import SQLiteFeed
 from metrics_ingest.store.sqlite.query import SQLiteQueryReader
@@ -84,6 +85,9 @@ class SQLiteStore:
 
     def open_status_reader(self) -> SQLiteStatusReader:
         return SQLiteStatusReader(self.db_path)
+
+    def open_block_builder(self) -> SQLiteBlockBuilder:
+        return SQLiteBlockBuilder(self.db_path)
 
     def open_feed(self) -> SQLiteFeed | None:
         """The other workers' notices; None alone on the file (no one else writes)."""

@@ -9,11 +9,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
 from metrics_ingest.model import FamilyMeta
 from metrics_ingest.store import QuerySeries, SeriesSamples, StorageError, samples_by_series
 from metrics_ingest.store.batch import SELECT_FAMILIES
+from metrics_ingest.store.sample_arrays import SampleArrays, arrays_of_pairs, joined
+from metrics_ingest.store.sqlite import blocks
 
 # A series with no sample since `since` has no row in latest at or after it: the metric name
 # is the first column of series' unique key, so a named selector is one index range.
@@ -118,11 +121,17 @@ SELECT_STALE_MARKERS = (
     " WHERE series_id IN (SELECT value FROM json_each(?)) AND timestamp BETWEEN ? AND ?"
     " ORDER BY series_id, timestamp"
 )
+# From ?2 on (below it, the blocks hold them), keyed from ?1.
 SELECT_SAMPLE_PAIRS = (
     "SELECT (series_id << 32) + (timestamp - ?1), value FROM samples"
-    " WHERE timestamp BETWEEN ?1 AND ?2 AND series_id IN (SELECT value FROM json_each(?3))"
+    " WHERE timestamp BETWEEN ?2 AND ?3 AND series_id IN (SELECT value FROM json_each(?4))"
     " ORDER BY timestamp"
 )
+SELECT_EVERY_PAIR = (
+    "SELECT (series_id << 32) + (timestamp - ?1), value FROM samples"
+    " WHERE timestamp BETWEEN ?2 AND ?3 ORDER BY timestamp"
+)
+SELECT_TOP_ID = "SELECT max(id) FROM series"
 PROGRESS_STEPS = 20_000  # SQLite VM steps between looks at the deadline (~1 ms)
 
 
@@ -206,11 +215,27 @@ class SQLiteQueryReader:
             raise StorageError(str(exc)) from exc
         return found
 
-    def sample_pairs(self, ids: Sequence[int], start: int, end: int
-                     ) -> list[tuple[int, float]]:
+    def sample_arrays(self, ids: Sequence[int], start: int, end: int) -> SampleArrays:
+        """Closed windows from the blocks, the rest from samples: both from one snapshot."""
         if not ids:
-            return []
-        return self._rows(SELECT_SAMPLE_PAIRS, (start, end, orjson.dumps(list(ids))))
+            return joined([])
+        db = self.db
+        parts: list[SampleArrays] = []
+        try:
+            db.execute("BEGIN")
+            upto, _, kept_from = db.execute(blocks.SELECT_STATE).fetchone()
+            if start < upto:
+                found = blocks.read_blocks(db, list(ids), start, end, upto, kept_from)
+                if found is not None:
+                    parts.append(found)
+            if end >= upto:
+                parts.append(unblocked(db, ids, start, max(start, upto), end))
+        except sqlite3.Error as exc:
+            raise StorageError(str(exc)) from exc
+        finally:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+        return joined(parts)
 
     def stale_markers(self, ids: Sequence[int], start: int, end: int) -> dict[int, list[int]]:
         found: dict[int, list[int]] = {}
@@ -233,3 +258,18 @@ class SQLiteQueryReader:
 
     def close(self) -> None:
         self.db.close()
+
+
+def unblocked(db: sqlite3.Connection, ids: Sequence[int], start: int, first: int, end: int
+              ) -> SampleArrays:
+    """The samples of these series in [first, end], keyed from `start`. Asked for most
+    series (a dashboard's `rate(x[5m])` over every x), every row of the range is fetched and
+    the others dropped in numpy: SQLite's IN test cost more than the rows it saved (13 of
+    55 ms for 10k series, bench W9)."""
+    if len(ids) * 5 >= (db.execute(SELECT_TOP_ID).fetchone()[0] or 0) * 4:
+        keys, values = arrays_of_pairs(
+            db.execute(SELECT_EVERY_PAIR, (start, first, end)).fetchall())
+        keep = np.isin(keys >> 32, np.asarray(ids, dtype=np.int64))
+        return (keys, values) if keep.all() else (keys[keep], values[keep])
+    return arrays_of_pairs(db.execute(
+        SELECT_SAMPLE_PAIRS, (start, first, end, orjson.dumps(list(ids)))).fetchall())

@@ -16,11 +16,19 @@ from metrics_ingest.config import Synchronous
 from metrics_ingest.model import Change, OverBudget, Push
 from metrics_ingest.selectors import Selector
 from metrics_ingest.store import StorageError, StoreLost, deletion, groups
-from metrics_ingest.store.batch import SELECT_FAMILIES, checked, load_registry, newest_per_source
+from metrics_ingest.store.batch import (
+    SELECT_FAMILIES,
+    checked,
+    load_registry,
+    newest_per_source,
+    oldest_sample,
+)
 from metrics_ingest.store.budgets import SeriesLimits
 from metrics_ingest.store.changes import encode_change
 from metrics_ingest.store.preparing import OverBudgetPushes, prepare_slice
+from metrics_ingest.store.sample_arrays import Plan, Slice
 from metrics_ingest.store.series_cache import SeriesCache
+from metrics_ingest.store.sqlite import blocks
 from metrics_ingest.store.sqlite.label_index import index_slice
 from metrics_ingest.store.sqlite.series import SQLiteSeriesTable
 from metrics_ingest.store.sqlite.sql import (
@@ -82,6 +90,7 @@ class SQLiteWriteSession:
         self.table = SQLiteSeriesTable(self.db)
         self.data_version = -1
         self.state: tuple[int, int] | None = None
+        self.blocks_upto = 0  # (store_state's, as of the last refresh or own change)
         self.commits = 0
         self.turns = CommitTurns(db_path) if origin is not None else None
 
@@ -104,7 +113,7 @@ class SQLiteWriteSession:
         if version == self.data_version:
             return False
         self.data_version = version
-        epoch, families = self.db.execute(SELECT_STATE).fetchone()
+        epoch, families, self.blocks_upto = self.db.execute(SELECT_STATE).fetchone()
         if self.state is None or epoch != self.state[0]:
             self.series.clear()
         if self.state is None or families != self.state[1]:
@@ -144,6 +153,10 @@ class SQLiteWriteSession:
                 db.executemany(INSERT_STALE_MARKER, markers)
             if accepted:
                 db.executemany(UPSERT_SOURCE, newest_per_source(accepted))
+                oldest = oldest_sample(accepted)
+                if oldest is not None and oldest < self.blocks_upto + blocks.BLOCK_SECONDS:
+                    blocks.note_late(db, oldest)  # a push into a closed window
+                    self.blocks_upto = min(self.blocks_upto, blocks.window_of(oldest))
             touched = cast(list[int], latest[0::3])  # (series_id, timestamp, value), flat
             group_pushed = False
             for push in pushes:
@@ -224,7 +237,9 @@ class SQLiteWriteSession:
         with engine_errors():
             with immediate_transaction(db):
                 self._refresh()
+                blocks_gone = blocks.purge(db, cutoff, PURGE_CHUNK_ROWS)  # (first: see there)
                 deleted, finished = purge_chunk(db, cutoff, PURGE_CHUNK_ROWS)
+                finished = finished and blocks_gone
                 forgotten = purge_expired_series(db, cutoff) if finished else 0
                 if finished and self.origin is not None:
                     self._notify(Change([], everything=True))
@@ -241,6 +256,14 @@ class SQLiteWriteSession:
             if self.origin is not None:
                 self._notify(change)
         return change
+
+    def write_blocks(self, plan: Plan, part: Slice | None) -> bool:
+        with engine_errors(), self.turn(), immediate_transaction(self.db):
+            self._refresh()
+            done = (blocks.advance(self.db, plan) if part is None
+                    else blocks.write_slice(self.db, plan, part))
+            self.blocks_upto = int(self.db.execute(blocks.SELECT_STATE).fetchone()[0])
+            return done
 
     def index_labels(self) -> bool:
         with engine_errors(), self.turn():

@@ -1,0 +1,239 @@
+"""Packed sample blocks (sql/0011): every series' samples of a closed window of
+BLOCK_SECONDS in one row, written behind the writer so that a range query reads a row per
+series and window instead of picking its series out of every series' samples by time.
+
+Three parts, one contract (`store_state.blocks_upto`: every window below it is in the blocks
+exactly as in `samples`):
+- the builder (`SQLiteBlockBuilder`, on a connection of its own, off the writer) reads a closed
+  window from one snapshot, sorted by series, and cuts it into slices;
+- the writer commits each slice (`write_slice`) only while the window and `blocks_epoch` are
+  those of the snapshot, and the last one moves `blocks_upto` past the window;
+- every change below `blocks_upto + BLOCK_SECONDS` lowers `blocks_upto` to its window and
+  bumps the epoch: a late push in the writer's commit (`note_late`), a deletion in the
+  trigger of sql/0011. Readers take blocks below `blocks_upto` and samples from it on.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Generator
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from metrics_ingest.store import StorageError, WriteSession
+from metrics_ingest.store.sample_arrays import (
+    GRACE_SECONDS,
+    BlockBuilder,
+    Floats,
+    Ints,
+    Plan,
+    SampleArrays,
+    Slice,
+)
+
+BLOCK_SECONDS = 600  # as in sql/0011's trigger
+SLICE_SAMPLES = 20_000  # samples a slice commits (~3 ms of the writer's time)
+FETCH_ROWS = 8192
+NO_ID = 1 << 62
+
+SELECT_STATE = "SELECT blocks_upto, blocks_epoch, blocks_kept_from FROM store_state"
+SELECT_FIRST = "SELECT min(timestamp) FROM samples WHERE timestamp >= ?"
+SELECT_WINDOW = (
+    "SELECT series_id, timestamp, value FROM samples WHERE timestamp >= ? AND timestamp < ?"
+    " ORDER BY series_id, timestamp"
+)
+ANY_SAMPLE_BETWEEN = "SELECT 1 FROM samples WHERE timestamp >= ? AND timestamp < ? LIMIT 1"
+DELETE_SLICE = "DELETE FROM sample_blocks WHERE start = ? AND series_id > ? AND series_id <= ?"
+INSERT_BLOCK = "INSERT OR REPLACE INTO sample_blocks VALUES (?, ?, ?, ?, ?)"
+SET_UPTO = "UPDATE store_state SET blocks_upto = ?"
+NOTE_LATE = (
+    "UPDATE store_state SET blocks_upto = min(blocks_upto, ?), blocks_epoch = blocks_epoch + 1"
+)
+SET_KEPT_FROM = "UPDATE store_state SET blocks_kept_from = max(blocks_kept_from, ?)"
+DELETE_PURGED = (
+    "DELETE FROM sample_blocks WHERE start = ?1 AND series_id IN"
+    " (SELECT series_id FROM sample_blocks WHERE start = ?1 ORDER BY series_id LIMIT ?2)"
+)
+SELECT_OLDEST = "SELECT min(start) FROM sample_blocks"
+SELECT_BLOCKS = (
+    "SELECT series_id, start, count, times, vals FROM sample_blocks"
+    " WHERE series_id IN (SELECT value FROM json_each(?1)) AND start > ?2 AND start < ?3"
+)
+
+
+def window_of(timestamp: int) -> int:
+    return timestamp - timestamp % BLOCK_SECONDS
+
+
+class SQLiteBlockBuilder:
+    """Reads closed windows for the blocks, from a read-only connection of its own; its
+    calls run on a worker thread, one at a time."""
+
+    def __init__(self, db_path: Path) -> None:
+        try:
+            self.db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True,
+                                      isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA busy_timeout=5000")
+        except sqlite3.Error as exc:
+            raise StorageError(str(exc)) from exc
+
+    def epoch(self) -> int:
+        return int(self._one(SELECT_STATE)[1])
+
+    def plan(self, now: int) -> Plan | None:
+        """The next step, or None while every closed window (ending GRACE_SECONDS before
+        `now`) is built."""
+        upto, epoch, _ = self._one(SELECT_STATE)
+        closed = window_of(now - GRACE_SECONDS)  # windows below it have ended long enough
+        if upto >= closed:
+            return None
+        first = self._one(SELECT_FIRST, (upto,))[0]
+        if first is None or window_of(first) >= closed:
+            return Plan(upto, epoch, closed)
+        if window_of(first) > upto:
+            return Plan(upto, epoch, window_of(first))
+        return Plan(upto, epoch)
+
+    def slices(self, plan: Plan) -> Generator[Slice, None, None]:
+        """The window's blocks from one snapshot, slice by slice in series order; the last
+        slice has `high` None."""
+        db = self.db
+        try:
+            db.execute("BEGIN")
+            cursor = db.execute(SELECT_WINDOW, (plan.start, plan.start + BLOCK_SECONDS))
+            low = 0
+            held: list[tuple[Ints, Floats]] = []
+            ids_held: list[Ints] = []
+            while rows := cursor.fetchmany(FETCH_ROWS):
+                ids_held.append(np.fromiter((r[0] for r in rows), np.int64, len(rows)))
+                held.append((np.fromiter((r[1] for r in rows), np.int64, len(rows)),
+                             np.fromiter((r[2] for r in rows), np.float64, len(rows))))
+                if sum(len(ids) for ids in ids_held) >= SLICE_SAMPLES:
+                    ids, times, values = gathered(ids_held, held)
+                    cut = int(np.searchsorted(ids, ids[-1], "left"))  # the last id may go on
+                    if cut == 0:
+                        ids_held, held = [ids], [(times, values)]
+                        continue
+                    high = int(ids[cut - 1])
+                    yield Slice(low, high, packed(plan.start, ids[:cut], times[:cut],
+                                                  values[:cut]))
+                    low = high
+                    ids_held, held = [ids[cut:]], [(times[cut:], values[cut:])]
+            if ids_held:
+                ids, times, values = gathered(ids_held, held)
+                yield Slice(low, None, packed(plan.start, ids, times, values))
+            else:
+                yield Slice(low, None, [])
+        except sqlite3.Error as exc:
+            raise StorageError(str(exc)) from exc
+        finally:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+
+    def _one(self, sql: str, params: tuple[object, ...] = ()) -> tuple[int, ...]:
+        try:
+            return tuple(self.db.execute(sql, params).fetchone())
+        except sqlite3.Error as exc:
+            raise StorageError(str(exc)) from exc
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def gathered(ids_held: list[Ints], held: list[tuple[Ints, Floats]]
+             ) -> tuple[Ints, Ints, Floats]:
+    return (np.concatenate(ids_held), np.concatenate([times for times, _ in held]),
+            np.concatenate([values for _, values in held]))
+
+
+def packed(start: int, ids: Ints, times: Ints, values: Floats
+           ) -> list[tuple[int, int, int, bytes, bytes]]:
+    """One block row per series of (ids, times, values), sorted by series then time."""
+    if not len(ids):
+        return []
+    bounds = [0, *(np.flatnonzero(np.diff(ids)) + 1).tolist(), len(ids)]
+    offsets = (times - start).astype("<i4")
+    floats = values.astype("<f8")
+    return [(int(ids[a]), start, b - a, offsets[a:b].tobytes(), floats[a:b].tobytes())
+            for a, b in pairwise(bounds)]
+
+
+def write_slice(db: sqlite3.Connection, plan: Plan, part: Slice) -> bool:
+    """In the caller's transaction: the slice's blocks, replacing what its id range held,
+    if the window and epoch are still the plan's; the last slice moves blocks_upto past the
+    window. False: refused (samples changed since the snapshot)."""
+    upto, epoch, _ = db.execute(SELECT_STATE).fetchone()
+    if upto != plan.start or epoch != plan.epoch:
+        return False
+    db.execute(DELETE_SLICE, (plan.start, part.low, NO_ID if part.high is None else part.high))
+    db.executemany(INSERT_BLOCK, part.rows)
+    if part.high is None:
+        db.execute(SET_UPTO, (plan.start + BLOCK_SECONDS,))
+    return True
+
+
+def advance(db: sqlite3.Connection, plan: Plan) -> bool:
+    """In the caller's transaction: blocks_upto over a stretch still without samples."""
+    assert plan.to is not None
+    upto, epoch, _ = db.execute(SELECT_STATE).fetchone()
+    if upto != plan.start or epoch != plan.epoch or db.execute(
+            ANY_SAMPLE_BETWEEN, (plan.start, plan.to)).fetchone() is not None:
+        return False
+    db.execute(SET_UPTO, (plan.to,))
+    return True
+
+
+def note_late(db: sqlite3.Connection, oldest: int) -> None:
+    """In the commit's transaction: samples at `oldest`, below blocks_upto + BLOCK_SECONDS,
+    are being written."""
+    db.execute(NOTE_LATE, (window_of(oldest),))
+
+
+def purge(db: sqlite3.Connection, cutoff: int, chunk: int) -> bool:
+    """In the purge chunk's transaction: samples below `cutoff` are going (readers ignore
+    them in the blocks from now), and up to `chunk` blocks of the oldest window ending by
+    then go; True once no such block is left."""
+    db.execute(SET_KEPT_FROM, (cutoff,))
+    oldest = db.execute(SELECT_OLDEST).fetchone()[0]
+    if oldest is None or oldest + BLOCK_SECONDS > cutoff:
+        return True
+    db.execute(DELETE_PURGED, (oldest, chunk))
+    return False
+
+
+def read_blocks(db: sqlite3.Connection, wanted: list[int], start: int, end: int, upto: int,
+                kept_from: int) -> SampleArrays | None:
+    """The blocks' samples of these series in [start, end], below `upto`, as arrays keyed
+    from `start`, each series in time order (blocks of a series come window by window)."""
+    rows = db.execute(SELECT_BLOCKS, (orjson.dumps(wanted), start - BLOCK_SECONDS,
+                                      min(upto, end + 1))).fetchall()
+    if not rows:
+        return None
+    counts = np.fromiter((row[2] for row in rows), np.int64, len(rows))
+    times = np.frombuffer(b"".join([row[3] for row in rows]), "<i4").astype(np.int64)
+    times += np.repeat(np.fromiter((row[1] for row in rows), np.int64, len(rows)), counts)
+    ids = np.repeat(np.fromiter((row[0] for row in rows), np.int64, len(rows)), counts)
+    values = np.frombuffer(b"".join([row[4] for row in rows]), "<f8").astype(np.float64)
+    keep = (times >= max(start, kept_from)) & (times <= end)
+    if not keep.all():
+        ids, times, values = ids[keep], times[keep], values[keep]
+    return (ids << 32) + (times - start), values
+
+
+def build_closed(builder: BlockBuilder, session: WriteSession, now: int) -> int:
+    """Every window closed by `now` made blocks at once, in the calling thread (the
+    server's upkeep does it behind the writer; this is for tests and offline tools).
+    Returns the windows built; raises StorageError if the samples change meanwhile."""
+    windows = 0
+    while (plan := builder.plan(now)) is not None:
+        if plan.to is not None:
+            done = session.write_blocks(plan, None)
+        else:
+            done = all(session.write_blocks(plan, part) for part in builder.slices(plan))
+            windows += 1
+        if not done:
+            raise StorageError("samples changed while their blocks were written")
+    return windows
