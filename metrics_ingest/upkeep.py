@@ -156,9 +156,10 @@ def write_blocks(plan: Plan, part: Slice | None, session: WriteSession) -> bool:
 
 async def blocks_context(app: web.Application) -> AsyncIterator[None]:
     """The packed sample blocks (store/sqlite/blocks.py) brought up to date behind the
-    writer: each closed window read on a worker thread and committed a slice at a time
-    between the batches, once pushes into closed windows (or deletions) have left them
-    alone for GRACE_SECONDS; a look every BLOCKS_SECONDS. Engines without blocks: nothing."""
+    writer: each window up to GRACE_SECONDS ago read on a worker thread and committed a
+    slice at a time between the batches, once pushes below what the blocks hold (or
+    deletions) have stopped for GRACE_SECONDS; a look every BLOCKS_SECONDS while the process
+    is not busy. Engines without blocks: nothing."""
     builder = app[STORE].open_block_builder()
     if builder is None:
         yield
@@ -192,9 +193,8 @@ async def blocks_context(app: web.Application) -> AsyncIterator[None]:
                 batches = flushes.count
                 while clock() - changed_at >= GRACE_SECONDS and (
                         plan := await asyncio.to_thread(builder.plan, int(clock()))):
-                    if plan.to is not None:
-                        await writer.call(partial(write_blocks, plan, None))
-                    else:
+                    if (await writer.call(partial(write_blocks, plan, None))
+                            and plan.window is not None):
                         await window(plan)
                     if (await asyncio.to_thread(builder.epoch) != seen
                             or flushes.count - batches > BLOCKS_BUSY_BATCHES):

@@ -1,15 +1,16 @@
--- Every series' samples of a closed 10-minute window, packed (store/sqlite/blocks.py), written
+-- Every series' samples of a 10-minute window, packed (store/sqlite/blocks.py), written
 -- behind the writer for the query API: a range query reads one row per series and window
 -- instead of picking its series out of every series' samples by time (bench W9). `samples`
 -- stays what it was: the Worker's view, the purge and deletions work on it, and the blocks
 -- follow it.
 --  * times: int32 little-endian seconds after `start`; vals: float64 little-endian.
---  * store_state.blocks_upto: every window starting before it is in sample_blocks exactly as
---    it is in samples (readers take blocks below it, samples from it on); windows at or
---    above it may hold leftover rows, which readers ignore and the builder replaces.
---  * blocks_epoch: bumped whenever samples below blocks_upto + 600 change (a late push, a
---    deletion), with blocks_upto lowered to the window of the change: a block being written
---    from an older snapshot is then refused.
+--  * store_state.blocks_upto: every sample below it is in sample_blocks exactly as it is in
+--    samples (readers take blocks below it, clipped to it, and samples from it on); rows
+--    of windows at or above it may be leftovers, which readers ignore and the builder
+--    replaces.
+--  * blocks_frozen_to (>= blocks_upto): samples below it are in the blocks or being read
+--    for them; any change below it (a late push, a deletion) lowers blocks_upto to its
+--    window and bumps blocks_epoch, so that blocks read before are refused.
 --  * blocks_kept_from: the retention purge's cutoff; samples below it are gone from
 --    `samples`, and readers ignore them in the blocks still holding them.
 CREATE TABLE sample_blocks (
@@ -25,11 +26,12 @@ CREATE INDEX sample_blocks_start ON sample_blocks (start);
 ALTER TABLE store_state ADD COLUMN blocks_upto INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE store_state ADD COLUMN blocks_epoch INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE store_state ADD COLUMN blocks_kept_from INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE store_state ADD COLUMN blocks_frozen_to INTEGER NOT NULL DEFAULT 0;
 
 -- Any deletion of samples the blocks hold or are being written from (the Worker's view,
 -- `db query`, delete_series, a group's TTL), but not the purge's (below blocks_kept_from).
 CREATE TRIGGER samples_deleted_under_blocks AFTER DELETE ON samples
-WHEN OLD.timestamp < (SELECT blocks_upto + 600 FROM store_state)
+WHEN OLD.timestamp < (SELECT blocks_frozen_to FROM store_state)
  AND OLD.timestamp >= (SELECT blocks_kept_from FROM store_state)
 BEGIN
     UPDATE store_state SET blocks_upto = min(blocks_upto, OLD.timestamp - OLD.timestamp % 600),

@@ -129,13 +129,14 @@ async def test_a_window_read_before_a_late_push_is_refused(tmp_path: Path) -> No
     path = tmp_path / "m.db"
     session, builder, reader = stored(path)
     session.commit([push_of(series_groups(random.Random(13), 5))])
-    over_nothing = builder.plan(int(time.time()))  # (from 0 to the first window)
+    over_nothing = builder.plan(int(time.time()))  # (from 0 to the first sample)
     assert over_nothing is not None
-    assert over_nothing.to == T0
+    assert (over_nothing.end, over_nothing.window) == (T0, None)
     assert session.write_blocks(over_nothing, None)
     plan = builder.plan(int(time.time()))
     assert plan is not None
-    assert (plan.start, plan.to) == (T0, None)
+    assert (plan.window, plan.end) == (T0, T0 + BLOCK_SECONDS)
+    assert session.write_blocks(plan, None)  # begun: its samples frozen
     parts = builder.slices(plan)
     first = next(parts)
     session.commit([push_of([SampleGroup("hpc", '{"n":"1"}', T0 + 5, ["x"], [1.5])])])
@@ -184,7 +185,7 @@ async def test_nothing_to_build_moves_the_watermark_over_the_gap(tmp_path: Path)
     path = tmp_path / "m.db"
     session, builder, reader = stored(path)
     assert blocks.build_closed(builder, session, T0) == 0  # no samples at all
-    assert state(path)[0] == blocks.window_of(T0 - GRACE_SECONDS)
+    assert state(path)[0] == T0 - GRACE_SECONDS
     session.commit([push_of([SampleGroup("hpc", "", T0 - 3 * HOUR, ["x"], [1.0]),
                              SampleGroup("hpc", "", T0 + 3, ["x"], [2.0])])])
     assert blocks.build_closed(builder, session, T0 + HOUR) == 2  # two windows, a gap
@@ -210,3 +211,39 @@ async def test_the_server_builds_the_closed_windows_by_itself(
         sqlite_settings.db_path, "SELECT id FROM series WHERE labels = ?", ('{"n":"4"}',)))
     stamps = {t for t, _ in expected[four]}
     assert {int(t) for t, _ in result["values"]} >= stamps
+
+
+async def test_deleting_a_whole_stretch_leaves_no_block_of_it(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    session, builder, reader = stored(path)
+    session.commit([push_of(series_groups(random.Random(17), 10))])
+    blocks.build_closed(builder, session, int(time.time()))
+    conn = sqlite3.connect(path)
+    conn.execute("DELETE FROM metrics WHERE timestamp BETWEEN ? AND ?", (T0 + 1200, T0 + 4199))
+    conn.commit()
+    conn.close()
+    blocks.build_closed(builder, session, int(time.time()))  # passes over the emptied stretch
+    assert rows(path, "SELECT count(*) FROM sample_blocks WHERE start >= ? AND start < ?",
+                (T0 + 1200, T0 + 4200))[0][0] == 0
+    assert everything(reader) == from_samples(path)
+
+
+async def test_the_open_window_is_written_again_as_it_fills(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    session, builder, reader = stored(path)
+    now = T0 + 1000  # (as if it were now: the window [T0 + 600, T0 + 1200) is open)
+    session.commit([push_of([SampleGroup("hpc", f'{{"n":"{n}"}}', t, ["x"], [t / 7 + n])
+                             for n in range(5) for t in range(T0, now, 15)])])
+    blocks.build_closed(builder, session, now)
+    assert state(path)[0] == now - GRACE_SECONDS  # the open window, up to 2 minutes ago
+    assert everything(reader) == from_samples(path)
+    later = now + 150  # pushes go on (none below what the blocks hold: no epoch bump)
+    _, epoch, _ = state(path)
+    session.commit([push_of([SampleGroup("hpc", f'{{"n":"{n}"}}', t, ["x"], [t / 3])
+                             for n in range(5) for t in range(now, later, 15)])])
+    assert state(path)[1] == epoch
+    assert blocks.build_closed(builder, session, later) == 1  # the same window, fuller
+    assert state(path)[0] == later - GRACE_SECONDS
+    assert everything(reader) == from_samples(path)
+    # Too soon to write it again (OPEN_STEP_SECONDS): nothing to do.
+    assert builder.plan(later + 10) is None

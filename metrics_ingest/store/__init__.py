@@ -109,10 +109,11 @@ class WriteSession(Protocol):
         ...
 
     def write_blocks(self, plan: Plan, part: Slice | None) -> bool:
-        """Commit one slice of a window's packed blocks (`part`), or move past a stretch
-        without samples (`part` None), in a short transaction of its own, if the samples
-        under them have not changed since the builder read them; False: refused.
-        Engines without blocks return False."""
+        """In a short transaction of its own, while the plan still holds: begin it (`part`
+        None: a stretch without samples is passed over; a window to write has its samples
+        frozen, so that a change to them refuses what was read before it), or commit one
+        slice of the window's packed blocks. False: refused. Engines without blocks
+        return False."""
         ...
 
     # Deleting series by selector (store/deletion.py, deleting.py): each call is a

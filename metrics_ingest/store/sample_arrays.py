@@ -38,12 +38,15 @@ def joined(parts: list[SampleArrays]) -> SampleArrays:
 
 @dataclass(frozen=True)
 class Plan:
-    """What the builder found due: build window `start` (`to` None), or move blocks_upto
-    from `start` to `to` over a stretch without samples."""
+    """A step of the builder, taken only while blocks_upto and blocks_epoch are still
+    `upto` and `epoch`: blocks_upto moved to `end`, over a stretch without samples (`window`
+    None), or by writing window `window`'s blocks of its samples in [window, end) (the open
+    window is written again as it fills)."""
 
-    start: int
+    upto: int
     epoch: int
-    to: int | None = None
+    end: int
+    window: int | None = None
 
 
 @dataclass(frozen=True)
@@ -66,11 +69,12 @@ class BlockBuilder(Protocol):
         ...
 
     def plan(self, now: int) -> Plan | None:
-        """The next step, or None while every closed window is built."""
+        """The next step, or None while the blocks are as far on as they go for now."""
         ...
 
     def slices(self, plan: Plan) -> Generator[Slice, None, None]:
-        """A window's blocks from one snapshot, a slice at a time; the last has high None."""
+        """A window's blocks from one snapshot, a slice at a time; the last has high None.
+        Read only once the plan is begun (WriteSession.write_blocks with no slice)."""
         ...
 
     def close(self) -> None: ...

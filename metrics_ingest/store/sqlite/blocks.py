@@ -1,16 +1,18 @@
-"""Packed sample blocks (sql/0011): every series' samples of a closed window of
-BLOCK_SECONDS in one row, written behind the writer so that a range query reads a row per
-series and window instead of picking its series out of every series' samples by time.
+"""Packed sample blocks (sql/0011): every series' samples of a window of BLOCK_SECONDS in
+one row, written behind the writer so that a range query reads a row per series and window
+instead of picking its series out of every series' samples by time.
 
-Three parts, one contract (`store_state.blocks_upto`: every window below it is in the blocks
-exactly as in `samples`):
-- the builder (`SQLiteBlockBuilder`, on a connection of its own, off the writer) reads a closed
-  window from one snapshot, sorted by series, and cuts it into slices;
-- the writer commits each slice (`write_slice`) only while the window and `blocks_epoch` are
-  those of the snapshot, and the last one moves `blocks_upto` past the window;
-- every change below `blocks_upto + BLOCK_SECONDS` lowers `blocks_upto` to its window and
-  bumps the epoch: a late push in the writer's commit (`note_late`), a deletion in the
-  trigger of sql/0011. Readers take blocks below `blocks_upto` and samples from it on.
+One contract (`store_state.blocks_upto`: every sample below it is in the blocks exactly as in
+`samples`, and nothing else below it is), kept by three parts:
+- the builder (`SQLiteBlockBuilder`, on a connection of its own, off the writer) plans the
+  next step: a window up to GRACE_SECONDS ago (the open window too, again as it fills);
+- the writer begins the plan by freezing the samples below its end (`blocks_frozen_to`),
+  then the builder reads the window from one snapshot, sorted by series, and the writer
+  commits it a slice at a time (`write_slice`), each only while `blocks_upto` and
+  `blocks_epoch` are the plan's; the last one moves `blocks_upto` to the plan's end;
+- every change below `blocks_frozen_to` lowers `blocks_upto` to its window and bumps the
+  epoch: a late push in the writer's commit (`note_late`), a deletion in sql/0011's
+  trigger. Readers take blocks below `blocks_upto` (clipped to it) and samples from it on.
 """
 
 from __future__ import annotations
@@ -36,19 +38,27 @@ from metrics_ingest.store.sample_arrays import (
 
 BLOCK_SECONDS = 600  # as in sql/0011's trigger
 SLICE_SAMPLES = 20_000  # samples a slice commits (~3 ms of the writer's time)
+OPEN_STEP_SECONDS = 60  # the open window is written again at most this often
+OPEN_MAX_SAMPLES = 2_000_000  # and only while a window holds fewer samples (it is read whole)
 FETCH_ROWS = 8192
 NO_ID = 1 << 62
 
-SELECT_STATE = "SELECT blocks_upto, blocks_epoch, blocks_kept_from FROM store_state"
+SELECT_STATE = (
+    "SELECT blocks_upto, blocks_epoch, blocks_kept_from, blocks_frozen_to FROM store_state"
+)
 SELECT_FIRST = "SELECT min(timestamp) FROM samples WHERE timestamp >= ?"
 SELECT_WINDOW = (
     "SELECT series_id, timestamp, value FROM samples WHERE timestamp >= ? AND timestamp < ?"
     " ORDER BY series_id, timestamp"
 )
 ANY_SAMPLE_BETWEEN = "SELECT 1 FROM samples WHERE timestamp >= ? AND timestamp < ? LIMIT 1"
+DELETE_PASSED = "DELETE FROM sample_blocks WHERE start >= ? AND start < ?"
 DELETE_SLICE = "DELETE FROM sample_blocks WHERE start = ? AND series_id > ? AND series_id <= ?"
 INSERT_BLOCK = "INSERT OR REPLACE INTO sample_blocks VALUES (?, ?, ?, ?, ?)"
-SET_UPTO = "UPDATE store_state SET blocks_upto = ?"
+SET_UPTO = (
+    "UPDATE store_state SET blocks_upto = ?1, blocks_frozen_to = max(blocks_frozen_to, ?1)"
+)
+FREEZE = "UPDATE store_state SET blocks_frozen_to = max(blocks_frozen_to, ?)"
 NOTE_LATE = (
     "UPDATE store_state SET blocks_upto = min(blocks_upto, ?), blocks_epoch = blocks_epoch + 1"
 )
@@ -79,35 +89,43 @@ class SQLiteBlockBuilder:
             self.db.execute("PRAGMA busy_timeout=5000")
         except sqlite3.Error as exc:
             raise StorageError(str(exc)) from exc
+        self.window_samples = 0  # in the last window read
 
     def epoch(self) -> int:
         return int(self._one(SELECT_STATE)[1])
 
     def plan(self, now: int) -> Plan | None:
-        """The next step, or None while every closed window (ending GRACE_SECONDS before
-        `now`) is built."""
-        upto, epoch, _ = self._one(SELECT_STATE)
-        closed = window_of(now - GRACE_SECONDS)  # windows below it have ended long enough
-        if upto >= closed:
+        """The next step, or None while the blocks are as far on as they go for now."""
+        upto, epoch, _, _ = self._one(SELECT_STATE)
+        ready = now - GRACE_SECONDS  # samples before it are taken as final
+        if ready - upto < OPEN_STEP_SECONDS and window_of(ready) == window_of(upto):
             return None
         first = self._one(SELECT_FIRST, (upto,))[0]
-        if first is None or window_of(first) >= closed:
-            return Plan(upto, epoch, closed)
-        if window_of(first) > upto:
-            return Plan(upto, epoch, window_of(first))
-        return Plan(upto, epoch)
+        if first is None or first >= ready:
+            return Plan(upto, epoch, ready)
+        if first > upto:
+            return Plan(upto, epoch, first)
+        window = window_of(upto)
+        end = min(window + BLOCK_SECONDS, ready)
+        if end < window + BLOCK_SECONDS and self.window_samples > OPEN_MAX_SAMPLES:
+            return None  # too big to write twice: it waits until it closes
+        return Plan(upto, epoch, end, window)
 
     def slices(self, plan: Plan) -> Generator[Slice, None, None]:
         """The window's blocks from one snapshot, slice by slice in series order; the last
         slice has `high` None."""
         db = self.db
         try:
+            assert plan.window is not None
+            start = plan.window
             db.execute("BEGIN")
-            cursor = db.execute(SELECT_WINDOW, (plan.start, plan.start + BLOCK_SECONDS))
+            cursor = db.execute(SELECT_WINDOW, (start, plan.end))
             low = 0
+            self.window_samples = 0
             held: list[tuple[Ints, Floats]] = []
             ids_held: list[Ints] = []
             while rows := cursor.fetchmany(FETCH_ROWS):
+                self.window_samples += len(rows)
                 ids_held.append(np.fromiter((r[0] for r in rows), np.int64, len(rows)))
                 held.append((np.fromiter((r[1] for r in rows), np.int64, len(rows)),
                              np.fromiter((r[2] for r in rows), np.float64, len(rows))))
@@ -118,13 +136,13 @@ class SQLiteBlockBuilder:
                         ids_held, held = [ids], [(times, values)]
                         continue
                     high = int(ids[cut - 1])
-                    yield Slice(low, high, packed(plan.start, ids[:cut], times[:cut],
+                    yield Slice(low, high, packed(start, ids[:cut], times[:cut],
                                                   values[:cut]))
                     low = high
                     ids_held, held = [ids[cut:]], [(times[cut:], values[cut:])]
             if ids_held:
                 ids, times, values = gathered(ids_held, held)
-                yield Slice(low, None, packed(plan.start, ids, times, values))
+                yield Slice(low, None, packed(start, ids, times, values))
             else:
                 yield Slice(low, None, [])
         except sqlite3.Error as exc:
@@ -161,34 +179,42 @@ def packed(start: int, ids: Ints, times: Ints, values: Floats
             for a, b in pairwise(bounds)]
 
 
-def write_slice(db: sqlite3.Connection, plan: Plan, part: Slice) -> bool:
-    """In the caller's transaction: the slice's blocks, replacing what its id range held,
-    if the window and epoch are still the plan's; the last slice moves blocks_upto past the
-    window. False: refused (samples changed since the snapshot)."""
-    upto, epoch, _ = db.execute(SELECT_STATE).fetchone()
-    if upto != plan.start or epoch != plan.epoch:
+def still(db: sqlite3.Connection, plan: Plan) -> bool:
+    upto, epoch, _, _ = db.execute(SELECT_STATE).fetchone()
+    return bool(upto == plan.upto and epoch == plan.epoch)
+
+
+def begin(db: sqlite3.Connection, plan: Plan) -> bool:
+    """In the caller's transaction: a stretch without samples passed over, or a window's
+    samples below the plan's end frozen before they are read. False: the plan is stale."""
+    if not still(db, plan):
         return False
-    db.execute(DELETE_SLICE, (plan.start, part.low, NO_ID if part.high is None else part.high))
-    db.executemany(INSERT_BLOCK, part.rows)
-    if part.high is None:
-        db.execute(SET_UPTO, (plan.start + BLOCK_SECONDS,))
+    if plan.window is not None:
+        db.execute(FREEZE, (plan.end,))
+        return True
+    if db.execute(ANY_SAMPLE_BETWEEN, (plan.upto, plan.end)).fetchone() is not None:
+        return False
+    db.execute(DELETE_PASSED, (plan.upto, plan.end))  # (rows left there since deleted)
+    db.execute(SET_UPTO, (plan.end,))
     return True
 
 
-def advance(db: sqlite3.Connection, plan: Plan) -> bool:
-    """In the caller's transaction: blocks_upto over a stretch still without samples."""
-    assert plan.to is not None
-    upto, epoch, _ = db.execute(SELECT_STATE).fetchone()
-    if upto != plan.start or epoch != plan.epoch or db.execute(
-            ANY_SAMPLE_BETWEEN, (plan.start, plan.to)).fetchone() is not None:
+def write_slice(db: sqlite3.Connection, plan: Plan, part: Slice) -> bool:
+    """In the caller's transaction: the slice's blocks, replacing what its id range held,
+    while the plan holds; the last slice moves blocks_upto to the plan's end. False:
+    refused (samples changed since they were frozen)."""
+    if not still(db, plan):
         return False
-    db.execute(SET_UPTO, (plan.to,))
+    db.execute(DELETE_SLICE, (plan.window, part.low, NO_ID if part.high is None else part.high))
+    db.executemany(INSERT_BLOCK, part.rows)
+    if part.high is None:
+        db.execute(SET_UPTO, (plan.end,))
     return True
 
 
 def note_late(db: sqlite3.Connection, oldest: int) -> None:
-    """In the commit's transaction: samples at `oldest`, below blocks_upto + BLOCK_SECONDS,
-    are being written."""
+    """In the commit's transaction: samples at `oldest`, below blocks_frozen_to, are being
+    written."""
     db.execute(NOTE_LATE, (window_of(oldest),))
 
 
@@ -217,21 +243,20 @@ def read_blocks(db: sqlite3.Connection, wanted: list[int], start: int, end: int,
     times += np.repeat(np.fromiter((row[1] for row in rows), np.int64, len(rows)), counts)
     ids = np.repeat(np.fromiter((row[0] for row in rows), np.int64, len(rows)), counts)
     values = np.frombuffer(b"".join([row[4] for row in rows]), "<f8").astype(np.float64)
-    keep = (times >= max(start, kept_from)) & (times <= end)
+    keep = (times >= max(start, kept_from)) & (times <= min(end, upto - 1))
     if not keep.all():
         ids, times, values = ids[keep], times[keep], values[keep]
     return (ids << 32) + (times - start), values
 
 
 def build_closed(builder: BlockBuilder, session: WriteSession, now: int) -> int:
-    """Every window closed by `now` made blocks at once, in the calling thread (the
+    """The blocks made as far as they go at `now`, at once, in the calling thread (the
     server's upkeep does it behind the writer; this is for tests and offline tools).
-    Returns the windows built; raises StorageError if the samples change meanwhile."""
+    Returns the windows written; raises StorageError if the samples change meanwhile."""
     windows = 0
     while (plan := builder.plan(now)) is not None:
-        if plan.to is not None:
-            done = session.write_blocks(plan, None)
-        else:
+        done = session.write_blocks(plan, None)
+        if done and plan.window is not None:
             done = all(session.write_blocks(plan, part) for part in builder.slices(plan))
             windows += 1
         if not done:

@@ -223,7 +223,7 @@ class SQLiteQueryReader:
         parts: list[SampleArrays] = []
         try:
             db.execute("BEGIN")
-            upto, _, kept_from = db.execute(blocks.SELECT_STATE).fetchone()
+            upto, _, kept_from, _ = db.execute(blocks.SELECT_STATE).fetchone()
             if start < upto:
                 found = blocks.read_blocks(db, list(ids), start, end, upto, kept_from)
                 if found is not None:

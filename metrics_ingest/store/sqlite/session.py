@@ -90,7 +90,7 @@ class SQLiteWriteSession:
         self.table = SQLiteSeriesTable(self.db)
         self.data_version = -1
         self.state: tuple[int, int] | None = None
-        self.blocks_upto = 0  # (store_state's, as of the last refresh or own change)
+        self.blocks_frozen = 0  # (store_state's, as of the last refresh or own change)
         self.commits = 0
         self.turns = CommitTurns(db_path) if origin is not None else None
 
@@ -113,7 +113,7 @@ class SQLiteWriteSession:
         if version == self.data_version:
             return False
         self.data_version = version
-        epoch, families, self.blocks_upto = self.db.execute(SELECT_STATE).fetchone()
+        epoch, families, self.blocks_frozen = self.db.execute(SELECT_STATE).fetchone()
         if self.state is None or epoch != self.state[0]:
             self.series.clear()
         if self.state is None or families != self.state[1]:
@@ -154,9 +154,8 @@ class SQLiteWriteSession:
             if accepted:
                 db.executemany(UPSERT_SOURCE, newest_per_source(accepted))
                 oldest = oldest_sample(accepted)
-                if oldest is not None and oldest < self.blocks_upto + blocks.BLOCK_SECONDS:
-                    blocks.note_late(db, oldest)  # a push into a closed window
-                    self.blocks_upto = min(self.blocks_upto, blocks.window_of(oldest))
+                if oldest is not None and oldest < self.blocks_frozen:
+                    blocks.note_late(db, oldest)  # a push below what the blocks hold
             touched = cast(list[int], latest[0::3])  # (series_id, timestamp, value), flat
             group_pushed = False
             for push in pushes:
@@ -260,9 +259,9 @@ class SQLiteWriteSession:
     def write_blocks(self, plan: Plan, part: Slice | None) -> bool:
         with engine_errors(), self.turn(), immediate_transaction(self.db):
             self._refresh()
-            done = (blocks.advance(self.db, plan) if part is None
+            done = (blocks.begin(self.db, plan) if part is None
                     else blocks.write_slice(self.db, plan, part))
-            self.blocks_upto = int(self.db.execute(blocks.SELECT_STATE).fetchone()[0])
+            self.blocks_frozen = int(self.db.execute(blocks.SELECT_STATE).fetchone()[3])
             return done
 
     def index_labels(self) -> bool:

@@ -9,7 +9,7 @@ from metrics_ingest.store.groups import GroupStatements
 
 SET_SYNCHRONOUS = {"full": "PRAGMA synchronous=FULL", "normal": "PRAGMA synchronous=NORMAL"}
 SELECT_DATA_VERSION = "PRAGMA data_version"
-SELECT_STATE = "SELECT series_epoch, families_version, blocks_upto FROM store_state"
+SELECT_STATE = "SELECT series_epoch, families_version, blocks_frozen_to FROM store_state"
 INSERT_CHANGE = "INSERT INTO changes (origin, payload) VALUES (?, ?)"
 # Notices are kept for this many commits: a worker further behind reads everything again.
 CHANGES_KEPT = 10_000
