@@ -28,25 +28,9 @@ from metrics_ingest.store.changes import encode_change
 from metrics_ingest.store.preparing import OverBudgetPushes, prepare_slice
 from metrics_ingest.store.sample_arrays import Plan, Slice
 from metrics_ingest.store.series_cache import SeriesCache
-from metrics_ingest.store.sqlite import blocks
+from metrics_ingest.store.sqlite import blocks, sql
 from metrics_ingest.store.sqlite.label_index import index_slice
 from metrics_ingest.store.sqlite.series import SQLiteSeriesTable
-from metrics_ingest.store.sqlite.sql import (
-    CHANGES_KEPT,
-    CLAIM_PURGE_SLOT,
-    DELETE_SOURCES,
-    DELETE_UNUSED_SERIES,
-    DELETION,
-    GROUPS,
-    INSERT_CHANGE,
-    INSERT_STALE_MARKER,
-    PRUNE_CHANGES,
-    RECOUNT_SOURCES,
-    SELECT_DATA_VERSION,
-    SELECT_STATE,
-    UPSERT_FAMILY,
-    UPSERT_SOURCE,
-)
 from metrics_ingest.store.sqlite.turns import CommitTurns
 from metrics_ingest.store.sqlite.writes import (
     PURGE_CHUNK_ROWS,
@@ -109,11 +93,11 @@ class SQLiteWriteSession:
     def _refresh(self) -> bool:
         """Bring the cache and the registry up to date if another connection committed
         since; True if one did."""
-        version = int(self.db.execute(SELECT_DATA_VERSION).fetchone()[0])
+        version = int(self.db.execute(sql.SELECT_DATA_VERSION).fetchone()[0])
         if version == self.data_version:
             return False
         self.data_version = version
-        epoch, families, self.blocks_frozen = self.db.execute(SELECT_STATE).fetchone()
+        epoch, families, self.blocks_frozen = self.db.execute(sql.SELECT_STATE).fetchone()
         if self.state is None or epoch != self.state[0]:
             self.series.clear()
         if self.state is None or families != self.state[1]:
@@ -124,10 +108,10 @@ class SQLiteWriteSession:
     def _notify(self, change: Change) -> None:
         """In the open transaction: the change notice for the other workers."""
         assert self.origin is not None
-        self.db.execute(INSERT_CHANGE, (self.origin, encode_change(self.origin, change)))
+        self.db.execute(sql.INSERT_CHANGE, (self.origin, encode_change(self.origin, change)))
         self.commits += 1
         if self.commits % PRUNE_EVERY == 0:
-            self.db.execute(PRUNE_CHANGES, (CHANGES_KEPT,))
+            self.db.execute(sql.PRUNE_CHANGES, (sql.CHANGES_KEPT,))
 
     def turn(self) -> AbstractContextManager[None]:
         """Shared: the turn to commit among the workers (turns.py); alone, nothing to wait
@@ -150,9 +134,9 @@ class SQLiteWriteSession:
             insert_rows(db, samples, latest)
             markers = series.markers(self.table, accepted)
             if markers:
-                db.executemany(INSERT_STALE_MARKER, markers)
+                db.executemany(sql.INSERT_STALE_MARKER, markers)
             if accepted:
-                db.executemany(UPSERT_SOURCE, newest_per_source(accepted))
+                db.executemany(sql.UPSERT_SOURCE, newest_per_source(accepted))
                 oldest = oldest_sample(accepted)
                 if oldest is not None and oldest < self.blocks_frozen:
                     blocks.note_late(db, oldest)  # a push below what the blocks hold
@@ -163,11 +147,11 @@ class SQLiteWriteSession:
                 if group is not None:
                     group_pushed = True
                     if push.refused is not None or group.op == "fail":
-                        groups.record_failure(db, GROUPS, group.grouping, push.received_at)
+                        groups.record_failure(db, sql.GROUPS, group.grouping, push.received_at)
                     else:
-                        touched += groups.apply(db, GROUPS, series, push)
+                        touched += groups.apply(db, sql.GROUPS, series, push)
             if registry.pending:
-                db.executemany(UPSERT_FAMILY, [(name, meta.type, meta.help)
+                db.executemany(sql.UPSERT_FAMILY, [(name, meta.type, meta.help)
                                                for name, meta in registry.pending.items()])
             # Alone, another connection's commit means read everything again; shared, the
             # other workers' notices say what they changed.
@@ -222,13 +206,13 @@ class SQLiteWriteSession:
         with engine_errors(), self.turn():
             with immediate_transaction(self.db):
                 self._refresh()
-                gone = self.db.execute(DELETE_UNUSED_SERIES, (orjson.dumps(ids),)).rowcount
+                gone = self.db.execute(sql.DELETE_UNUSED_SERIES, (orjson.dumps(ids),)).rowcount
             if gone:
                 self.series.clear()
 
     def claim_purge(self, slot: int) -> bool:
         with engine_errors(), immediate_transaction(self.db):
-            return self.db.execute(CLAIM_PURGE_SLOT, (slot, slot)).rowcount == 1
+            return self.db.execute(sql.CLAIM_PURGE_SLOT, (slot, slot)).rowcount == 1
 
     def purge_chunk(self, cutoff: int) -> tuple[int, bool, Change]:
         db = self.db
@@ -248,7 +232,7 @@ class SQLiteWriteSession:
 
     def expire_groups(self, now: float, default_ttl: float) -> Change | None:
         with engine_errors(), immediate_transaction(self.db):
-            hidden = groups.expire(self.db, GROUPS, now, default_ttl)
+            hidden = groups.expire(self.db, sql.GROUPS, now, default_ttl)
             if not hidden:
                 return None
             change = Change(hidden, groups=True)
@@ -270,24 +254,24 @@ class SQLiteWriteSession:
 
     def deletion_ids(self, selector: Selector) -> list[int]:
         with engine_errors():
-            return deletion.matching_series(self.db, DELETION, selector)
+            return deletion.matching_series(self.db, sql.DELETION, selector)
 
     def deletion_windows(self, start: int, end: int) -> list[tuple[int, int]]:
         with engine_errors():
-            return deletion.windows(self.db, DELETION, start, end)
+            return deletion.windows(self.db, sql.DELETION, start, end)
 
     def delete_window(self, ids: list[int], start: int, end: int) -> int:
         self.check()
         with engine_errors(), immediate_transaction(self.db):
             self._refresh()
-            return deletion.delete_window(self.db, DELETION, ids, start, end)
+            return deletion.delete_window(self.db, sql.DELETION, ids, start, end)
 
     def settle_deletion(self, ids: list[int], start: int, end: int) -> tuple[int, Change]:
         self.check()
         with engine_errors():
             with immediate_transaction(self.db):
                 self._refresh()
-                touched, forgotten = deletion.settle(self.db, DELETION, ids, start, end)
+                touched, forgotten = deletion.settle(self.db, sql.DELETION, ids, start, end)
                 change = Change(touched, groups=bool(forgotten))
                 if self.origin is not None:
                     self._notify(change)
@@ -309,8 +293,8 @@ class SQLiteWriteSession:
             # Another process may have deleted a source's newest samples (the Worker's
             # manual cleanup through the view): count the sources again.
             with immediate_transaction(self.db):
-                self.db.execute(DELETE_SOURCES)
-                self.db.execute(RECOUNT_SOURCES)
+                self.db.execute(sql.DELETE_SOURCES)
+                self.db.execute(sql.RECOUNT_SOURCES)
             return True
 
     def close(self) -> None:
