@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
+from metrics_ingest.committer import Committer
 from metrics_ingest.config import Synchronous
 from metrics_ingest.inbox import Call, Closed, Command, Inbox, PurgeJob, StorageFailed
 from metrics_ingest.model import EVERYTHING, Change, Push, PushRefused
@@ -32,7 +33,9 @@ class Writer:
     commit, the change is published to the subscribers (on the event loop, in order).
 
     The writer thread runs its own loop: it wakes when work arrives, commits batches back to
-    back, and runs one command between batches. The event loop only hears of each outcome
+    back, and runs one command between batches (once every batch is committed: a session
+    may leave a batch's COMMIT to the committer thread, committer.py, while it writes the
+    next). The event loop only hears of each outcome
     (call_soon_threadsafe). When the event loop handed over every batch instead, the writer
     idled for a loop iteration before each commit and requests moved in lockstep with
     commits (bench/README.md, "Writer").
@@ -58,6 +61,7 @@ class Writer:
         self._thread: threading.Thread | None = None
         self._stopped: asyncio.Future[None] = self.loop.create_future()
         self._in_hand: list[Push] = []  # a batch whose transaction died of a bug
+        self.committer = Committer(self)
 
     # -- on the event loop -------------------------------------------------------------------
 
@@ -167,6 +171,7 @@ class Writer:
         except BaseException as exc:  # noqa: BLE001 - a thread boundary: the loop is told
             error = exc
         finally:
+            self.committer.close()
             with contextlib.suppress(Exception):
                 session.close()
             loop.call_soon_threadsafe(self._ended, error)
@@ -192,18 +197,18 @@ class Writer:
         try:
             change = session.commit(pushes)
         except StorageError as exc:
-            self.loop.call_soon_threadsafe(self._failed, pushes, exc)
+            self.committer.answer(self._failed, pushes, exc)
         except BaseException:
             # A bug: _ended answers the pushes in hand once the writer is marked dead.
             self._in_hand = pushes
             raise
         else:
-            self.loop.call_soon_threadsafe(self._committed, pushes,
-                                           time.perf_counter() - started, change)
+            self.committer.committed(change, pushes, started)
         finally:
             self.in_flight = 0
 
     def _run(self, session: WriteSession, command: Command) -> None:
+        self.committer.drain()
         if isinstance(command, PurgeJob):
             self._purge_step(session, command)
             return

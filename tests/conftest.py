@@ -177,7 +177,8 @@ def refuse_writes(session: Any) -> str:
     if isinstance(session, SQLiteWriteSession):
         session.db.execute("PRAGMA query_only = ON")
         return "readonly"
-    session.conn.execute("SET default_transaction_read_only = on")
+    for conn in session.conns:
+        conn.execute("SET default_transaction_read_only = on")
     return "read-only"
 
 
@@ -185,7 +186,8 @@ def accept_writes(session: Any) -> None:
     if isinstance(session, SQLiteWriteSession):
         session.db.execute("PRAGMA query_only = OFF")
     else:
-        session.conn.execute("SET default_transaction_read_only = off")
+        for conn in session.conns:
+            conn.execute("SET default_transaction_read_only = off")
 
 
 @contextmanager

@@ -6,7 +6,7 @@ configured location, and everything else speaks `Store`, `WriteSession` and `Rea
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -50,6 +50,18 @@ class StoredSample(NamedTuple):
     labels: str
 
 
+class Later:
+    """A batch written but not yet committed (an engine overlapping commits: PostgreSQL's
+    store/postgres/tails.py). `finish()`, called once, on a thread of its own, in batch
+    order, commits it and returns its change, or raises StorageError (nothing of the batch
+    stored)."""
+
+    __slots__ = ("finish",)
+
+    def __init__(self, finish: Callable[[], Change]) -> None:
+        self.finish = finish
+
+
 class WriteSession(Protocol):
     """An engine's write connection, used by the writer's thread alone, one call at a time."""
 
@@ -59,7 +71,7 @@ class WriteSession(Protocol):
         its batch."""
         ...
 
-    def commit(self, pushes: Sequence[Push]) -> Change:
+    def commit(self, pushes: Sequence[Push]) -> Change | Later:
         """Store every push of the batch in one transaction, in order: for equal (series,
         timestamp) the later push wins, and a series' newest sample is kept as its latest.
         Pushgateway-API group operations and the families a push declares apply in the same
@@ -67,8 +79,9 @@ class WriteSession(Protocol):
 
         A push whose declared family types clash with the stored ones (families.py) gets
         `refused` set and nothing of it is stored; the others commit. Returns what the commit
-        changed. Raises StorageError if the transaction failed: then nothing of the batch is
-        stored, and the session can take the next batch.
+        changed, or a Later whose `finish` commits (batches commit in the order they were
+        given either way). Raises StorageError if the transaction failed: then nothing of the
+        batch is stored, and the session can take the next batch.
         """
         ...
 

@@ -240,6 +240,11 @@ class SeriesCache:
             self.old, self.young, self.young_series = self.young, {}, 0
             self.born = time.monotonic()
 
+    def resolved(self) -> bool:
+        """True when the batch being written looked series up in the table or created some
+        (`rows` found ids the cache did not have)."""
+        return bool(self._pending)
+
     def forget_pending(self) -> None:
         """After a rollback: what the batch resolved may not exist."""
         self._pending = {}

@@ -8,11 +8,13 @@ the purge deletes from it in chunks."""
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Sequence
 
 import psycopg
 from psycopg.sql import SQL, Identifier, Literal
 
-from metrics_ingest.model import PAST_LIMIT_SECONDS
+from metrics_ingest.model import PAST_LIMIT_SECONDS, Push
 from metrics_ingest.store.postgres.sql import (
     ADVISORY_LOCK,
     DELETE_PARTITION_CHUNK,
@@ -33,6 +35,16 @@ def days_of(conn: psycopg.Connection) -> set[int]:
         if match:
             days.add(int(match.group(1)))
     return days
+
+
+def ensure(conn: psycopg.Connection, days: set[int], pushes: Sequence[Push]) -> set[int]:
+    """Partitions for the batch's days (and today's and tomorrow's) before its transaction,
+    where `days` (those known to have one) lacks them; returns the days known after."""
+    today = int(time.time()) // DAY
+    wanted = {today, today + 1}
+    wanted.update(group.timestamp // DAY for push in pushes for group in push.groups)
+    wanted = {day for day in wanted if today - PAST_DAYS <= day <= today + 1}
+    return days if wanted <= days else create(conn, wanted)
 
 
 def create(conn: psycopg.Connection, wanted: set[int]) -> set[int]:

@@ -1,11 +1,10 @@
-"""The PostgreSQL write session: one connection on the writer's thread, every write made
-through it, and the change notice each commit sends the other servers."""
+"""The PostgreSQL write session: two connections on the writer's thread (a batch's tail may
+finish on the committer thread, tails.py), every write made through them, and the change
+notice each commit sends the other servers."""
 
 from __future__ import annotations
 
 import contextlib
-import os
-import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import cast
@@ -15,51 +14,47 @@ from psycopg import errors
 
 from metrics_ingest.model import Change, Push
 from metrics_ingest.selectors import Selector
-from metrics_ingest.store import StorageError, deletion, groups
+from metrics_ingest.store import Later, StorageError, deletion, groups
 from metrics_ingest.store.batch import SELECT_FAMILIES, checked, load_registry, newest_per_source
 from metrics_ingest.store.budgets import SeriesLimits
 from metrics_ingest.store.changes import encode_change
-from metrics_ingest.store.postgres import partitions
-from metrics_ingest.store.postgres.connection import broken, connect, discard, engine_errors
-from metrics_ingest.store.postgres.rows import write_rows
+from metrics_ingest.store.postgres import partitions, upkeep
+from metrics_ingest.store.postgres.connection import engine_errors
+from metrics_ingest.store.postgres.rows import copy_samples, write_latest, write_rows
 from metrics_ingest.store.postgres.series import PostgresSeriesTable
 from metrics_ingest.store.postgres.sql import (
-    ADVISORY_LOCK,
     ADVISORY_LOCK_SHARED,
+    BEGIN,
     BUMP_FAMILIES_VERSION,
     CHANNEL,
     CLAIM_PURGE_SLOT,
+    COMMIT,
     COPY_MIN_ROWS,
-    DELETE_EMPTY_GROUPS,
-    DELETE_EXPIRED_LATEST,
-    DELETE_EXPIRED_MARKERS,
-    DELETE_EXPIRED_MEMBERS,
-    DELETE_EXPIRED_SERIES,
-    DELETE_EXPIRED_SOURCES,
-    DELETE_GROW_PROBE,
     DELETION,
-    FORGET_TTL_LATEST,
-    FORGET_TTL_SAMPLES,
-    FORGET_TTL_SERIES,
     GROUPS,
-    GROW_PROBE,
     INSERT_STALE_MARKERS,
     NOTIFY,
-    PROBE_GROWTH_BYTES,
     SELECT_STATE,
     SERIES_LOCK,
     UPSERT_FAMILIES,
     UPSERT_SOURCES,
-    WRITE_PROBE,
 )
+from metrics_ingest.store.postgres.tails import SLOTS, Turns
 from metrics_ingest.store.sample_arrays import Plan, Slice
 from metrics_ingest.store.series_cache import SeriesCache
 
-PURGE_CHUNK_ROWS = 5000
+# A batch's tail overlaps the next batch's COPY from this many samples (below, the thread
+# hand-off costs more than it saves: W1 lost 5%).
+OVERLAP_MIN_ROWS = 1000
 # A batch that lost a race with another server (a deadlock, a partition attached while it
 # routed a row) is tried again this many times before its pushes get 503.
 ATTEMPTS = 3
 RETRIED = (errors.DeadlockDetected, errors.SerializationFailure, errors.CheckViolation)
+
+
+class DuplicateSamples(Exception):
+    """A big batch's COPY met a stored sample (a retried push): the batch goes again, its
+    samples upserted."""
 
 
 class StaleFamilies(Exception):
@@ -67,7 +62,8 @@ class StaleFamilies(Exception):
 
 
 class PostgresWriteSession:
-    """The store's WriteSession over one psycopg connection (see store.WriteSession).
+    """The store's WriteSession over two psycopg connections taking turns, a big plain
+    batch's COMMIT overlapping the next batch's COPY (tails.py; see store.WriteSession).
 
     Several servers write at once. Each commit takes the series lock shared (a purge
     forgetting series takes it exclusively) and reads `store_state`: a changed series epoch
@@ -79,23 +75,30 @@ class PostgresWriteSession:
         self.url = url
         self.origin = origin
         self.limits = limits
-        self.conn: psycopg.Connection | None = None
         self.series = SeriesCache()
         self.registry = load_registry([])
         self.epoch = -1
         self.families_version = -1
         self.days: set[int] = set()
-        self._connection()
+        self.turns = Turns(url, self._opened)
+        for slot in range(SLOTS):
+            self.turns.connection(slot)
+
+    @property
+    def conns(self) -> list[psycopg.Connection]:
+        """The open write connections."""
+        return [conn for conn in self.turns.conns if conn is not None]
+
+    def _opened(self, conn: psycopg.Connection) -> None:
+        self.epoch = self.families_version = -1  # read everything again
+        with engine_errors(self.url):
+            self.days = partitions.days_of(conn)
 
     def _connection(self) -> psycopg.Connection:
-        if broken(self.conn):
-            discard(self.conn)
-            self.conn = connect(self.url, "writer")
-            self.epoch = self.families_version = -1  # read everything again
-            with engine_errors(self.url):
-                self.days = partitions.days_of(self.conn)
-        assert self.conn is not None
-        return self.conn
+        """The connection for work between batches (the writer runs none while a tail is
+        being committed)."""
+        self.turns.wait_all()
+        return self.turns.connection(0)
 
     def check(self) -> None:
         """Nothing to check underneath: the database is the server's (a lost connection
@@ -105,11 +108,14 @@ class PostgresWriteSession:
         """Servers commit side by side: rows they both touch are locked per transaction."""
         return contextlib.nullcontext()
 
-    def commit(self, pushes: Sequence[Push]) -> Change:
+    def commit(self, pushes: Sequence[Push]) -> Change | Later:
+        copy = True
         for attempt in range(ATTEMPTS):
             try:
                 with engine_errors(self.url):
-                    return self._commit_once(pushes)
+                    return self._commit_once(pushes, copy)
+            except DuplicateSamples:
+                copy = False  # (next attempt: its samples upserted)
             except StorageError as exc:
                 if not isinstance(exc.__cause__, RETRIED) or attempt == ATTEMPTS - 1:
                     raise
@@ -119,56 +125,105 @@ class PostgresWriteSession:
                 push.refused = None
         raise StorageError("PostgreSQL: families kept changing under the batch")
 
-    def _commit_once(self, pushes: Sequence[Push]) -> Change:
-        conn = self._connection()
-        self._make_partitions(pushes)
-        series = self.series
+    def _commit_once(self, pushes: Sequence[Push], copy: bool) -> Change | Later:
         # A small batch goes in pipeline mode: its statements travel together, two round
-        # trips in all (the state read, then the rest with COMMIT) instead of eight.
-        small = sum(push.samples for push in pushes) < COPY_MIN_ROWS
+        # trips in all (the state read, then the rest with COMMIT) instead of eight. A big
+        # one COPYs its samples (COPY cannot run in a pipeline): its statements before the
+        # COPY travel together, and those after it with COMMIT, on the committer thread for
+        # a plain batch (tails.py).
+        rows = sum(push.samples for push in pushes)
+        small = not copy or rows < COPY_MIN_ROWS
+        plain = rows >= OVERLAP_MIN_ROWS and all(push.stale is None and push.group is None
+                                                 for push in pushes)
+        if small or not plain:
+            self.turns.wait_all()
+        conn = self.turns.connection(self.turns.slot)
+        self.days = partitions.ensure(conn, self.days, pushes)
+        registry = self.registry
         try:
-            with conn.pipeline() if small else contextlib.nullcontext(), conn.transaction():
-                reloaded = self._read_state(conn)
-                registry = self.registry
-                accepted = checked(pushes, registry)
-                if registry.pending:
-                    row = conn.execute(BUMP_FAMILIES_VERSION).fetchone()
-                    if row is None or row[0] != self.families_version + 1:
-                        raise StaleFamilies
-                samples, latest = series.rows(PostgresSeriesTable(conn), accepted,
-                                              self.limits)
-                if self.limits is not None:
-                    accepted = [push for push in accepted if push.refused is None]
-                write_rows(conn, samples, latest, small)
-                markers = series.markers(PostgresSeriesTable(conn), accepted)
-                if markers:
-                    conn.execute(INSERT_STALE_MARKERS, ([m[0] for m in markers],
-                                                        [m[1] for m in markers]))
-                if accepted:
-                    newest = newest_per_source(accepted)
-                    conn.execute(UPSERT_SOURCES, ([s for s, _ in newest], [t for _, t in newest]))
-                touched = cast(list[int], latest[0::3])
-                group_series = self._apply_groups(conn, pushes)
-                touched += group_series or []
-                if registry.pending:
-                    pending = registry.pending.items()
-                    conn.execute(UPSERT_FAMILIES, ([n for n, _ in pending],
-                                                   [m.type for _, m in pending],
-                                                   [m.help for _, m in pending]))
-                change = Change(touched, reloaded, dict(registry.pending) or None,
-                                group_series is not None)
-                conn.execute(NOTIFY, (CHANNEL, encode_change(self.origin, change)))
+            if small:
+                with conn.pipeline(), conn.transaction():
+                    reloaded, accepted, samples, latest = self._resolve(conn, pushes)
+                    registry = self.registry
+                    write_rows(conn, samples, latest, True)
+                    change = self._finish(conn, pushes, accepted, latest, reloaded)
+            else:
+                with conn.pipeline():
+                    conn.execute(BEGIN)
+                    reloaded, accepted, samples, latest = self._resolve(conn, pushes)
+                    registry = self.registry
+                if samples and not copy_samples(conn, samples):
+                    raise DuplicateSamples
+                if plain and not (reloaded or registry.pending or self.series.resolved()):
+                    return self._hand_over(conn, accepted, latest)
+                self.turns.wait_all()
+                with conn.pipeline() as pipeline:
+                    write_latest(conn, latest, pipeline=pipeline)
+                    change = self._finish(conn, pushes, accepted, latest, reloaded)
+                    done = conn.execute(COMMIT)
+                if done.statusmessage != "COMMIT":
+                    raise StorageError(f"PostgreSQL: COMMIT answered {done.statusmessage}")
         except BaseException as exc:
+            if not small:
+                with contextlib.suppress(psycopg.Error):
+                    conn.rollback()
             self.registry.discard()
-            series.forget_pending()
+            self.series.forget_pending()
             if isinstance(exc, StaleFamilies):
                 self.families_version = -1  # reload before checking again
             raise
-        series.adopt()
+        self.series.adopt()
         if registry.pending:
             self.families_version += 1
         families = registry.adopt()
         return change._replace(families=families or None)
+
+    def _hand_over(self, conn: psycopg.Connection, accepted: Sequence[Push],
+                   latest: list[int | float]) -> Later:
+        """A plain batch's tail, to commit on the committer thread (tails.py)."""
+        self.series.adopt()  # (nothing resolved: the cache only ages)
+        newest = newest_per_source(accepted)
+        sources = ([s for s, _ in newest], [t for _, t in newest]) if newest else None
+        change = Change(cast(list[int], latest[0::3]))
+        return self.turns.hand_over(conn, latest, sources,
+                                    encode_change(self.origin, change), change)
+
+    def _resolve(self, conn: psycopg.Connection, pushes: Sequence[Push]
+                 ) -> tuple[bool, Sequence[Push], list[int | float], list[int | float]]:
+        reloaded = self._read_state(conn)
+        registry = self.registry
+        accepted = checked(pushes, registry)
+        if registry.pending:
+            row = conn.execute(BUMP_FAMILIES_VERSION).fetchone()
+            if row is None or row[0] != self.families_version + 1:
+                raise StaleFamilies
+        samples, latest = self.series.rows(PostgresSeriesTable(conn), accepted, self.limits)
+        if self.limits is not None:
+            accepted = [push for push in accepted if push.refused is None]
+        return reloaded, accepted, samples, latest
+
+    def _finish(self, conn: psycopg.Connection, pushes: Sequence[Push],
+                accepted: Sequence[Push], latest: list[int | float], reloaded: bool) -> Change:
+        registry = self.registry
+        markers = self.series.markers(PostgresSeriesTable(conn), accepted)
+        if markers:
+            conn.execute(INSERT_STALE_MARKERS, ([m[0] for m in markers],
+                                                [m[1] for m in markers]))
+        if accepted:
+            newest = newest_per_source(accepted)
+            conn.execute(UPSERT_SOURCES, ([s for s, _ in newest], [t for _, t in newest]))
+        touched = cast(list[int], latest[0::3])
+        group_series = self._apply_groups(conn, pushes)
+        touched += group_series or []
+        if registry.pending:
+            pending = registry.pending.items()
+            conn.execute(UPSERT_FAMILIES, ([n for n, _ in pending],
+                                           [m.type for _, m in pending],
+                                           [m.help for _, m in pending]))
+        change = Change(touched, reloaded, dict(registry.pending) or None,
+                        group_series is not None)
+        conn.execute(NOTIFY, (CHANNEL, encode_change(self.origin, change)))
+        return change
 
     def _read_state(self, conn: psycopg.Connection) -> bool:
         """Take the series lock shared and bring the caches up to date; True if the series
@@ -202,17 +257,6 @@ class PostgresWriteSession:
                 touched += groups.apply(cursor, GROUPS, self.series, push)
         return touched
 
-    def _make_partitions(self, pushes: Sequence[Push]) -> None:
-        """Partitions for the batch's days (and today's and tomorrow's) before its
-        transaction."""
-        today = int(time.time()) // partitions.DAY
-        wanted = {today, today + 1}
-        wanted.update(group.timestamp // partitions.DAY for push in pushes
-                      for group in push.groups)
-        wanted = {day for day in wanted if today - partitions.PAST_DAYS <= day <= today + 1}
-        if not wanted <= self.days:
-            self.days = partitions.create(self._connection(), wanted)
-
     def claim_purge(self, slot: int) -> bool:
         with engine_errors(self.url):
             cursor = self._connection().execute(CLAIM_PURGE_SLOT, (slot, slot))
@@ -224,49 +268,17 @@ class PostgresWriteSession:
         with engine_errors(self.url):
             conn = self._connection()
             self.days = partitions.days_of(conn)
-            dropped = partitions.drop_oldest(conn, cutoff)
-            if dropped is not None:
-                self.days = partitions.days_of(conn)
-                return dropped, False, Change([])
-            boundary = [f"samples_d{day}" for day in sorted(self.days)
-                        if day * partitions.DAY < cutoff]
-            with conn.transaction():
-                deleted = sum(partitions.delete_chunk(conn, table, cutoff, PURGE_CHUNK_ROWS)
-                              for table in [*boundary, "samples_default"])
-            if deleted:
-                return deleted, False, Change([])
-            with conn.transaction():
-                conn.execute(ADVISORY_LOCK, (SERIES_LOCK,))
-                for statement in (DELETE_EXPIRED_MEMBERS, DELETE_EMPTY_GROUPS,
-                                  DELETE_EXPIRED_SERIES, DELETE_EXPIRED_LATEST):
-                    conn.execute(statement, (cutoff,))
-                for statement in (FORGET_TTL_SAMPLES, FORGET_TTL_SERIES, FORGET_TTL_LATEST):
-                    conn.execute(statement)
-                conn.execute(DELETE_EXPIRED_MARKERS, (cutoff,))
-                conn.execute(DELETE_EXPIRED_SOURCES, (cutoff,))
-                conn.execute(NOTIFY, (CHANNEL, encode_change(self.origin, Change([], True))))
-            return 0, True, Change([], everything=True)
+            done = upkeep.purge_chunk(conn, self.origin, self.days, cutoff)
+            self.days = partitions.days_of(conn)
+            return done
 
     def probe(self, now: int) -> None:
-        """A 256 KiB row committed and deleted again, then the probe row."""
         with engine_errors(self.url):
-            conn = self._connection()
-            with conn.transaction():
-                conn.execute(GROW_PROBE, (now, os.urandom(PROBE_GROWTH_BYTES)))
-            with conn.transaction():
-                conn.execute(DELETE_GROW_PROBE)
-                conn.execute(WRITE_PROBE, (now,))
+            upkeep.probe(self._connection(), now)
 
     def expire_groups(self, now: float, default_ttl: float) -> Change | None:
         with engine_errors(self.url):
-            conn = self._connection()
-            with conn.transaction():
-                hidden = groups.expire(conn.cursor(), GROUPS, now, default_ttl)
-                if not hidden:
-                    return None
-                change = Change(hidden, groups=True)
-                conn.execute(NOTIFY, (CHANNEL, encode_change(self.origin, change)))
-        return change
+            return upkeep.expire_groups(self._connection(), self.origin, now, default_ttl)
 
     def prepare(self, push: Push) -> bool:
         return True  # series are resolved inside the commit, as before (store/preparing.py)
@@ -295,22 +307,13 @@ class PostgresWriteSession:
                 return deletion.delete_window(conn.cursor(), DELETION, ids, start, end)
 
     def settle_deletion(self, ids: list[int], start: int, end: int) -> tuple[int, Change]:
-        """Series are forgotten under the series lock held exclusively, as the purge does:
-        no writer holds an id of one meanwhile."""
         with engine_errors(self.url):
-            conn = self._connection()
-            with conn.transaction():
-                conn.execute(ADVISORY_LOCK, (SERIES_LOCK,))
-                touched, forgotten = deletion.settle(conn.cursor(), DELETION, ids, start, end)
-                change = Change(touched, groups=bool(forgotten))
-                conn.execute(NOTIFY, (CHANNEL, encode_change(self.origin, change)))
-        return forgotten, change
+            return upkeep.settle_deletion(self._connection(), self.origin, ids, start, end)
 
     def outside_change(self) -> bool:
         """Other servers' commits arrive through the change feed, not here."""
         return False
 
     def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
+        self.turns.close()
 

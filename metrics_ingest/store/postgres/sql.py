@@ -17,6 +17,8 @@ MIGRATION_LOCK = 0x6D69_0003
 CHANNEL = "metrics_ingest"  # LISTEN/NOTIFY channel of the change feed
 LISTEN = "LISTEN metrics_ingest"
 
+BEGIN = "BEGIN"
+COMMIT = "COMMIT"
 ADVISORY_LOCK_SHARED = "SELECT pg_advisory_xact_lock_shared(%s)"
 ADVISORY_LOCK = "SELECT pg_advisory_xact_lock(%s)"
 SELECT_STATE = "SELECT series_epoch, families_version FROM store_state"
