@@ -5,6 +5,7 @@ batch is answered while one of them is still committing, so answers keep batch o
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -15,6 +16,8 @@ from metrics_ingest.store import Later, StorageError
 
 if TYPE_CHECKING:
     from metrics_ingest.writer import Writer
+
+log = logging.getLogger("metrics_ingest.writer")
 
 
 class Committer:
@@ -41,6 +44,10 @@ class Committer:
             change = later.finish()
         except StorageError as exc:
             writer.loop.call_soon_threadsafe(writer._failed, pushes, exc)
+        except Exception as exc:
+            log.exception("committing a batch failed")
+            writer.loop.call_soon_threadsafe(writer._failed, pushes,
+                                             StorageError(f"commit failed: {exc!r}"))
         else:
             writer.loop.call_soon_threadsafe(writer._committed, pushes,
                                              time.perf_counter() - started, change)

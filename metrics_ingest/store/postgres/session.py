@@ -20,7 +20,7 @@ from metrics_ingest.store.budgets import SeriesLimits
 from metrics_ingest.store.changes import encode_change
 from metrics_ingest.store.postgres import partitions, upkeep
 from metrics_ingest.store.postgres.connection import engine_errors
-from metrics_ingest.store.postgres.rows import copy_samples, write_latest, write_rows
+from metrics_ingest.store.postgres.rows import copy_samples, upsert_rows, write_latest
 from metrics_ingest.store.postgres.series import PostgresSeriesTable
 from metrics_ingest.store.postgres.sql import (
     ADVISORY_LOCK_SHARED,
@@ -145,7 +145,7 @@ class PostgresWriteSession:
                 with conn.pipeline(), conn.transaction():
                     reloaded, accepted, samples, latest = self._resolve(conn, pushes)
                     registry = self.registry
-                    write_rows(conn, samples, latest, True)
+                    upsert_rows(conn, samples, latest)
                     change = self._finish(conn, pushes, accepted, latest, reloaded)
             else:
                 with conn.pipeline():
