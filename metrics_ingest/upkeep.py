@@ -167,6 +167,7 @@ async def blocks_context(app: web.Application) -> AsyncIterator[None]:
     writer = app[WRITER]
     clock = app[CLOCK]
     flushes = app[TELEMETRY].flush_duration  # (its count: the batches committed)
+    keep_seconds = app[SETTINGS].retention_days * 86400
 
     async def window(plan: Plan) -> None:
         parts = builder.slices(plan)
@@ -192,7 +193,8 @@ async def blocks_context(app: web.Application) -> AsyncIterator[None]:
                     continue  # pushes first: readers do without the blocks meanwhile
                 batches = flushes.count
                 while clock() - changed_at >= GRACE_SECONDS and (
-                        plan := await asyncio.to_thread(builder.plan, int(clock()))):
+                        plan := await asyncio.to_thread(builder.plan, int(clock()),
+                                                        int(clock()) - keep_seconds)):
                     if (await writer.call(partial(write_blocks, plan, None))
                             and plan.window is not None):
                         await window(plan)

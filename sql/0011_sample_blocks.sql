@@ -10,7 +10,8 @@
 --    replaces.
 --  * blocks_frozen_to (>= blocks_upto): samples below it are in the blocks or being read
 --    for them; any change below it (a late push, a deletion) lowers blocks_upto to its
---    window and bumps blocks_epoch, so that blocks read before are refused.
+--    window and bumps blocks_epoch, so that blocks read before are refused. (Deleting from
+--    `samples` directly bypasses this: delete through the `metrics` view or delete_series.)
 --  * blocks_kept_from: the retention purge's cutoff; samples below it are gone from
 --    `samples`, and readers ignore them in the blocks still holding them.
 CREATE TABLE sample_blocks (
@@ -28,12 +29,17 @@ ALTER TABLE store_state ADD COLUMN blocks_epoch INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE store_state ADD COLUMN blocks_kept_from INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE store_state ADD COLUMN blocks_frozen_to INTEGER NOT NULL DEFAULT 0;
 
--- Any deletion of samples the blocks hold or are being written from (the Worker's view,
--- `db query`, delete_series, a group's TTL), but not the purge's (below blocks_kept_from).
-CREATE TRIGGER samples_deleted_under_blocks AFTER DELETE ON samples
+-- The Worker's manual cleanup through the view: a deleted sample below blocks_frozen_to sends
+-- its window back to the samples (the writer does the same for delete_series; a trigger on
+-- `samples` itself would cost the retention purge a check per row: W6's push p99 during a
+-- purge tripled). A forgotten series' blocks go with it (its id may be given again).
+CREATE TRIGGER metrics_delete_blocks INSTEAD OF DELETE ON metrics
 WHEN OLD.timestamp < (SELECT blocks_frozen_to FROM store_state)
- AND OLD.timestamp >= (SELECT blocks_kept_from FROM store_state)
 BEGIN
     UPDATE store_state SET blocks_upto = min(blocks_upto, OLD.timestamp - OLD.timestamp % 600),
                            blocks_epoch = blocks_epoch + 1;
+END;
+CREATE TRIGGER series_blocks_forgotten AFTER DELETE ON series
+BEGIN
+    DELETE FROM sample_blocks WHERE series_id = OLD.id;
 END;

@@ -247,3 +247,32 @@ async def test_the_open_window_is_written_again_as_it_fills(tmp_path: Path) -> N
     assert everything(reader) == from_samples(path)
     # Too soon to write it again (OPEN_STEP_SECONDS): nothing to do.
     assert builder.plan(later + 10) is None
+
+
+async def test_delete_series_sends_its_windows_back_and_forgotten_series_lose_blocks(
+        tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    session, builder, reader = stored(path)
+    session.commit([push_of(series_groups(random.Random(18), 6))])
+    blocks.build_closed(builder, session, int(time.time()))
+    two, three = (next(i for i, in rows(path, "SELECT id FROM series WHERE labels = ?",
+                                        (f'{{"n":"{n}"}}',))) for n in (2, 3))
+    session.delete_window([two], T0 + 1500, T0 + 2500)  # part of one series
+    assert state(path)[0] == T0 + 1200
+    session.delete_window([three], 0, T0 + 2 * SPAN)  # all of another
+    session.settle_deletion([three], 0, T0 + 2 * SPAN)
+    assert not rows(path, "SELECT 1 FROM series WHERE id = ?", (three,))
+    assert not rows(path, "SELECT 1 FROM sample_blocks WHERE series_id = ?", (three,))
+    assert everything(reader) == from_samples(path)
+    blocks.build_closed(builder, session, int(time.time()))
+    assert everything(reader) == from_samples(path)
+
+
+async def test_samples_past_the_retention_are_passed_over(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    session, builder, reader = stored(path)
+    session.commit([push_of(series_groups(random.Random(19), 4))])
+    keep_from = T0 + HOUR  # (as if the retention ended there: the purge is due)
+    blocks.build_closed(builder, session, int(time.time()), keep_from)
+    assert not rows(path, "SELECT 1 FROM sample_blocks WHERE start < ?", (keep_from,))
+    assert everything(reader, keep_from) == from_samples(path, keep_from)

@@ -47,6 +47,7 @@ class Plan:
     epoch: int
     end: int
     window: int | None = None
+    expired: bool = False  # passing over samples older than the retention (never made)
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,9 @@ class BlockBuilder(Protocol):
         """A number that changes whenever samples under the blocks change."""
         ...
 
-    def plan(self, now: int) -> Plan | None:
-        """The next step, or None while the blocks are as far on as they go for now."""
+    def plan(self, now: int, keep_from: int = 0) -> Plan | None:
+        """The next step, or None while the blocks are as far on as they go for now;
+        samples older than `keep_from` (the retention) are passed over, never made blocks."""
         ...
 
     def slices(self, plan: Plan) -> Generator[Slice, None, None]:

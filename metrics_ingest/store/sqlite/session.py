@@ -264,6 +264,8 @@ class SQLiteWriteSession:
         self.check()
         with engine_errors(), immediate_transaction(self.db):
             self._refresh()
+            if start < self.blocks_frozen:
+                blocks.note_late(self.db, start)  # (its window goes back to the samples)
             return deletion.delete_window(self.db, sql.DELETION, ids, start, end)
 
     def settle_deletion(self, ids: list[int], start: int, end: int) -> tuple[int, Change]:
