@@ -445,21 +445,31 @@ def ask_prometheus(server: Prometheus, endpoint: str, params: dict[str, str]) ->
     return answer
 
 
-@pytest.mark.parametrize("blocks_upto", [None, T0 + 3600], ids=["samples", "blocks"])
 async def test_same_answers_as_prometheus(
-    prometheus: Prometheus, make_client: Callable[[Settings], Any], settings: Settings,
-    blocks_upto: int | None,
+    prometheus: Prometheus, make_client: Callable[[Settings], Any], settings: Settings
 ) -> None:
-    """Read from the samples alone, and with the first hour in packed blocks (the rest
-    from samples: a query across the two reads both; SQLite keeps blocks)."""
-    if blocks_upto is not None and settings.db_url is not None:
-        pytest.skip("PostgreSQL keeps no packed blocks")
+    """Read from the samples, on either engine."""
     client: TestClient[Any, Any] = await make_client(settings.replace(retention_days=30))
+    await store_and_compare(client, prometheus)
+
+
+async def test_same_answers_with_the_first_hour_in_packed_blocks(
+    prometheus: Prometheus, make_client: Callable[[Settings], Any],
+    sqlite_settings: Settings,
+) -> None:
+    """SQLite's packed blocks (store/sqlite/blocks.py) for the first hour, the samples for
+    the rest: a query across the two reads both."""
+    client: TestClient[Any, Any] = await make_client(sqlite_settings.replace(retention_days=30))
+    await store_and_compare(client, prometheus, sqlite_settings, T0 + 3600)
+
+
+async def store_and_compare(client: TestClient[Any, Any], prometheus: Prometheus,
+                            blocked: Settings | None = None, blocks_upto: int = 0) -> None:
     for body in ingest_bodies(make_series()):
         response = await client.post("/ingest", data=body, headers=AUTH)
         assert response.status == 200, await response.text()
-    if blocks_upto is not None:
-        store = open_store(settings.db_path)
+    if blocked is not None:
+        store = open_store(blocked.db_path)
         session = store.open_writer("normal")
         builder = store.open_block_builder()
         assert builder is not None
