@@ -38,6 +38,15 @@ def stored(path: Path) -> tuple[WriteSession, SQLiteBlockBuilder, QueryReader]:
     return store.open_writer("normal"), builder, store.open_query_reader()
 
 
+def built(path: Path, seed: int, count: int
+          ) -> tuple[WriteSession, SQLiteBlockBuilder, QueryReader]:
+    """A file holding `count` series (series_groups) with every closed window in blocks."""
+    session, builder, reader = stored(path)
+    session.commit([push_of(series_groups(random.Random(seed), count))])
+    blocks.build_closed(builder, session, int(time.time()))
+    return session, builder, reader
+
+
 def push_of(groups: list[SampleGroup]) -> Push:
     done = asyncio.get_running_loop().create_future()
     return Push(groups, sum(len(g.names) for g in groups), time.time(), done)
@@ -109,9 +118,7 @@ async def test_blocks_read_as_the_samples_bit_for_bit(tmp_path: Path) -> None:
 
 async def test_a_late_push_lowers_the_watermark_and_is_read_at_once(tmp_path: Path) -> None:
     path = tmp_path / "m.db"
-    session, builder, reader = stored(path)
-    session.commit([push_of(series_groups(random.Random(12), 10))])
-    blocks.build_closed(builder, session, int(time.time()))
+    session, builder, reader = built(path, 12, 10)
     upto, epoch, _ = state(path)
     late = T0 + HOUR + 17  # into a closed window, and one more sample replaced
     session.commit([push_of([SampleGroup("hpc", '{"n":"3"}', late, ["x"], [42.0]),
@@ -149,9 +156,7 @@ async def test_a_window_read_before_a_late_push_is_refused(tmp_path: Path) -> No
 
 async def test_deleting_through_the_worker_view_is_read_at_once(tmp_path: Path) -> None:
     path = tmp_path / "m.db"
-    session, builder, reader = stored(path)
-    session.commit([push_of(series_groups(random.Random(14), 10))])
-    blocks.build_closed(builder, session, int(time.time()))
+    session, builder, reader = built(path, 14, 10)
     _, epoch, _ = state(path)
     conn = sqlite3.connect(path)
     conn.execute("DELETE FROM metrics WHERE timestamp BETWEEN ? AND ? AND labels LIKE ?",
@@ -168,9 +173,7 @@ async def test_deleting_through_the_worker_view_is_read_at_once(tmp_path: Path) 
 
 async def test_the_purge_hides_purged_samples_and_drops_old_blocks(tmp_path: Path) -> None:
     path = tmp_path / "m.db"
-    session, builder, reader = stored(path)
-    session.commit([push_of(series_groups(random.Random(15), 10))])
-    blocks.build_closed(builder, session, int(time.time()))
+    session, _, reader = built(path, 15, 10)
     upto, epoch, _ = state(path)
     cutoff = T0 + HOUR + 300  # inside a window: its blocks stay, their older samples go
     while not session.purge_chunk(cutoff)[1]:
@@ -215,9 +218,7 @@ async def test_the_server_builds_the_closed_windows_by_itself(
 
 async def test_deleting_a_whole_stretch_leaves_no_block_of_it(tmp_path: Path) -> None:
     path = tmp_path / "m.db"
-    session, builder, reader = stored(path)
-    session.commit([push_of(series_groups(random.Random(17), 10))])
-    blocks.build_closed(builder, session, int(time.time()))
+    session, builder, reader = built(path, 17, 10)
     conn = sqlite3.connect(path)
     conn.execute("DELETE FROM metrics WHERE timestamp BETWEEN ? AND ?", (T0 + 1200, T0 + 4199))
     conn.commit()
@@ -252,9 +253,7 @@ async def test_the_open_window_is_written_again_as_it_fills(tmp_path: Path) -> N
 async def test_delete_series_sends_its_windows_back_and_forgotten_series_lose_blocks(
         tmp_path: Path) -> None:
     path = tmp_path / "m.db"
-    session, builder, reader = stored(path)
-    session.commit([push_of(series_groups(random.Random(18), 6))])
-    blocks.build_closed(builder, session, int(time.time()))
+    session, builder, reader = built(path, 18, 6)
     two, three = (next(i for i, in rows(path, "SELECT id FROM series WHERE labels = ?",
                                         (f'{{"n":"{n}"}}',))) for n in (2, 3))
     session.delete_window([two], T0 + 1500, T0 + 2500)  # part of one series
