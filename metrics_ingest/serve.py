@@ -8,8 +8,9 @@ import contextlib
 import gc
 import logging
 import signal
+import socket
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -35,9 +36,11 @@ SHUTDOWN_GRACE_SECONDS = 30.0
 
 
 async def serve_until_signalled(settings: Settings, worker: int | None = None,
-                                notifier: Notifier | None = None) -> None:
+                                notifier: Notifier | None = None,
+                                sockets: Sequence[socket.socket] = ()) -> None:
     """Serve until signalled. `worker`: this is worker number `worker` of `serve --workers`,
-    whose supervisor claimed the store; its socket shares the port (SO_REUSEPORT).
+    whose supervisor claimed the store and bound `sockets` for it (listeners.py); alone, the
+    server binds settings.host and port itself.
     `notifier` (systemd, or the supervisor's relay) hears READY=1 once the socket listens and
     STOPPING=1 at the signal."""
     notifier = notifier or Notifier(None)
@@ -57,10 +60,13 @@ async def serve_until_signalled(settings: Settings, worker: int | None = None,
         log.warning("serving plain HTTP on %s: tokens cross the network readable; give "
                     "--tls-cert and --tls-key (or put a TLS proxy in front)", settings.host)
     try:
-        site = web.TCPSite(runner, settings.host, settings.port,
-                           reuse_port=worker is not None,
-                           ssl_context=None if tls is None else tls.context)
-        await site.start()
+        context = None if tls is None else tls.context
+        sites: list[web.BaseSite] = [web.SockSite(runner, sock, ssl_context=context)
+                                     for sock in sockets]
+        if not sites:
+            sites.append(web.TCPSite(runner, settings.host, settings.port, ssl_context=context))
+        for site in sites:
+            await site.start()
         tune_garbage_collector()
         # The big-body parsers start beside the first requests, not in front of them.
         warming = loop.run_in_executor(None, app[PARSERS].warm)

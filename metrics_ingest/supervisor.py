@@ -17,6 +17,7 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 
 from metrics_ingest.config import Settings
+from metrics_ingest.listeners import bind_listeners, bound_port
 from metrics_ingest.logs import configure_logging
 from metrics_ingest.processes import wait_for_exit
 from metrics_ingest.sdnotify import Notifier, ReadinessRelay
@@ -30,10 +31,10 @@ EARLY_EXIT_SECONDS = 10.0  # a worker that dies this soon after starting failed 
 EARLY_EXITS_ALLOWED = 3  # in a row, before the supervisor gives up
 
 
-def worker_main(settings: Settings, index: int, notify: str | None = None,
-                supervisor: int | None = None) -> None:
-    """A worker process: one server over the shared port; it tells the supervisor's relay at
-    `notify` when it serves."""
+def worker_main(settings: Settings, index: int, sockets: list[socket.socket],
+                notify: str | None = None, supervisor: int | None = None) -> None:
+    """A worker process: one server on `sockets` (listeners.py); it tells the supervisor's
+    relay at `notify` when it serves."""
     configure_logging(settings.log_format, settings.log_level)
     # The supervisor's PID as it gave it: os.getppid() would be init's if it died before
     # this line ran, and the worker would then watch init forever.
@@ -41,7 +42,7 @@ def worker_main(settings: Settings, index: int, notify: str | None = None,
                      daemon=True,
                      name="stop-with-supervisor").start()
     notifier = Notifier(notify, {"WORKER": str(index)})
-    run(serve_until_signalled(settings, worker=index, notifier=notifier))
+    run(serve_until_signalled(settings, worker=index, notifier=notifier, sockets=sockets))
 
 
 def stop_with_supervisor(supervisor: int) -> None:
@@ -50,18 +51,6 @@ def stop_with_supervisor(supervisor: int) -> None:
     wait_for_exit(supervisor)
     log.warning("the supervisor (PID %d) is gone: stopping", supervisor)
     os.kill(os.getpid(), signal.SIGTERM)
-
-
-def reserve_port(host: str, port: int) -> tuple[socket.socket | None, int]:
-    """For port 0: a socket bound with SO_REUSEPORT to a free port (never listening, so it
-    takes no connections), held while the workers bind the same port."""
-    if port:
-        return None, port
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    holder = socket.socket(family, socket.SOCK_STREAM)
-    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    holder.bind((host, 0))
-    return holder, int(holder.getsockname()[1])
 
 
 class Supervisor:
@@ -78,12 +67,19 @@ class Supervisor:
         self.early_exits = 0
         self.stopping = False
 
-    def start(self, index: int) -> None:
+    def start(self, index: int, sockets: list[socket.socket] | None = None) -> None:
+        """Worker `index` on `sockets`, or on sockets bound now (a restart); this process'
+        copies are closed once the worker holds its own."""
         notify = None if self.relay is None else self.relay.address
+        sockets = sockets or bind_listeners(self.settings.host, self.settings.port)
         process = self.context.Process(target=worker_main,
-                                       args=(self.settings, index, notify, os.getpid()),
+                                       args=(self.settings, index, sockets, notify, os.getpid()),
                                        name=f"metrics-ingest-worker-{index}")
-        process.start()
+        try:
+            process.start()
+        finally:
+            for sock in sockets:
+                sock.close()
         self.workers[index] = process
         self.started[index] = time.monotonic()
 
@@ -122,7 +118,12 @@ class Supervisor:
                 log.error("worker %d exited (code %s); starting it again", index, code)
                 time.sleep(RESTART_DELAY_SECONDS)
                 if not self.stopping:
-                    self.start(index)
+                    try:
+                        self.start(index)
+                    except OSError as exc:  # its port taken meanwhile: nothing to serve on
+                        log.error("worker %d cannot listen again: %s; stopping", index, exc)
+                        self.stop(signal.SIGTERM, None)
+                        break
         failed = 0
         deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
         for process in self.workers.values():
@@ -141,19 +142,21 @@ def serve_workers(settings: Settings, notifier: Notifier | None = None) -> int:
         applied = store.migrate()
         if applied:
             log.info("database %s: applied migrations %s", store.location, ", ".join(applied))
-        holder, port = reserve_port(settings.host, settings.port)
+        # Every worker's sockets listen before the first worker starts (listeners.py).
+        first = bind_listeners(settings.host, settings.port)
+        port = bound_port(first[0])
+        ahead = [first] + [bind_listeners(settings.host, port)
+                           for _ in range(settings.workers - 1)]
         supervisor = Supervisor(settings.replace(port=port), notifier)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, supervisor.stop)
         signal.signal(signal.SIGHUP, supervisor.reload)
-        for index in range(1, settings.workers + 1):
-            supervisor.start(index)
+        for index, sockets in enumerate(ahead, start=1):
+            supervisor.start(index, sockets)
         log.info("started %d workers on http://%s:%d", settings.workers, settings.host, port)
         code = supervisor.watch()
         if supervisor.relay is not None:
             supervisor.relay.close()
-        if holder is not None:
-            holder.close()
         log.info("stopped: every worker exited%s", "" if code == 0 else ", one or more failed")
         return code
     finally:

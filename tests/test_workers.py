@@ -6,17 +6,20 @@ and a database locked from outside gets 503, never a 500 or a hang."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import socket
 import sqlite3
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.conftest import AUTH, PostgresServer, Service, wait_until
+from tests.conftest import AUTH, PostgresServer, Service, free_port, wait_until
 from tests.loadclient import PushLoad, expected, stored_pushes
 
 pytestmark = pytest.mark.slow
@@ -191,6 +194,70 @@ async def test_big_pushes_of_the_same_new_series_to_both_workers_make_each_serie
     db = service.db_path
     assert rows_of(db, "SELECT count(*) FROM series") == 3000
     assert rows_of(db, "SELECT count(*) FROM samples") == 4 * 3000
+
+
+def test_connections_made_as_the_port_first_listens_reach_every_worker(
+        service_factory: Callable[..., Service]) -> None:
+    """The supervisor binds every worker's socket before starting any (listeners.py): a pool
+    of keep-alive connections opened the moment the port first takes one (a load balancer's,
+    a benchmark's) is spread over both workers, not left on whichever started first."""
+    port = free_port()
+    with ThreadPoolExecutor(1) as pool:
+        opening = pool.submit(open_pool, port, 32)
+        service = service_factory(args=("--workers", "2"), port=port)
+        sockets = opening.result(timeout=60)
+    try:
+        for sock in sockets:  # (answered by the worker that accepted it, once it serves)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+        for sock in sockets:
+            answer = b""
+            while b'"ok"' not in answer:
+                chunk = sock.recv(4096)
+                assert chunk, f"closed after {answer!r}"
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200")
+        held = {pid: established(pid, port) for pid in worker_pids(service)}
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert len(held) == 2 and sum(held.values()) == 32, held
+    assert all(count > 0 for count in held.values()), f"one worker got them all: {held}"
+
+
+def open_pool(port: int, count: int) -> list[socket.socket]:
+    """`count` connections to 127.0.0.1:port, each made as soon as the port takes one
+    (refused: try again at once, for at most 30 s)."""
+    sockets: list[socket.socket] = []
+    deadline = time.monotonic() + 30
+    while len(sockets) < count:
+        assert time.monotonic() < deadline, "the port never listened"
+        sock = socket.socket()
+        sock.settimeout(30)
+        try:
+            sock.connect(("127.0.0.1", port))
+        except ConnectionRefusedError:
+            sock.close()
+            continue
+        sockets.append(sock)
+    return sockets
+
+
+def established(pid: int, port: int) -> int:
+    """How many connections to `port` the process holds open (its fds against /proc/net)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == "01" and fields[9] in inodes:
+                count += 1
+    return count
 
 
 def rows_of(db: Path, sql: str) -> int:
