@@ -1,4 +1,5 @@
-"""Interleaved A/B of W1 and W3 between a base revision and the working tree.
+"""Interleaved A/B of W1 and W3 (or W13: W1 over `serve --workers 2`) between a base
+revision and the working tree.
 
     .venv/bin/python -m bench.ab --base HEAD~1 --rounds 4 --seconds 8
 
@@ -28,10 +29,11 @@ from bench.systems import TOKEN
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 
-WORKLOADS = {
-    # name: (script, connections, samples per request)
-    "W1": ("ingest_small.lua", 64, 2),
-    "W3": ("ingest_bulk.lua", 16, 1000),
+WORKLOADS: dict[str, tuple[str, int, int, dict[str, str]]] = {
+    # name: (script, connections, samples per request, server environment)
+    "W1": ("ingest_small.lua", 64, 2, {}),
+    "W3": ("ingest_bulk.lua", 16, 1000, {}),
+    "W13": ("ingest_small.lua", 64, 2, {"METRICS_WORKERS": "2"}),  # W1 over --workers 2
 }
 
 
@@ -48,8 +50,8 @@ def export_revision(revision: str, into: Path) -> str:
 
 def measure(side: Path, workload: str, seconds: float, run: int, workdir: Path) -> float:
     """Samples (W3) or requests (W1) per second of one fresh server of `side`'s code."""
-    script, connections, per_request = WORKLOADS[workload]
-    server = systems.metrics_ingest(workdir, env={"PYTHONPATH": str(side)})
+    script, connections, per_request, env = WORKLOADS[workload]
+    server = systems.metrics_ingest(workdir, env={"PYTHONPATH": str(side), **env})
     try:
         base = str(int(time.time()) - 60 * 86400 + run * 86400)
         result = loadgen.run_wrk(server.url, script, [TOKEN, base], connections, seconds)

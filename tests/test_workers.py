@@ -220,7 +220,8 @@ def test_connections_made_as_the_port_first_listens_reach_every_worker(
     finally:
         for sock in sockets:
             sock.close()
-    assert len(held) == 2 and sum(held.values()) == 32, held
+    assert len(held) == 2, held
+    assert sum(held.values()) == 32, held
     assert all(count > 0 for count in held.values()), f"one worker got them all: {held}"
 
 

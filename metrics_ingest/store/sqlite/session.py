@@ -31,7 +31,7 @@ from metrics_ingest.store.series_cache import SeriesCache
 from metrics_ingest.store.sqlite import blocks, sql
 from metrics_ingest.store.sqlite.label_index import index_slice
 from metrics_ingest.store.sqlite.series import SQLiteSeriesTable
-from metrics_ingest.store.sqlite.turns import CommitTurns
+from metrics_ingest.store.sqlite.turns import CommitTurns, WalSync
 from metrics_ingest.store.sqlite.writes import (
     PURGE_CHUNK_ROWS,
     connect,
@@ -56,7 +56,8 @@ class SQLiteWriteSession:
 
     Shared (`origin` given: one of `serve --workers N` on the file): every commit also
     leaves a change notice in `changes` for the other workers, and their commits are news
-    to /metrics through those notices, not through `outside_change`. Alone (origin None):
+    to /metrics through those notices, not through `outside_change`, and with
+    `synchronous=full` a commit's fsync comes after its turn (turns.py). Alone (origin None):
     any outside commit (`metrics-ingest purge`, `db query`, the Worker's manual cleanup
     with sqlite3) makes /metrics read everything again.
     """
@@ -66,8 +67,10 @@ class SQLiteWriteSession:
         self.db_path = db_path
         self.origin = origin
         self.limits = limits
+        # Shared and durable: SQLite writes the WAL, the session syncs it after its turn.
+        self.wal = WalSync(db_path) if origin is not None and synchronous == "full" else None
         with engine_errors():
-            self.db = connect(db_path, synchronous)
+            self.db = connect(db_path, "normal" if self.wal is not None else synchronous)
             self.registry = load_registry(self.db.execute(SELECT_FAMILIES))
             self.identity = file_identity(db_path)
         self.series = SeriesCache()
@@ -112,6 +115,14 @@ class SQLiteWriteSession:
         self.commits += 1
         if self.commits % PRUNE_EVERY == 0:
             self.db.execute(sql.PRUNE_CHANGES, (sql.CHANGES_KEPT,))
+
+    def _sync(self) -> None:
+        """Shared and `full`: end the turn, then fsync the WAL, before any answer (turns.py);
+        otherwise COMMIT itself was as durable as asked."""
+        if self.wal is not None:
+            assert self.turns is not None
+            self.turns.release()
+            self.wal.sync()
 
     def turn(self) -> AbstractContextManager[None]:
         """Shared: the turn to commit among the workers (turns.py); alone, nothing to wait
@@ -172,6 +183,7 @@ class SQLiteWriteSession:
             raise
         series.adopt()  # (a lost file raised above: its series are not adopted)
         families = registry.adopt()
+        self._sync()  # (committed either way: a failed sync answers 503, the cache stays)
         return change._replace(families=families or None)
 
     def prepare(self, push: Push) -> bool:
@@ -279,6 +291,7 @@ class SQLiteWriteSession:
                     self._notify(change)
             if forgotten:
                 self.series.clear()
+        self._sync()
         return forgotten, change
 
     def probe(self, now: int) -> None:
@@ -303,3 +316,5 @@ class SQLiteWriteSession:
         self.db.close()
         if self.turns is not None:
             self.turns.close()
+        if self.wal is not None:
+            self.wal.close()
