@@ -192,16 +192,20 @@ async def blocks_context(app: web.Application) -> AsyncIterator[None]:
                 if busy.share() > BLOCKS_BUSY_SHARE:
                     continue  # pushes first: readers do without the blocks meanwhile
                 batches = flushes.count
+                wrote = False
                 while clock() - changed_at >= GRACE_SECONDS and (
                         plan := await asyncio.to_thread(builder.plan, int(clock()),
                                                         int(clock()) - keep_seconds)):
                     if (await writer.call(partial(write_blocks, plan, None))
                             and plan.window is not None):
                         await window(plan)
+                        wrote = True
                     if (await asyncio.to_thread(builder.epoch) != seen
                             or flushes.count - batches > BLOCKS_BUSY_BATCHES):
                         break  # pushes came meanwhile: look again, busy or not
                     batches = flushes.count
+                if wrote:
+                    await asyncio.to_thread(builder.settle)
             except Closed:
                 return
             except StorageError as exc:

@@ -79,4 +79,9 @@ class BlockBuilder(Protocol):
         Read only once the plan is begun (WriteSession.write_blocks with no slice)."""
         ...
 
+    def settle(self) -> None:
+        """After a pass that wrote blocks: whatever makes them as quick to read as data
+        written long ago (SQLite: a checkpoint)."""
+        ...
+
     def close(self) -> None: ...

@@ -86,6 +86,7 @@ class SQLiteBlockBuilder:
     calls run on a worker thread, one at a time."""
 
     def __init__(self, db_path: Path) -> None:
+        self.db_path = db_path
         try:
             self.db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True,
                                       isolation_level=None, check_same_thread=False)
@@ -157,6 +158,22 @@ class SQLiteBlockBuilder:
         finally:
             if db.in_transaction:
                 db.execute("ROLLBACK")
+
+    def settle(self) -> None:
+        """Copy the WAL's pages into the file, waiting for no one (a passive checkpoint, on
+        a connection of its own). SQLite checkpoints at a commit, but not past a reader's
+        snapshot, and the builder reads each window in one while the writer commits its
+        slices: after the last, no commit comes to finish the job, and until one does every
+        reader looks each page up in the WAL and reads it there instead of in place. W9's
+        instant query with a 93 MB WAL left behind: 92 ms, 72 ms once checkpointed."""
+        try:
+            conn = sqlite3.connect(self.db_path, isolation_level=None)
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise StorageError(str(exc)) from exc
 
     def _one(self, sql: str, params: tuple[object, ...] = ()) -> tuple[int, ...]:
         try:
