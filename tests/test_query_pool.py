@@ -5,6 +5,7 @@ closing the pool stops a query in flight at once."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import pickle
 import time
 from collections.abc import Callable
@@ -25,8 +26,9 @@ from metrics_ingest.promql.values import (
     QueryTimeout,
     Unsupported,
 )
-from metrics_ingest.query_pool import QueryPool
+from metrics_ingest.query_pool import FREEZE_AFTER, QueryPool, Worker
 from metrics_ingest.store import open_store
+from metrics_ingest.store.sqlite.query import MAPPED_BYTES, SQLiteQueryReader
 from tests.conftest import AUTH, poll
 
 Client = TestClient[web.Request, web.Application]
@@ -80,3 +82,45 @@ async def test_closing_stops_a_query_in_flight(tmp_path: Path) -> None:
     assert time.monotonic() - started < 10
     with pytest.raises(QueryCanceled):  # a closed pool takes no more
         await pool.instant("1", NOW * 1000, time.monotonic() + 5)
+
+
+def test_only_the_query_workers_read_the_file_mapped(tmp_path: Path) -> None:
+    """A query worker's reader maps the database (a failed read kills only that worker, which
+    is replaced, as above); the server's own readers never do."""
+    store = open_store(tmp_path / "m.db")
+    store.migrate()
+    worker_reader, _ = Worker(str(tmp_path / "m.db"), 1000).ready()
+    own_reader = store.open_query_reader()
+    try:
+        assert isinstance(worker_reader, SQLiteQueryReader)
+        assert isinstance(own_reader, SQLiteQueryReader)
+        assert worker_reader.db.execute("PRAGMA mmap_size").fetchone()[0] == MAPPED_BYTES
+        assert own_reader.db.execute("PRAGMA mmap_size").fetchone()[0] == 0
+    finally:
+        worker_reader.close()
+        own_reader.close()
+
+
+def test_a_worker_freezes_its_label_cache_once_it_has_grown(tmp_path: Path) -> None:
+    """After a query that cached FREEZE_AFTER new label sets, the worker's objects leave the
+    collector's sight (gc.freeze); fewer, or an emptied cache, freeze nothing."""
+    open_store(tmp_path / "m.db").migrate()
+    worker = Worker(str(tmp_path / "m.db"), 1000)
+    labels = worker.ready()[1]
+    try:
+        for number in range(FREEZE_AFTER - 1):
+            labels.held[("m", "s", str(number))] = ({}, (), "")
+        before = gc.get_freeze_count()
+        worker.settle()
+        assert gc.get_freeze_count() == before
+        labels.held[("m", "s", "last")] = ({}, (), "")
+        worker.settle()
+        assert gc.get_freeze_count() > before
+        assert worker.frozen == FREEZE_AFTER
+        labels.held = {}
+        worker.settle()
+        assert worker.frozen == 0
+    finally:
+        gc.unfreeze()
+        if worker.reader is not None:
+            worker.reader.close()

@@ -225,9 +225,11 @@ class Store(Protocol):
 
     def open_export_reader(self) -> ExportReader: ...
 
-    def open_query_reader(self) -> QueryReader:
+    def open_query_reader(self, mapped: bool = False) -> QueryReader:
         """A connection for PromQL queries; call on the thread that will use it
-        first (it may move between threads, used by one at a time)."""
+        first (it may move between threads, used by one at a time). `mapped`: the engine
+        may map the database into memory for faster reads, where a failed read of the file
+        kills the process (SIGBUS): for the query workers, which the server replaces."""
         ...
 
     def open_status_reader(self) -> StatusReader:

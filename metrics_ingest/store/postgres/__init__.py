@@ -67,7 +67,7 @@ class PostgresStore:
     def open_export_reader(self) -> PostgresExportReader:
         return PostgresExportReader(self.url)
 
-    def open_query_reader(self) -> PostgresQueryReader:
+    def open_query_reader(self, mapped: bool = False) -> PostgresQueryReader:
         return PostgresQueryReader(self.url)
 
     def open_status_reader(self) -> PostgresStatusReader:

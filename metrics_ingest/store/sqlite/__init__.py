@@ -80,8 +80,8 @@ class SQLiteStore:
     def open_export_reader(self) -> SQLiteExportReader:
         return SQLiteExportReader(self.db_path)
 
-    def open_query_reader(self) -> SQLiteQueryReader:
-        return SQLiteQueryReader(self.db_path)
+    def open_query_reader(self, mapped: bool = False) -> SQLiteQueryReader:
+        return SQLiteQueryReader(self.db_path, mapped)
 
     def open_status_reader(self) -> SQLiteStatusReader:
         return SQLiteStatusReader(self.db_path)
