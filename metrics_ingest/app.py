@@ -38,6 +38,7 @@ from metrics_ingest.keys import (
     EXPORT,
     LIFECYCLE,
     PARSERS,
+    QUERIES,
     READER,
     READINESS,
     SETTINGS,
@@ -49,6 +50,7 @@ from metrics_ingest.keys import (
 )
 from metrics_ingest.logs import AccessLogSink, access_log_class
 from metrics_ingest.parsing import ParsePool
+from metrics_ingest.query_pool import QueryActivity
 from metrics_ingest.store import ChangeFeed, StorageError, open_store
 from metrics_ingest.store.budgets import SeriesLimits
 from metrics_ingest.telemetry import Telemetry
@@ -240,6 +242,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time,
     app[TELEMETRY] = Telemetry()
     app[LIFECYCLE] = Lifecycle()
     app[READINESS] = Readiness()
+    app[QUERIES] = QueryActivity()
     for spec in ENDPOINTS:
         app.router.add_route("*", spec.path, wrap(spec), name=spec.name)
     # Everything else: SPEC's JSON 404, with CORS, through the same wrapper.

@@ -14,6 +14,7 @@ from metrics_ingest.config import Settings
 from metrics_ingest.export import ExportCache
 from metrics_ingest.logs import AccessLogSink
 from metrics_ingest.parsing import ParsePool
+from metrics_ingest.query_pool import QueryActivity
 from metrics_ingest.store import ReadSession, Store
 from metrics_ingest.telemetry import Telemetry
 from metrics_ingest.tls import Certificates
@@ -38,6 +39,7 @@ CORS_HEADERS: web.AppKey[dict[str, str]] = web.AppKey("cors_headers")
 ACCESS_LOG = web.AppKey("access_log", AccessLogSink)
 EXPORT = web.AppKey("export", ExportCache)
 WRITER = web.AppKey("writer", Writer)
+QUERIES = web.AppKey("queries", QueryActivity)
 PARSERS = web.AppKey("parsers", ParsePool)
 READINESS: web.AppKey[Any] = web.AppKey("readiness")  # http.health.Readiness
 CLAIMED = web.AppKey("claimed", bool)  # the supervisor of `serve --workers` holds the claim

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import math
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -67,6 +69,26 @@ class Worker:
         return self.reader, self.labels
 
 
+class QueryActivity:
+    """Whether PromQL queries are running, and since when none has: the blocks builder
+    gives way to them (upkeep.blocks_context). Touched on the event loop only."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.ended = -math.inf
+
+    def begin(self) -> None:
+        self.running += 1
+
+    def end(self) -> None:
+        self.running -= 1
+        self.ended = time.monotonic()
+
+    def quiet_for(self) -> float:
+        """Seconds since the last query ended; 0 while one runs."""
+        return 0.0 if self.running else time.monotonic() - self.ended
+
+
 # The one module-level object: it exists in worker processes only, made by their
 # initializer (a worker runs one query at a time).
 WORKER: Worker | None = None
@@ -106,7 +128,9 @@ class QueryPool:
     """The worker processes (forkserver: they do not inherit the server's threads), made
     on first use; a pool a worker died in is replaced for the next query."""
 
-    def __init__(self, location: str, max_samples: int, workers: int = QUERY_WORKERS) -> None:
+    def __init__(self, location: str, max_samples: int, workers: int = QUERY_WORKERS,
+                 activity: QueryActivity | None = None) -> None:
+        self.activity = activity or QueryActivity()
         self.location = location
         self.max_samples = max_samples
         self.workers = workers
@@ -142,14 +166,17 @@ class QueryPool:
     async def _run(self, function: Callable[..., bytes], *args: object) -> bytes:
         # Submitted from a thread: submit() may start a worker process, which must not
         # happen on the event loop.
-        pool = await asyncio.to_thread(self._pool)
+        self.activity.begin()
         try:
+            pool = await asyncio.to_thread(self._pool)
             submitted: Future[bytes] = await asyncio.to_thread(pool.submit, function, *args)
             answer = await asyncio.wrap_future(submitted)
         except BrokenProcessPool:
             # A worker died (killed, out of memory) or the server is stopping.
             self._discard(pool)
             raise QueryCanceled() from None
+        finally:
+            self.activity.end()
         return answer
 
     def close(self) -> None:

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from metrics_ingest import slices
 from metrics_ingest.inbox import Closed
-from metrics_ingest.keys import AUTH, CLOCK, SETTINGS, STORE, TELEMETRY, TLS, WRITER
+from metrics_ingest.keys import AUTH, CLOCK, QUERIES, SETTINGS, STORE, TELEMETRY, TLS, WRITER
 from metrics_ingest.model import Change
 from metrics_ingest.store import StorageError, WriteSession
 from metrics_ingest.store.sample_arrays import GRACE_SECONDS, Plan, Slice
@@ -30,6 +30,8 @@ LABELS_SECONDS = 0.2  # how often the label index is checked for series it lacks
 BLOCKS_SECONDS = 1.0  # how often the sample blocks are checked for a closed window
 BLOCKS_BUSY_SHARE = 0.5  # the process's CPU (cores) above which no block is built: a backfill
 # pushed at full speed (bench W3) lost a third of its rate to the builder chasing it
+BLOCKS_QUERY_QUIET = 1.0  # seconds without a PromQL query before a block is built...
+BLOCKS_QUERY_PATIENCE = 30.0  # ...unless queries have kept it waiting this long
 BLOCKS_BUSY_BATCHES = 10  # batches of pushes committed while one window was built, above
 # which the builder looks at how busy the process is again before the next
 
@@ -166,6 +168,8 @@ async def blocks_context(app: web.Application) -> AsyncIterator[None]:
         return
     writer = app[WRITER]
     clock = app[CLOCK]
+    queries = app[QUERIES]
+    waiting_since: float | None = None
     flushes = app[TELEMETRY].flush_duration  # (its count: the batches committed)
     keep_seconds = app[SETTINGS].retention_days * 86400
 
@@ -178,6 +182,18 @@ async def blocks_context(app: web.Application) -> AsyncIterator[None]:
         finally:
             await asyncio.to_thread(parts.close)
 
+    def queries_first() -> bool:
+        """A query runs or just ran (dashboards ask in bursts): the builder waits, for at
+        most BLOCKS_QUERY_PATIENCE at a time. W9's range query had one slow round in 15
+        (~2.5x), when the open window's step ran beside it."""
+        nonlocal waiting_since
+        if queries.quiet_for() >= BLOCKS_QUERY_QUIET:
+            waiting_since = None
+            return False
+        if waiting_since is None:
+            waiting_since = clock()
+        return clock() - waiting_since < BLOCKS_QUERY_PATIENCE
+
     async def catch_up() -> None:
         seen: int | None = None
         changed_at = -math.inf
@@ -189,8 +205,8 @@ async def blocks_context(app: web.Application) -> AsyncIterator[None]:
                 if seen is not None and epoch != seen:
                     changed_at = clock()
                 seen = epoch
-                if busy.share() > BLOCKS_BUSY_SHARE:
-                    continue  # pushes first: readers do without the blocks meanwhile
+                if busy.share() > BLOCKS_BUSY_SHARE or queries_first():
+                    continue  # pushes and queries first: readers do without the blocks
                 batches = flushes.count
                 wrote = False
                 while clock() - changed_at >= GRACE_SECONDS and (
@@ -201,8 +217,9 @@ async def blocks_context(app: web.Application) -> AsyncIterator[None]:
                         await window(plan)
                         wrote = True
                     if (await asyncio.to_thread(builder.epoch) != seen
-                            or flushes.count - batches > BLOCKS_BUSY_BATCHES):
-                        break  # pushes came meanwhile: look again, busy or not
+                            or flushes.count - batches > BLOCKS_BUSY_BATCHES
+                            or queries_first()):
+                        break  # pushes or a query came meanwhile: look again
                     batches = flushes.count
                 if wrote:
                     await asyncio.to_thread(builder.settle)

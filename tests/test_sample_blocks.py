@@ -14,9 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
+from metrics_ingest import upkeep
 from metrics_ingest.config import Settings
+from metrics_ingest.keys import QUERIES
 from metrics_ingest.model import Push, SampleGroup
+from metrics_ingest.query_pool import QueryActivity
 from metrics_ingest.store import QueryReader, WriteSession, open_store
 from metrics_ingest.store.sample_arrays import GRACE_SECONDS
 from metrics_ingest.store.sqlite import blocks
@@ -214,6 +218,36 @@ async def test_the_server_builds_the_closed_windows_by_itself(
         sqlite_settings.db_path, "SELECT id FROM series WHERE labels = ?", ('{"n":"4"}',)))
     stamps = {t for t, _ in expected[four]}
     assert {int(t) for t, _ in result["values"]} >= stamps
+
+
+async def test_the_server_builds_no_block_while_queries_run_for_a_while(
+        make_client: Callable[[Settings], Any], sqlite_settings: Settings,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PromQL query running keeps the builder waiting (it would take a core from the
+    query), but only BLOCKS_QUERY_PATIENCE at a time: then it builds anyway."""
+    monkeypatch.setattr(upkeep, "BLOCKS_QUERY_PATIENCE", 3.0)
+    session, _, _ = stored(sqlite_settings.db_path)
+    session.commit([push_of(series_groups(random.Random(17), 20))])
+    session.close()
+    client = await make_client(sqlite_settings)
+    queries = client.app[QUERIES]
+    queries.begin()  # (as a query does, and never ends)
+    waiting = time.monotonic()
+    closed = blocks.window_of(int(time.time()) - GRACE_SECONDS)
+    await poll(lambda: state(sqlite_settings.db_path)[0] >= closed, 30)
+    assert time.monotonic() - waiting >= 3.0 - upkeep.BLOCKS_SECONDS
+    queries.end()
+
+
+def test_query_activity_says_how_long_no_query_has_run() -> None:
+    activity = QueryActivity()
+    assert activity.quiet_for() == math.inf  # none yet
+    activity.begin()
+    activity.begin()
+    activity.end()
+    assert activity.quiet_for() == 0.0  # one still runs
+    activity.end()
+    assert 0.0 <= activity.quiet_for() < 5.0
 
 
 async def test_deleting_a_whole_stretch_leaves_no_block_of_it(tmp_path: Path) -> None:

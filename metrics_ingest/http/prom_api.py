@@ -36,13 +36,13 @@ from metrics_ingest.http.prom_params import (
     read_form,
     time_param,
 )
-from metrics_ingest.keys import CLOCK, SETTINGS, STORE
+from metrics_ingest.keys import CLOCK, QUERIES, SETTINGS, STORE
 from metrics_ingest.promql import catalog
 from metrics_ingest.promql.functions import LABEL_NAME_RE
 from metrics_ingest.promql.selectors import parse_selector
 from metrics_ingest.promql.tree import parse
 from metrics_ingest.promql.values import BadData, QueryError
-from metrics_ingest.query_pool import QueryPool
+from metrics_ingest.query_pool import QueryActivity, QueryPool
 from metrics_ingest.store import QueryReader, Store
 
 QUERY_THREADS = 2  # one per core: a query is Python, and holds the GIL while it computes
@@ -54,10 +54,11 @@ class QueryService:
     """The query threads and their read connections (one per thread, opened on first use
     there, closed at shutdown)."""
 
-    def __init__(self, store: Store, max_samples: int, location: str) -> None:
+    def __init__(self, store: Store, max_samples: int, location: str,
+                 activity: QueryActivity | None = None) -> None:
         self.store = store
         self.max_samples = max_samples
-        self.pool = QueryPool(location, max_samples)
+        self.pool = QueryPool(location, max_samples, activity=activity)
         self.executor = ThreadPoolExecutor(QUERY_THREADS, thread_name_prefix="promql")
         self.idle: list[QueryReader] = []
         self.busy: set[QueryReader] = set()
@@ -106,7 +107,7 @@ PROMQL = web.AppKey("promql", QueryService)
 async def query_context(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     app[PROMQL] = service = QueryService(app[STORE], settings.query_max_samples,
-                                         settings.database)
+                                         settings.database, app[QUERIES])
     yield
     await asyncio.to_thread(service.close)
 
