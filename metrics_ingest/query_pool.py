@@ -36,7 +36,8 @@ QUERY_WORKERS = 2  # queries at once; each worker holds a read connection
 # New cached label sets after which a worker moves what it holds out of the cyclic garbage
 # collector's sight. Otherwise every full collection during a query walks the whole cache
 # (10,000 series: three objects each): W9's instant query 83 -> 72 ms, its range query
-# 351 -> 335 ms, in-process medians of 9 (bench/README.md, "Query workers' collector").
+# 351 -> 335 ms, in-process medians of 9 (bench/README.md, "Mapped reads, the WAL left
+# behind, the query workers' collector").
 FREEZE_AFTER = 1000
 
 
@@ -169,15 +170,15 @@ class QueryPool:
         self.activity.begin()
         try:
             pool = await asyncio.to_thread(self._pool)
-            submitted: Future[bytes] = await asyncio.to_thread(pool.submit, function, *args)
-            answer = await asyncio.wrap_future(submitted)
-        except BrokenProcessPool:
-            # A worker died (killed, out of memory) or the server is stopping.
-            self._discard(pool)
-            raise QueryCanceled() from None
+            try:
+                submitted: Future[bytes] = await asyncio.to_thread(pool.submit, function, *args)
+                return await asyncio.wrap_future(submitted)
+            except BrokenProcessPool:
+                # A worker died (killed, out of memory) or the server is stopping.
+                self._discard(pool)
+                raise QueryCanceled() from None
         finally:
             self.activity.end()
-        return answer
 
     def close(self) -> None:
         """Stop the workers, running queries and all (their answers are `canceled`)."""

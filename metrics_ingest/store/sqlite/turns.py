@@ -10,8 +10,8 @@ write lock, so the workers' fsyncs would queue one behind another. A shared sess
 commits with `synchronous=NORMAL` (the WAL written, not synced; SQLite still syncs it before
 each checkpoint), ends its turn, then fsyncs the WAL itself (`WalSync`) before anything is
 answered: the next worker's commit overlaps this one's fsync, and a sync covers every frame
-written before it, the other worker's included. Measured on W13 (bench/README.md, "Shared
-commits"): two workers 13.2k -> 16.1k pushes/s."""
+written before it, the other worker's included. Measured on W13 (bench/README.md, "serve
+--workers 2 on SQLite"): two workers 10.3k -> 12.3k pushes/s, interleaved."""
 
 from __future__ import annotations
 
