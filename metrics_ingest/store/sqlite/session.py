@@ -24,14 +24,13 @@ from metrics_ingest.store.batch import (
     oldest_sample,
 )
 from metrics_ingest.store.budgets import SeriesLimits
-from metrics_ingest.store.changes import encode_change
 from metrics_ingest.store.preparing import OverBudgetPushes, prepare_slice
 from metrics_ingest.store.sample_arrays import Plan, Slice
 from metrics_ingest.store.series_cache import SeriesCache
 from metrics_ingest.store.sqlite import blocks, sql
 from metrics_ingest.store.sqlite.label_index import index_slice
 from metrics_ingest.store.sqlite.series import SQLiteSeriesTable
-from metrics_ingest.store.sqlite.turns import CommitTurns, WalSync
+from metrics_ingest.store.sqlite.turns import SharedFile
 from metrics_ingest.store.sqlite.writes import (
     PURGE_CHUNK_ROWS,
     connect,
@@ -43,8 +42,6 @@ from metrics_ingest.store.sqlite.writes import (
     purge_expired_series,
     write_probe,
 )
-
-PRUNE_EVERY = 1000  # commits between two prunes of the change notices
 
 
 class SQLiteWriteSession:
@@ -65,12 +62,11 @@ class SQLiteWriteSession:
     def __init__(self, db_path: Path, synchronous: Synchronous,
                  origin: str | None = None, limits: SeriesLimits | None = None) -> None:
         self.db_path = db_path
-        self.origin = origin
         self.limits = limits
-        # Shared and durable: SQLite writes the WAL, the session syncs it after its turn.
-        self.wal = WalSync(db_path) if origin is not None and synchronous == "full" else None
+        self.shared = None if origin is None else SharedFile(db_path, origin, synchronous)
         with engine_errors():
-            self.db = connect(db_path, "normal" if self.wal is not None else synchronous)
+            self.db = connect(db_path, synchronous if self.shared is None
+                              else self.shared.sqlite_synchronous)
             self.registry = load_registry(self.db.execute(SELECT_FAMILIES))
             self.identity = file_identity(db_path)
         self.series = SeriesCache()
@@ -78,8 +74,6 @@ class SQLiteWriteSession:
         self.data_version = -1
         self.state: tuple[int, int] | None = None
         self.blocks_frozen = 0  # (store_state's, as of the last refresh or own change)
-        self.commits = 0
-        self.turns = CommitTurns(db_path) if origin is not None else None
 
     def check(self) -> None:
         """Raise StorageError unless the file at the path is still the one open: a commit to
@@ -109,25 +103,20 @@ class SQLiteWriteSession:
         return True
 
     def _notify(self, change: Change) -> None:
-        """In the open transaction: the change notice for the other workers."""
-        assert self.origin is not None
-        self.db.execute(sql.INSERT_CHANGE, (self.origin, encode_change(self.origin, change)))
-        self.commits += 1
-        if self.commits % PRUNE_EVERY == 0:
-            self.db.execute(sql.PRUNE_CHANGES, (sql.CHANGES_KEPT,))
+        """Shared: in the open transaction, the change notice for the other workers."""
+        if self.shared is not None:
+            self.shared.notify(self.db, change)
 
     def _sync(self) -> None:
-        """Shared and `full`: end the turn, then fsync the WAL, before any answer (turns.py);
-        otherwise COMMIT itself was as durable as asked."""
-        if self.wal is not None:
-            assert self.turns is not None
-            self.turns.release()
-            self.wal.sync()
+        """Shared: end the turn, then (`full`) fsync the WAL, before any answer (turns.py);
+        alone, COMMIT itself was as durable as asked."""
+        if self.shared is not None:
+            self.shared.synced()
 
     def turn(self) -> AbstractContextManager[None]:
         """Shared: the turn to commit among the workers (turns.py); alone, nothing to wait
         for."""
-        return self.turns.turn() if self.turns is not None else contextlib.nullcontext()
+        return self.shared.turns.turn() if self.shared else contextlib.nullcontext()
 
     def commit(self, pushes: Sequence[Push]) -> Change:
         db = self.db
@@ -166,10 +155,9 @@ class SQLiteWriteSession:
                                                for name, meta in registry.pending.items()])
             # Alone, another connection's commit means read everything again; shared, the
             # other workers' notices say what they changed.
-            change = Change(touched, reloaded and self.origin is None,
+            change = Change(touched, reloaded and self.shared is None,
                             dict(registry.pending) or None, group_pushed)
-            if self.origin is not None:
-                self._notify(change)
+            self._notify(change)
             db.execute("COMMIT")
             self.check()
         except BaseException as exc:
@@ -236,7 +224,7 @@ class SQLiteWriteSession:
                 deleted, finished = purge_chunk(db, cutoff, PURGE_CHUNK_ROWS)
                 finished = finished and blocks_gone
                 forgotten = purge_expired_series(db, cutoff) if finished else 0
-                if finished and self.origin is not None:
+                if finished:
                     self._notify(Change([], everything=True))
             if forgotten:
                 self.series.clear()
@@ -248,8 +236,7 @@ class SQLiteWriteSession:
             if not hidden:
                 return None
             change = Change(hidden, groups=True)
-            if self.origin is not None:
-                self._notify(change)
+            self._notify(change)
         return change
 
     def write_blocks(self, plan: Plan, part: Slice | None) -> bool:
@@ -287,8 +274,7 @@ class SQLiteWriteSession:
                 self._refresh()
                 touched, forgotten = deletion.settle(self.db, sql.DELETION, ids, start, end)
                 change = Change(touched, groups=bool(forgotten))
-                if self.origin is not None:
-                    self._notify(change)
+                self._notify(change)
             if forgotten:
                 self.series.clear()
         self._sync()
@@ -300,7 +286,7 @@ class SQLiteWriteSession:
         self.check()
 
     def outside_change(self) -> bool:
-        if self.origin is not None:
+        if self.shared is not None:
             return False  # the other workers' notices say what changed
         with engine_errors():
             if not self._refresh():
@@ -314,7 +300,5 @@ class SQLiteWriteSession:
 
     def close(self) -> None:
         self.db.close()
-        if self.turns is not None:
-            self.turns.close()
-        if self.wal is not None:
-            self.wal.close()
+        if self.shared is not None:
+            self.shared.close()

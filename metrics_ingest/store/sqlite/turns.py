@@ -17,16 +17,54 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from metrics_ingest.config import Synchronous
+from metrics_ingest.model import Change
 from metrics_ingest.store import StorageError
+from metrics_ingest.store.changes import encode_change
+from metrics_ingest.store.sqlite import sql
 
 WAIT_SECONDS = 5.0  # as SQLite's busy_timeout: then the write fails (503)
 FIRST_PAUSE = 0.00005
 LONGEST_PAUSE = 0.001
+PRUNE_EVERY = 1000  # commits between two prunes of the change notices
+
+
+class SharedFile:
+    """What one of `serve --workers N` adds to its write session on the file: its turn to
+    commit, the change notices it leaves the other workers, and (synchronous=full) its own
+    fsync of the WAL once the turn is over."""
+
+    def __init__(self, db_path: Path, origin: str, synchronous: Synchronous) -> None:
+        self.origin = origin
+        self.turns = CommitTurns(db_path)
+        self.wal = WalSync(db_path) if synchronous == "full" else None
+        # (full: SQLite writes the WAL, this syncs it after the turn)
+        self.sqlite_synchronous: Synchronous = "normal" if self.wal else synchronous
+        self.commits = 0
+
+    def notify(self, db: sqlite3.Connection, change: Change) -> None:
+        """In the open transaction: the change notice for the other workers."""
+        db.execute(sql.INSERT_CHANGE, (self.origin, encode_change(self.origin, change)))
+        self.commits += 1
+        if self.commits % PRUNE_EVERY == 0:
+            db.execute(sql.PRUNE_CHANGES, (sql.CHANGES_KEPT,))
+
+    def synced(self) -> None:
+        """After a commit: the turn ended, then every WAL frame so far on disk (full)."""
+        self.turns.release()
+        if self.wal is not None:
+            self.wal.sync()
+
+    def close(self) -> None:
+        self.turns.close()
+        if self.wal is not None:
+            self.wal.close()
 
 
 class CommitTurns:
