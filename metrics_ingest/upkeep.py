@@ -9,8 +9,10 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -21,6 +23,8 @@ from metrics_ingest.model import Change
 from metrics_ingest.store import StorageError, WriteSession
 from metrics_ingest.store.sample_arrays import GRACE_SECONDS, Plan, Slice
 from metrics_ingest.tokens import TokensFileError
+
+T = TypeVar("T")
 
 log = logging.getLogger("metrics_ingest.app")
 
@@ -169,6 +173,13 @@ async def blocks_context(app: web.Application) -> AsyncIterator[None]:
     writer = app[WRITER]
     clock = app[CLOCK]
     queries = app[QUERIES]
+    # Every call of the builder on one thread of its own, its close() last: a call a
+    # cancelled task was awaiting still runs, and closing its connection beside it crashed.
+    thread = ThreadPoolExecutor(1, thread_name_prefix="metrics-ingest-blocks")
+
+    async def off_loop(fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.wrap_future(thread.submit(fn, *args))
+
     waiting_since: float | None = None
     flushes = app[TELEMETRY].flush_duration  # (its count: the batches committed)
     keep_seconds = app[SETTINGS].retention_days * 86400
@@ -176,11 +187,11 @@ async def blocks_context(app: web.Application) -> AsyncIterator[None]:
     async def window(plan: Plan) -> None:
         parts = builder.slices(plan)
         try:
-            while (part := await asyncio.to_thread(next, parts, None)) is not None:
+            while (part := await off_loop(next, parts, None)) is not None:
                 if not await writer.call(partial(write_blocks, plan, part)):
                     return  # samples under it changed: planned again once quiet
         finally:
-            await asyncio.to_thread(parts.close)
+            await off_loop(parts.close)
 
     def queries_first() -> bool:
         """A query runs or just ran (dashboards ask in bursts): the builder waits, for at
@@ -201,7 +212,7 @@ async def blocks_context(app: web.Application) -> AsyncIterator[None]:
         while True:
             await asyncio.sleep(BLOCKS_SECONDS)
             try:
-                epoch = await asyncio.to_thread(builder.epoch)
+                epoch = await off_loop(builder.epoch)
                 if seen is not None and epoch != seen:
                     changed_at = clock()
                 seen = epoch
@@ -210,19 +221,19 @@ async def blocks_context(app: web.Application) -> AsyncIterator[None]:
                 batches = flushes.count
                 wrote = False
                 while clock() - changed_at >= GRACE_SECONDS and (
-                        plan := await asyncio.to_thread(builder.plan, int(clock()),
+                        plan := await off_loop(builder.plan, int(clock()),
                                                         int(clock()) - keep_seconds)):
                     if (await writer.call(partial(write_blocks, plan, None))
                             and plan.window is not None):
                         await window(plan)
                         wrote = True
-                    if (await asyncio.to_thread(builder.epoch) != seen
+                    if (await off_loop(builder.epoch) != seen
                             or flushes.count - batches > BLOCKS_BUSY_BATCHES
                             or queries_first()):
                         break  # pushes or a query came meanwhile: look again
                     batches = flushes.count
                 if wrote:
-                    await asyncio.to_thread(builder.settle)
+                    await off_loop(builder.settle)
             except Closed:
                 return
             except StorageError as exc:
@@ -233,4 +244,5 @@ async def blocks_context(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    builder.close()
+    await asyncio.wrap_future(thread.submit(builder.close))
+    thread.shutdown(wait=False)
