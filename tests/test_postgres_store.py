@@ -4,6 +4,7 @@ reaches a log line or an error message."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -97,3 +98,37 @@ def test_the_password_is_never_logged(
     with pytest.raises(StorageError, match="password authentication failed") as refused:
         open_store(wrong).migrate()
     assert "not-the-password" not in str(refused.value)
+
+
+def backends(url: str, purpose: str) -> int:
+    """The server's connections of `purpose` (the service names each in application_name)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                           (f"metrics-ingest {purpose}",)).fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+async def test_reads_and_drains_at_once_open_one_connection_each(
+    postgres: PostgresServer,
+) -> None:
+    """A scrape's drain, the feed follower's and handlers' reads arrive together on a fresh
+    server: each session opens one connection, none is left open for the GC to find."""
+    url = postgres.new_database()
+    store = open_store(url)
+    store.migrate()
+    reader = await store.open_reader()
+    feed = store.open_feed()
+    assert feed is not None
+    try:
+        counts = await asyncio.gather(*(reader.series_counts() for _ in range(8)))
+        assert counts == [{}] * 8
+        drained = await asyncio.gather(*(feed.drain() for _ in range(8)))
+        assert sum(len(changes) for changes in drained) == 1  # one "read everything"
+        assert backends(url, "reader") == 1
+        assert backends(url, "change feed") == 1
+    finally:
+        await reader.close()
+        await feed.close()
+    assert backends(url, "reader") == 0
+    assert backends(url, "change feed") == 0

@@ -5,6 +5,7 @@ notices (store/changes.py) into change records for its /metrics cache."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 import psycopg
@@ -24,6 +25,9 @@ class PostgresFeed:
         self.origin = origin
         self.conn: psycopg.AsyncConnection | None = None
         self.heard: list[Change] = []
+        # One drain at a time: the scrape's and the follower's would each open a connection
+        # at once, and the one overwritten would be left open (and its notices lost).
+        self._draining = asyncio.Lock()
 
     def _hear(self, notice: psycopg.Notify) -> None:
         origin, change = decode_change(notice.payload)
@@ -46,6 +50,10 @@ class PostgresFeed:
         server delivers a listener's pending notices before answering it). After the
         connection was lost, notices may have been missed: the first drain on a new one
         says read everything. Raises StorageError while the database cannot be reached."""
+        async with self._draining:
+            return await self._drain()
+
+    async def _drain(self) -> list[Change]:
         fresh = broken(self.conn)
         if fresh:
             if self.conn is not None and not self.conn.closed:
@@ -65,5 +73,6 @@ class PostgresFeed:
         return heard
 
     async def close(self) -> None:
-        if self.conn is not None:
-            await self.conn.close()
+        async with self._draining:
+            if self.conn is not None:
+                await self.conn.close()

@@ -4,6 +4,7 @@ connection; until the database answers again, reads raise StorageError."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator, Sequence
 from typing import cast
@@ -38,15 +39,21 @@ class PostgresReader:
     def __init__(self, url: str) -> None:
         self.url = url
         self.conn: psycopg.AsyncConnection | None = None
+        # One (re)connect at a time: handlers reading at once would each open a connection,
+        # and all but the last would be left open.
+        self._connecting = asyncio.Lock()
 
     async def _connection(self) -> psycopg.AsyncConnection:
-        if broken(self.conn):
-            if self.conn is not None and not self.conn.closed:
-                with contextlib.suppress(psycopg.Error):  # lost: closed, not left to the GC
-                    await self.conn.close()
-            self.conn = await connect_async(self.url, "reader")
-            with engine_errors(self.url):
-                await self.conn.execute("SET default_transaction_read_only = on")
+        if not broken(self.conn):
+            return cast(psycopg.AsyncConnection, self.conn)
+        async with self._connecting:
+            if broken(self.conn):
+                if self.conn is not None and not self.conn.closed:
+                    with contextlib.suppress(psycopg.Error):  # lost: closed, not to the GC
+                        await self.conn.close()
+                self.conn = await connect_async(self.url, "reader")
+                with engine_errors(self.url):
+                    await self.conn.execute("SET default_transaction_read_only = on")
         assert self.conn is not None
         return self.conn
 
@@ -73,8 +80,9 @@ class PostgresReader:
         return [row[0] for row in rows]
 
     async def close(self) -> None:
-        if self.conn is not None:
-            await self.conn.close()
+        async with self._connecting:
+            if self.conn is not None:
+                await self.conn.close()
 
 
 class PostgresExportReader:
