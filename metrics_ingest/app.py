@@ -24,8 +24,9 @@ from metrics_ingest.http.api import api_metrics, api_sources, openapi_document
 from metrics_ingest.http.endpoint import Endpoint, wrap
 from metrics_ingest.http.health import Readiness, healthz, readyz
 from metrics_ingest.http.ingest import ingest
-from metrics_ingest.http.prom_api import PROMETHEUS_ENDPOINTS, query_context
+from metrics_ingest.http.prom_api import PROMETHEUS_ENDPOINTS
 from metrics_ingest.http.prom_errors import prometheus_error_fields
+from metrics_ingest.http.query_service import query_context
 from metrics_ingest.http.scrape import metrics
 from metrics_ingest.http.status_page import STATUS_ENDPOINTS, status_context
 from metrics_ingest.inbox import Closed

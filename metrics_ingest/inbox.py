@@ -9,10 +9,12 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from queue import SimpleQueue
-from typing import Any
+from typing import Any, TypeVar
 
 from metrics_ingest.model import Push
 from metrics_ingest.store import WriteSession
+
+T = TypeVar("T")
 
 
 class Overloaded(Exception):
@@ -137,3 +139,14 @@ class Inbox:
         with self.lock:
             self.closed = True
             self._wake_writer()
+
+
+def resolve(future: asyncio.Future[T], result: T) -> None:
+    """Resolve a future with the writer thread's outcome, unless its waiter gave up."""
+    if not future.done():
+        future.set_result(result)
+
+
+def reject(future: asyncio.Future[Any], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from metrics_ingest.model import Push
 
 LabelPairs = tuple[tuple[str, str], ...]
 
@@ -78,3 +83,18 @@ class Telemetry:
     def count_committed(self, source_counts: dict[str, int]) -> None:
         for source, count in source_counts.items():
             self.samples_received[source] += count
+
+    def record_batch(self, pushes: Iterable[Push], seconds: float) -> None:
+        """Count a committed batch: samples per source (refused pushes left out), its size
+        and how long its commit took."""
+        per_source: dict[str, int] = {}
+        total = 0
+        for push in pushes:
+            if push.refused is not None:
+                continue
+            for group in push.groups:
+                per_source[group.source] = per_source.get(group.source, 0) + len(group.names)
+            total += push.samples
+        self.count_committed(per_source)
+        self.batch_samples.observe(total)
+        self.flush_duration.observe(seconds)

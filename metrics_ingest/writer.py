@@ -10,11 +10,20 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import TypeVar, cast
 
 from metrics_ingest.committer import Committer
 from metrics_ingest.config import Synchronous
-from metrics_ingest.inbox import Call, Closed, Command, Inbox, PurgeJob, StorageFailed
+from metrics_ingest.inbox import (
+    Call,
+    Closed,
+    Command,
+    Inbox,
+    PurgeJob,
+    StorageFailed,
+    reject,
+    resolve,
+)
 from metrics_ingest.model import EVERYTHING, Change, Push, PushRefused
 from metrics_ingest.store import StorageError, Store, StoreLost, WriteSession
 from metrics_ingest.telemetry import Telemetry
@@ -92,7 +101,6 @@ class Writer:
             log.exception("the writer had failed; queued pushes were answered 503")
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
-
 
     def request_purge(self, cutoff: int) -> asyncio.Future[int]:
         """Delete samples older than `cutoff`, in chunks between batches; resolves to the count."""
@@ -243,7 +251,7 @@ class Writer:
         self.healthy = True
         self.last_error = None
         self.publish(change)
-        self._record(pushes, seconds)
+        self.telemetry.record_batch(pushes, seconds)
         for push in pushes:
             refused = push.refused
             if refused is not None:
@@ -273,19 +281,6 @@ class Writer:
         self.publish(EVERYTHING)
         reject(job.done, StorageFailed(f"purge failed: {exc}"))
 
-    def _record(self, pushes: list[Push], seconds: float) -> None:
-        per_source: dict[str, int] = {}
-        total = 0
-        for push in pushes:
-            if push.refused is not None:
-                continue
-            for group in push.groups:
-                per_source[group.source] = per_source.get(group.source, 0) + len(group.names)
-            total += push.samples
-        self.telemetry.count_committed(per_source)
-        self.telemetry.batch_samples.observe(total)
-        self.telemetry.flush_duration.observe(seconds)
-
     def _ended(self, error: BaseException | None) -> None:
         """The writer thread is gone: whatever still waits fails instead of hanging."""
         self.alive = False
@@ -300,13 +295,3 @@ class Writer:
         else:
             resolve(self._stopped, None)
 
-
-def resolve(future: asyncio.Future[T], result: T) -> None:
-    """Resolve a future with the writer thread's outcome, unless its waiter gave up."""
-    if not future.done():
-        future.set_result(result)
-
-
-def reject(future: asyncio.Future[Any], error: BaseException) -> None:
-    if not future.done():
-        future.set_exception(error)

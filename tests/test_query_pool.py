@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from metrics_ingest.config import Settings
-from metrics_ingest.http.prom_api import PROMQL
+from metrics_ingest.http.query_service import PROMQL
 from metrics_ingest.promql.values import (
     BadData,
     ExecutionError,

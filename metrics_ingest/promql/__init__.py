@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from metrics_ingest.promql.engine import Evaluator, check_range_type
+from metrics_ingest.promql.engine import Evaluator
 from metrics_ingest.promql.selectors import LabelsCache
-from metrics_ingest.promql.tree import parse
+from metrics_ingest.promql.tree import check_range_type, parse
 from metrics_ingest.promql.values import (
     BadData,
     Labels,

@@ -14,6 +14,7 @@ import promql_parser as pp
 from metrics_ingest.promql import aggregations, binary
 from metrics_ingest.promql.calls import evaluate_call, range_dense
 from metrics_ingest.promql.dense import Block, Dense, to_vector
+from metrics_ingest.promql.operands import negate, vector_matching, with_scalar
 from metrics_ingest.promql.range_functions import RANGE_FUNCTIONS
 from metrics_ingest.promql.selectors import (
     LOOKBACK_MS,
@@ -25,9 +26,8 @@ from metrics_ingest.promql.selectors import (
     selector_matchers,
     window,
 )
-from metrics_ingest.promql.tree import at_ms, ms, unwrap, value_type
+from metrics_ingest.promql.tree import at_ms, ms, unwrap
 from metrics_ingest.promql.values import (
-    BadData,
     Labels,
     Matrix,
     QueryCanceled,
@@ -39,8 +39,6 @@ from metrics_ingest.promql.values import (
     Unsupported,
     Value,
     Vector,
-    drop_name,
-    merge,
     same_labelset,
     step_samples,
     too_many_samples,
@@ -283,44 +281,3 @@ class Evaluator:
         self.count(sum(len(times) - s.values.count(None) for s in out.values()))
         return Vector(list(out.values()))
 
-
-def negate(value: Value) -> Value:
-    if isinstance(value, Scalar):
-        return Scalar([-v for v in value.values])
-    assert isinstance(value, Vector)
-    return Vector(merge([Series(drop_name(s.labels), [None if v is None else -v
-                                                       for v in s.values])
-                         for s in value.series]))
-
-
-def with_scalar(op: str, vec: Vector, scalars: list[float], swap: bool, return_bool: bool
-                ) -> Vector:
-    drop = op in binary.DROPS_NAME or return_bool
-    out = []
-    for s in vec.series:
-        values = [None if v is None else binary.vector_scalar(op, v, scalars[i], swap,
-                                                              return_bool)
-                  for i, v in enumerate(s.values)]
-        if any(v is not None for v in values):
-            out.append(Series(drop_name(s.labels) if drop else s.labels, values))
-    return Vector(merge(out))
-
-
-def vector_matching(modifier: pp.BinModifier | None, op: str) -> binary.Matching:
-    if modifier is None:
-        card = "many-to-many" if op in binary.SET_OPERATORS else "one-to-one"
-        return binary.Matching(card, False, frozenset())
-    card = {"OneToOne": "one-to-one", "ManyToOne": "many-to-one", "OneToMany": "one-to-many",
-            "ManyToMany": "many-to-many"}[str(modifier.card).rsplit(".", 1)[-1]]
-    matching = modifier.matching
-    on = matching is not None and str(matching.type).endswith("Include")
-    labels = frozenset(matching.labels) if matching is not None else frozenset()
-    return binary.Matching(card, on, labels, tuple(modifier.group_labels or ()))
-
-
-def check_range_type(node: pp.Expr) -> None:
-    kind = value_type(node)
-    if kind not in ("scalar", "vector"):
-        shown = "range vector" if kind == "matrix" else kind
-        raise BadData(f'invalid expression type "{shown}" for range query, must be Scalar '
-                      "or instant Vector")

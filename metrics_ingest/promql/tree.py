@@ -1,5 +1,6 @@
 """Reading promql_parser's tree: durations in ms, parentheses, the type an expression
-evaluates to, and the 2.42 functions the parser does not know by itself."""
+evaluates to (and the check a range query's expression passes), and the 2.42 functions the
+parser does not know by itself."""
 
 from __future__ import annotations
 
@@ -58,3 +59,10 @@ def parse(text: str) -> pp.Expr:
         return pp.parse(text)
     except ValueError as exc:
         raise BadData(str(exc)) from None
+
+def check_range_type(node: pp.Expr) -> None:
+    kind = value_type(node)
+    if kind not in ("scalar", "vector"):
+        shown = "range vector" if kind == "matrix" else kind
+        raise BadData(f'invalid expression type "{shown}" for range query, must be Scalar '
+                      "or instant Vector")

@@ -40,6 +40,24 @@ def record_failure(db: Runner, sql: GroupStatements, grouping: Grouping, now: fl
     db.execute(sql.fail_group, (grouping.source, grouping.key, now))
 
 
+def apply_batch(db: Runner, sql: GroupStatements, series: SeriesCache,
+                pushes: Sequence[Push]) -> list[int] | None:
+    """Every Pushgateway-API push of a batch, in its transaction: a refused one (or a failed
+    request) records its failure time, the others apply; returns the series hidden or pinned,
+    None when the batch holds no group push."""
+    touched: list[int] | None = None
+    for push in pushes:
+        group = push.group
+        if group is None:
+            continue
+        touched = touched or []
+        if push.refused is not None or group.op == "fail":
+            record_failure(db, sql, group.grouping, push.received_at)
+        else:
+            touched += apply(db, sql, series, push)
+    return touched
+
+
 def apply(db: Runner, sql: GroupStatements, series: SeriesCache, push: Push) -> list[int]:
     """A Pushgateway-API push's effect on its group, in the transaction of its samples;
     returns the series it hid or pinned."""

@@ -213,7 +213,7 @@ class PostgresWriteSession:
             newest = newest_per_source(accepted)
             conn.execute(UPSERT_SOURCES, ([s for s, _ in newest], [t for _, t in newest]))
         touched = cast(list[int], latest[0::3])
-        group_series = self._apply_groups(conn, pushes)
+        group_series = groups.apply_batch(conn.cursor(), GROUPS, self.series, pushes)
         touched += group_series or []
         if registry.pending:
             pending = registry.pending.items()
@@ -241,21 +241,6 @@ class PostgresWriteSession:
             self.registry = load_registry(conn.execute(SELECT_FAMILIES))
             self.families_version = version
         return emptied
-
-    def _apply_groups(self, conn: psycopg.Connection, pushes: Sequence[Push]) -> list[int] | None:
-        """Pushgateway-API group operations; None when the batch has none."""
-        touched: list[int] | None = None
-        cursor = conn.cursor()
-        for push in pushes:
-            group = push.group
-            if group is None:
-                continue
-            touched = touched or []
-            if push.refused is not None or group.op == "fail":
-                groups.record_failure(cursor, GROUPS, group.grouping, push.received_at)
-            else:
-                touched += groups.apply(cursor, GROUPS, self.series, push)
-        return touched
 
     def claim_purge(self, slot: int) -> bool:
         with engine_errors(self.url):

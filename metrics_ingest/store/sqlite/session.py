@@ -141,22 +141,15 @@ class SQLiteWriteSession:
                 if oldest is not None and oldest < self.blocks_frozen:
                     blocks.note_late(db, oldest)  # a push below what the blocks hold
             touched = cast(list[int], latest[0::3])  # (series_id, timestamp, value), flat
-            group_pushed = False
-            for push in pushes:
-                group = push.group
-                if group is not None:
-                    group_pushed = True
-                    if push.refused is not None or group.op == "fail":
-                        groups.record_failure(db, sql.GROUPS, group.grouping, push.received_at)
-                    else:
-                        touched += groups.apply(db, sql.GROUPS, series, push)
+            group_series = groups.apply_batch(db, sql.GROUPS, series, pushes)
+            touched += group_series or []
             if registry.pending:
                 db.executemany(sql.UPSERT_FAMILY, [(name, meta.type, meta.help)
                                                for name, meta in registry.pending.items()])
             # Alone, another connection's commit means read everything again; shared, the
             # other workers' notices say what they changed.
             change = Change(touched, reloaded and self.shared is None,
-                            dict(registry.pending) or None, group_pushed)
+                            dict(registry.pending) or None, group_series is not None)
             self._notify(change)
             db.execute("COMMIT")
             self.check()
