@@ -25,6 +25,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from metrics_ingest.app import create_app, server_options
 from metrics_ingest.config import Settings
+from metrics_ingest.model import Push, SampleGroup
 from metrics_ingest.store.postgres import migrations as pg_migrations
 from metrics_ingest.store.sqlite.session import SQLiteWriteSession
 from tests import pg_cluster
@@ -43,6 +44,19 @@ class Clock:
     def __call__(self) -> float:
         return time.time() if self.pinned is None else self.pinned
 
+
+
+def push_of(groups: list[SampleGroup], received_at: float | None = None) -> Push:
+    """A validated push of `groups`, as the intake hands it to a write session (its future
+    on the running loop, or on a throwaway one outside a test's loop)."""
+    try:
+        done = asyncio.get_running_loop().create_future()
+    except RuntimeError:
+        loop = asyncio.new_event_loop()
+        done = loop.create_future()
+        loop.close()
+    return Push(groups, sum(len(g.names) for g in groups),
+                time.time() if received_at is None else received_at, done)
 
 @pytest.fixture
 def clock() -> Clock:

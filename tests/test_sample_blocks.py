@@ -4,7 +4,6 @@ deletions, the purge and a builder racing the writer; the server builds them by 
 
 from __future__ import annotations
 
-import asyncio
 import math
 import random
 import sqlite3
@@ -19,13 +18,13 @@ import pytest
 from metrics_ingest import upkeep
 from metrics_ingest.config import Settings
 from metrics_ingest.keys import QUERIES
-from metrics_ingest.model import Push, SampleGroup
+from metrics_ingest.model import SampleGroup
 from metrics_ingest.query_pool import QueryActivity
 from metrics_ingest.store import QueryReader, WriteSession, open_store
 from metrics_ingest.store.sample_arrays import GRACE_SECONDS
 from metrics_ingest.store.sqlite import blocks
 from metrics_ingest.store.sqlite.blocks import BLOCK_SECONDS, SQLiteBlockBuilder
-from tests.conftest import poll, rows
+from tests.conftest import poll, push_of, rows
 
 HOUR = 3600
 T0 = (int(time.time()) - 6 * HOUR) // HOUR * HOUR  # the samples: 3 hours from 6 hours ago
@@ -49,11 +48,6 @@ def built(path: Path, seed: int, count: int
     session.commit([push_of(series_groups(random.Random(seed), count))])
     blocks.build_closed(builder, session, int(time.time()))
     return session, builder, reader
-
-
-def push_of(groups: list[SampleGroup]) -> Push:
-    done = asyncio.get_running_loop().create_future()
-    return Push(groups, sum(len(g.names) for g in groups), time.time(), done)
 
 
 def series_groups(rng: random.Random, count: int) -> list[SampleGroup]:

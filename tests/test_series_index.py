@@ -4,7 +4,6 @@ stored before sql/0005) equal the ones the writer makes."""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -15,16 +14,13 @@ from metrics_ingest.model import Push, SampleGroup, canonical_labels
 from metrics_ingest.store import series_cache
 from metrics_ingest.store.sqlite import migrations
 from metrics_ingest.store.sqlite.session import SQLiteWriteSession
+from tests.conftest import push_of
 
 NOW = 1_795_000_000
 
 
 def push(groups: list[SampleGroup]) -> Push:
-    loop = asyncio.new_event_loop()
-    try:
-        return Push(groups, sum(len(g.names) for g in groups), NOW, loop.create_future())
-    finally:
-        loop.close()
+    return push_of(groups, NOW)
 
 
 def job_groups(first: int, count: int, stamp: int = NOW) -> list[SampleGroup]:

@@ -5,7 +5,6 @@ cannot be synced fails the commit. Alone, SQLite syncs inside COMMIT as asked.""
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import os
 import sqlite3
@@ -18,14 +17,13 @@ from metrics_ingest.model import Push, SampleGroup
 from metrics_ingest.store import StorageError, open_store
 from metrics_ingest.store.sqlite.session import SQLiteWriteSession
 from metrics_ingest.store.sqlite.turns import CommitTurns
+from tests.conftest import push_of
 
 NORMAL, FULL = 1, 2
 
 
 def push(value: float) -> Push:
-    done = asyncio.get_running_loop().create_future()
-    return Push([SampleGroup("hpc", "{}", int(time.time()), ["load"], [value])], 1,
-                time.time(), done)
+    return push_of([SampleGroup("hpc", "{}", int(time.time()), ["load"], [value])])
 
 
 def session_of(path: Path, shared: bool, synchronous: str = "full") -> SQLiteWriteSession:
