@@ -202,8 +202,8 @@ async def blocks_context(app: web.Application) -> AsyncIterator[None]:
             waiting_since = None
             return False
         if waiting_since is None:
-            waiting_since = clock()
-        return clock() - waiting_since < BLOCKS_QUERY_PATIENCE
+            waiting_since = time.monotonic()
+        return time.monotonic() - waiting_since < BLOCKS_QUERY_PATIENCE
 
     async def catch_up() -> None:
         seen: int | None = None
@@ -222,7 +222,7 @@ async def blocks_context(app: web.Application) -> AsyncIterator[None]:
                 wrote = False
                 while clock() - changed_at >= GRACE_SECONDS and (
                         plan := await off_loop(builder.plan, int(clock()),
-                                                        int(clock()) - keep_seconds)):
+                                               int(clock()) - keep_seconds)):
                     if (await writer.call(partial(write_blocks, plan, None))
                             and plan.window is not None):
                         await window(plan)
@@ -244,5 +244,5 @@ async def blocks_context(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    await asyncio.wrap_future(thread.submit(builder.close))
+    await off_loop(builder.close)
     thread.shutdown(wait=False)

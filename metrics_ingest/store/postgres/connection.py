@@ -66,6 +66,13 @@ def discard(conn: psycopg.Connection | None) -> None:
             conn.close()
 
 
+async def discard_async(conn: psycopg.AsyncConnection | None) -> None:
+    """`discard` for an async connection."""
+    if conn is not None and not conn.closed:
+        with contextlib.suppress(psycopg.Error):
+            await conn.close()
+
+
 def broken(conn: psycopg.Connection | psycopg.AsyncConnection | None) -> bool:
     """True when the connection must be replaced (closed, or lost mid-transaction)."""
     return conn is None or conn.closed or conn.broken

@@ -6,14 +6,18 @@ notices (store/changes.py) into change records for its /metrics cache."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import psycopg
 
 from metrics_ingest.model import EVERYTHING, Change
 from metrics_ingest.store import StorageError
 from metrics_ingest.store.changes import decode_change
-from metrics_ingest.store.postgres.connection import broken, connect_async, engine_errors
+from metrics_ingest.store.postgres.connection import (
+    broken,
+    connect_async,
+    discard_async,
+    engine_errors,
+)
 from metrics_ingest.store.postgres.sql import LISTEN
 
 
@@ -56,9 +60,7 @@ class PostgresFeed:
     async def _drain(self) -> list[Change]:
         fresh = broken(self.conn)
         if fresh:
-            if self.conn is not None and not self.conn.closed:
-                with contextlib.suppress(psycopg.Error):
-                    await self.conn.close()
+            await discard_async(self.conn)
             self.conn = await self._listen()
         assert self.conn is not None
         try:
@@ -68,7 +70,7 @@ class PostgresFeed:
             await self.conn.close()
             raise
         heard, self.heard = self.heard, []
-        if fresh and self.conn is not None:
+        if fresh:
             return [EVERYTHING, *heard]
         return heard
 

@@ -5,7 +5,6 @@ connection; until the database answers again, reads raise StorageError."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Iterator, Sequence
 from typing import cast
 
@@ -19,6 +18,7 @@ from metrics_ingest.store.postgres.connection import (
     connect,
     connect_async,
     discard,
+    discard_async,
     engine_errors,
 )
 from metrics_ingest.store.postgres.sql import (
@@ -48,9 +48,7 @@ class PostgresReader:
             return cast(psycopg.AsyncConnection, self.conn)
         async with self._connecting:
             if broken(self.conn):
-                if self.conn is not None and not self.conn.closed:
-                    with contextlib.suppress(psycopg.Error):  # lost: closed, not to the GC
-                        await self.conn.close()
+                await discard_async(self.conn)  # lost: closed, not left to the GC
                 self.conn = await connect_async(self.url, "reader")
                 with engine_errors(self.url):
                     await self.conn.execute("SET default_transaction_read_only = on")
