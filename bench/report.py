@@ -160,6 +160,10 @@ BARS = [
     Bar("W13 --workers 2 vs 1", "W1 req/s with two workers ÷ one, SQLite",
         ratio(("W13", "metrics-ingest-workers-2", "req_per_s"),
               ("W13", "metrics-ingest-workers-1", "req_per_s")), 1.6, True),
+    Bar("W13 ceiling: bare aiohttp 2 vs 1", "W1 req/s of the bare aiohttp handler in two "
+        "processes on one port ÷ one, same run", ratio(("W13", "bare-aiohttp-2", "req_per_s"),
+                                                    ("W13", "bare-aiohttp-1", "req_per_s")),
+        1.6, True, informational=True),
     Bar("W14 2 replicas vs 1", "W1 req/s over two PostgreSQL replicas ÷ one",
         ratio(("W14", "metrics-ingest-postgres-x2", "req_per_s"),
               ("W14", "metrics-ingest-postgres-x1", "req_per_s")), 1.5, True),

@@ -2,7 +2,8 @@
 baseline in one run, interleaved run by run:
 
 - W12: W1 and W3 on PostgreSQL against the same on SQLite (the embedded default);
-- W13: W1 with `serve --workers 2` against one worker, on SQLite;
+- W13: W1 with `serve --workers 2` against one worker, on SQLite, and the framework's own
+  ceiling beside it: bare aiohttp (bench/bare_aiohttp.py) in two processes against one;
 - W14: W1 over two replicas sharing one PostgreSQL database against one replica.
 
 Every run starts its systems afresh (a new SQLite file or a new PostgreSQL cluster)."""
@@ -26,11 +27,13 @@ Start = Callable[[Path], Running]
 def interleaved(plan: Plan, name: str, starts: dict[str, Start], script: str,
                 make_args: Callable[[int], list[str]], connections: int,
                 measure: Callable[[Plan, Running, str, list[str], int], loadgen.LoadResult]
-                | None = None) -> dict[str, Runs]:
+                | None = None,
+                read_off: Callable[[Running], dict[str, Any]] | None = None
+                ) -> dict[str, Runs]:
     """`plan.repeat` rounds; in each, every system in turn, started afresh, the order
     reversed every other round (A B, B A, A B...: a system always second would carry
-    whatever the run before it leaves on the machine). Each run's extras: samples the
-    server committed and rows really stored."""
+    whatever the run before it leaves on the machine). Each run's extras: `read_off`'s, by
+    default the samples the server committed and the rows really stored."""
     runs = {system: Runs([], []) for system in starts}
     for number in range(plan.repeat):
         order = list(starts.items())
@@ -40,7 +43,7 @@ def interleaved(plan: Plan, name: str, starts: dict[str, Start], script: str,
                 run = measure or load
                 result = run(plan, target, script, make_args(number), connections)
                 runs[system].results.append(result)
-                runs[system].extras.append(stored(target))
+                runs[system].extras.append((read_off or stored)(target))
             finally:
                 target.stop()
     return runs
@@ -131,6 +134,14 @@ def w13(plan: Plan, peers_ok: bool) -> None:
             workdir, env={"METRICS_WORKERS": "2"})}
     runs = interleaved(plan, "w13", starts, "ingest_small.lua", lambda i: [TOKEN, ts_base(i)],
                        64)
+    record(plan, "W13", runs, "req_per_s")
+    # What a second process gives the framework alone, wrk on the same two cores: the most
+    # two workers could give (bench/README.md, "serve --workers 2 on SQLite").
+    ceiling: dict[str, Start] = {
+        "bare-aiohttp-1": systems.bare_aiohttp,
+        "bare-aiohttp-2": lambda workdir: systems.bare_aiohttp(workdir, processes=2)}
+    runs = interleaved(plan, "w13-ceiling", ceiling, "ingest_small.lua",
+                       lambda i: [TOKEN, ts_base(i)], 64, read_off=lambda target: {})
     record(plan, "W13", runs, "req_per_s")
 
 

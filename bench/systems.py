@@ -150,16 +150,18 @@ def metrics_ingest_postgres(workdir: Path, env: dict[str, str] | None = None) ->
     return running
 
 
-def bare_aiohttp(workdir: Path) -> Running:
-    """Ready when it prints that it listens (it has no GET route to poll)."""
+def bare_aiohttp(workdir: Path, processes: int = 1) -> Running:
+    """Ready when each of its processes prints that it listens (it has no GET route to
+    poll)."""
     port = free_port()
-    command = [sys.executable, str(REPO / "bench" / "bare_aiohttp.py"), "--port", str(port)]
+    command = [sys.executable, str(REPO / "bench" / "bare_aiohttp.py"), "--port", str(port),
+               "--processes", str(processes)]
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "bare-aiohttp.log"
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
-    while "listening" not in log.read_text():
+    while log.read_text().count("listening") < processes:
         if process.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"bare aiohttp did not start: {log.read_text()}")
         time.sleep(0.05)
