@@ -39,22 +39,26 @@ def main() -> None:
         return
     children = [multiprocessing.Process(target=run, args=(args.port, True))
                 for _ in range(args.processes)]
-    for child in children:
-        child.start()
 
     def stop(signum: int, frame: object) -> None:
         for child in children:
-            child.terminate()
+            if child.pid is not None:
+                child.terminate()
         for child in children:
-            child.join(5)
+            if child.pid is not None:
+                child.join(5)
         sys.exit(0)
 
+    # (before any child starts: a SIGTERM from then on stops those already running)
     signal.signal(signal.SIGTERM, stop)
+    for child in children:
+        child.start()
     for child in children:
         child.join()
 
 
 def run(port: int, reuse_port: bool) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # (a forked child: not the parent's handler)
     app = web.Application(client_max_size=10 * 1024 * 1024)
     app.router.add_post("/ingest", handle)
     factory = None
@@ -69,7 +73,7 @@ def run(port: int, reuse_port: bool) -> None:
 async def serve(app: web.Application, port: int, reuse_port: bool) -> None:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port, reuse_port=reuse_port or None).start()
+    await web.TCPSite(runner, "127.0.0.1", port, reuse_port=reuse_port).start()
     print(f"listening on http://127.0.0.1:{port}", flush=True)
     await asyncio.Event().wait()
 
