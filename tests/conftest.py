@@ -83,7 +83,8 @@ class PostgresServer:
 def postgres() -> Iterator[PostgresServer]:
     """A PostgreSQL 15 cluster from Debian's `postgresql` package: missing fails in CI
     (.ci/run installs it), skips elsewhere."""
-    cluster = pg_cluster.start_cluster({"fsync": "off", "full_page_writes": "off"})
+    cluster = pg_cluster.start_cluster({"fsync": "off", "full_page_writes": "off"},
+                                     in_memory=True)
     if cluster is None:
         if os.environ.get("CI"):
             pytest.fail("PostgreSQL is required in CI (Debian package postgresql)")

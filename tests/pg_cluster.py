@@ -110,17 +110,31 @@ class Cluster:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+def memory_directory(room: int = 8 << 30) -> str | None:
+    """/dev/shm when it is a writable directory with `room` bytes free, else None (the
+    default temporary directory)."""
+    try:
+        usage = shutil.disk_usage("/dev/shm")
+    except OSError:
+        return None
+    return "/dev/shm" if usage.free >= room and os.access("/dev/shm", os.W_OK) else None
+
+
 def has_c_utf8() -> bool:
     return any(Path(path).exists()
                for path in ("/usr/lib/locale/C.utf8", "/usr/lib/locale/C.UTF-8"))
 
 
-def start_cluster(settings: dict[str, str] | None = None) -> Cluster | None:
-    """A started cluster, or None when PostgreSQL is not installed."""
+def start_cluster(settings: dict[str, str] | None = None,
+                  in_memory: bool = False) -> Cluster | None:
+    """A started cluster, or None when PostgreSQL is not installed. `in_memory`: its files in
+    /dev/shm when that has room (the suite's cluster, which runs with fsync off anyway: its
+    hundreds of databases are made, written and removed at memory speed)."""
     bindir = find_binary("initdb")
     if bindir is None or find_binary("pg_ctl") is None:
         return None
-    cluster = Cluster(Path(bindir).resolve().parent, settings=settings or {})
+    directory = tempfile.mkdtemp(prefix="mi-pg-", dir=memory_directory() if in_memory else None)
+    cluster = Cluster(Path(bindir).resolve().parent, Path(directory), settings=settings or {})
     try:
         cluster.init()
         cluster.start()
