@@ -50,7 +50,7 @@ class Cluster:
     """One cluster: `start`, `stop`, `restart`, and `url(database)` for clients."""
 
     bindir: Path
-    directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="mi-pg-")))
+    directory: Path  # (start_cluster makes it: in /dev/shm or the default temporary one)
     port: int = field(default_factory=free_port)
     settings: dict[str, str] = field(default_factory=dict)
     pid: int | None = None
