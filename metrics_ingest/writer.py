@@ -135,13 +135,14 @@ class Writer:
 
     async def watch(self, interval: float) -> None:
         """Until cancelled: every `interval` seconds, make sure the store is still the one
-        opened (a database file deleted or replaced underneath is noticed within seconds)."""
+        opened and answers (a database file deleted or replaced underneath, or a database
+        server gone, is noticed within seconds)."""
         while self.lost is None:
             await asyncio.sleep(interval)
             try:
                 await self.call(lambda session: session.check())
-            except StoreLost as exc:
-                self._lose(exc)
+            except StorageError:
+                pass  # (the writer is marked unhealthy, or lost, by _refused)
             except Closed:
                 return
 
@@ -223,6 +224,8 @@ class Writer:
         try:
             result = command.fn(session)
         except Exception as exc:  # noqa: BLE001 - the caller handles it; the writer goes on
+            if isinstance(exc, StorageError):
+                self.loop.call_soon_threadsafe(self._refused, exc)
             self.loop.call_soon_threadsafe(reject, command.done, exc)
         else:
             self.loop.call_soon_threadsafe(resolve, command.done, result)
@@ -259,6 +262,14 @@ class Writer:
                        else PushRefused(refused))
             elif not push.done.done():
                 push.done.set_result(None)
+
+    def _refused(self, exc: StorageError) -> None:
+        """A command met a database that refuses work: unhealthy (/readyz probes) until a
+        probe or a batch succeeds."""
+        self.healthy = False
+        self.last_error = str(exc)
+        if isinstance(exc, StoreLost):
+            self._lose(exc)
 
     def _failed(self, pushes: list[Push], exc: StorageError) -> None:
         self.healthy = False

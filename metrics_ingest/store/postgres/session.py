@@ -101,8 +101,10 @@ class PostgresWriteSession:
         return self.turns.connection(0)
 
     def check(self) -> None:
-        """Nothing to check underneath: the database is the server's (a lost connection
-        fails the next write, which replaces it)."""
+        """The database answers: StorageError while it is down or unreachable (the writer is
+        then unhealthy until a probe write succeeds), so readiness falls without a push."""
+        with engine_errors(self.url):
+            self._connection().execute("SELECT 1")
 
     def turn(self) -> AbstractContextManager[None]:
         """Servers commit side by side: rows they both touch are locked per transaction."""
