@@ -6,7 +6,10 @@ to bind its own on starting, the first one up would get every connection made be
 others listen (a load balancer's or a benchmark's whole pool, kept alive for good); bound
 ahead, a connection meant for a worker still starting waits in that socket's backlog. The
 supervisor closes its copies once the worker has them, so a worker that dies takes its
-sockets with it and the kernel sends new connections to the others."""
+sockets with it and the kernel sends new connections to the others. A worker started again
+gets sockets bound but not yet listening: it listens once it serves (asyncio's
+create_server calls listen), so connections do not queue behind a worker that may fail to
+start (the database down, say) and be reset when it exits."""
 
 from __future__ import annotations
 
@@ -15,9 +18,10 @@ import socket
 BACKLOG = 128  # as aiohttp's own sites
 
 
-def bind_listeners(host: str, port: int) -> list[socket.socket]:
-    """A listening socket on every address `host` resolves to, at `port`; port 0 takes a
-    free port, the same for every address. OSError if any address cannot be bound."""
+def bind_listeners(host: str, port: int, listen: bool = True) -> list[socket.socket]:
+    """A socket on every address `host` resolves to, bound to `port` and listening unless
+    `listen` is false; port 0 takes a free port, the same for every address. OSError if any
+    address cannot be bound."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     sockets: list[socket.socket] = []
     try:
@@ -31,7 +35,8 @@ def bind_listeners(host: str, port: int) -> list[socket.socket]:
             if port == 0 and len(sockets) > 1:
                 address = (address[0], bound_port(sockets[0]), *address[2:])
             sock.bind(address)
-            sock.listen(BACKLOG)
+            if listen:
+                sock.listen(BACKLOG)
     except BaseException:
         for sock in sockets:
             sock.close()

@@ -22,13 +22,14 @@ from metrics_ingest.logs import configure_logging
 from metrics_ingest.processes import wait_for_exit
 from metrics_ingest.sdnotify import Notifier, ReadinessRelay
 from metrics_ingest.serve import SHUTDOWN_GRACE_SECONDS, run, serve_until_signalled
-from metrics_ingest.store import open_store
+from metrics_ingest.store import StorageError, open_store
 
 log = logging.getLogger("metrics_ingest.supervisor")
 
 RESTART_DELAY_SECONDS = 1.0
+LONGEST_RESTART_DELAY_SECONDS = 30.0  # (doubling from RESTART_DELAY_SECONDS per early exit)
 EARLY_EXIT_SECONDS = 10.0  # a worker that dies this soon after starting failed to start
-EARLY_EXITS_ALLOWED = 3  # in a row, before the supervisor gives up
+EARLY_EXITS_ALLOWED = 3  # in a row, with no other worker serving, before the supervisor gives up
 
 
 def worker_main(settings: Settings, index: int, sockets: list[socket.socket],
@@ -42,7 +43,11 @@ def worker_main(settings: Settings, index: int, sockets: list[socket.socket],
                      daemon=True,
                      name="stop-with-supervisor").start()
     notifier = Notifier(notify, {"WORKER": str(index)})
-    run(serve_until_signalled(settings, worker=index, notifier=notifier, sockets=sockets))
+    try:
+        run(serve_until_signalled(settings, worker=index, notifier=notifier, sockets=sockets))
+    except StorageError as exc:  # (the database unreachable as it starts, say): one line
+        log.error("worker %d stopped: %s", index, exc)
+        raise SystemExit(1) from None
 
 
 def stop_with_supervisor(supervisor: int) -> None:
@@ -65,13 +70,16 @@ class Supervisor:
         self.workers: dict[int, BaseProcess] = {}
         self.started: dict[int, float] = {}
         self.early_exits = 0
+        self.gave_up = False
         self.stopping = False
 
     def start(self, index: int, sockets: list[socket.socket] | None = None) -> None:
-        """Worker `index` on `sockets`, or on sockets bound now (a restart); this process'
-        copies are closed once the worker holds its own."""
+        """Worker `index` on `sockets`, or on sockets bound now (a restart: the worker
+        listens on them once it serves, listeners.py); this process' copies are closed once
+        the worker holds its own."""
         notify = None if self.relay is None else self.relay.address
-        sockets = sockets or bind_listeners(self.settings.host, self.settings.port)
+        sockets = sockets or bind_listeners(self.settings.host, self.settings.port,
+                                            listen=False)
         process = self.context.Process(target=worker_main,
                                        args=(self.settings, index, sockets, notify, os.getpid()),
                                        name=f"metrics-ingest-worker-{index}")
@@ -99,8 +107,16 @@ class Supervisor:
             if process.is_alive() and process.pid is not None:
                 os.kill(process.pid, signal.SIGHUP)
 
+    def pause(self, seconds: float) -> None:
+        """Sleep up to `seconds`, ended early by a stop (a signal handler sets `stopping`)."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < deadline:
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+
     def watch(self) -> int:
-        """Until stopped: restart workers that die. Then wait for all; the exit code."""
+        """Until stopped: restart workers that die (a worker that keeps failing to start
+        waits longer each time while the others serve; with none serving, the supervisor
+        gives up). Then wait for all; the exit code."""
         while not self.stopping:
             alive = {process.sentinel: index for index, process in self.workers.items()}
             for sentinel in multiprocessing.connection.wait(list(alive), timeout=0.5):
@@ -110,18 +126,25 @@ class Supervisor:
                     break
                 early = time.monotonic() - self.started[index] < EARLY_EXIT_SECONDS
                 self.early_exits = self.early_exits + 1 if early else 0
-                if self.early_exits >= EARLY_EXITS_ALLOWED:
+                serving = any(process.is_alive() for other, process in self.workers.items()
+                              if other != index)
+                if self.early_exits >= EARLY_EXITS_ALLOWED and not serving:
                     log.error("worker %d exited (code %s) %d times right after starting; "
                               "stopping", index, code, self.early_exits)
+                    self.gave_up = True
                     self.stop(signal.SIGTERM, None)
                     break
-                log.error("worker %d exited (code %s); starting it again", index, code)
-                time.sleep(RESTART_DELAY_SECONDS)
+                delay = min(RESTART_DELAY_SECONDS * 2 ** max(0, self.early_exits - 1),
+                            LONGEST_RESTART_DELAY_SECONDS)
+                log.error("worker %d exited (code %s); starting it again in %.0f s", index,
+                          code, delay)
+                self.pause(delay)
                 if not self.stopping:
                     try:
                         self.start(index)
                     except OSError as exc:  # its port taken meanwhile: nothing to serve on
                         log.error("worker %d cannot listen again: %s; stopping", index, exc)
+                        self.gave_up = True
                         self.stop(signal.SIGTERM, None)
                         break
         failed = 0
@@ -132,7 +155,7 @@ class Supervisor:
                 process.kill()
                 process.join(5)
             failed += process.exitcode != 0
-        return 1 if failed or self.early_exits >= EARLY_EXITS_ALLOWED else 0
+        return 1 if failed or self.gave_up else 0
 
 
 def serve_workers(settings: Settings, notifier: Notifier | None = None) -> int:

@@ -125,6 +125,34 @@ async def test_a_sigkilled_worker_loses_nothing_and_is_started_again(
           f"unknown outcome {len(load.dropped)}")
 
 
+async def test_a_worker_that_cannot_start_while_postgres_is_down_does_not_stop_the_other(
+        service_factory: Callable[..., Service], postgres: PostgresServer) -> None:
+    service = started(service_factory, db=postgres.new_database())
+    first, second = worker_pids(service)
+    await asyncio.to_thread(postgres.cluster.stop, "fast")
+    try:
+        os.kill(first, signal.SIGKILL)
+        # Its restarts fail at once (no database): three in a row, each waited out longer.
+        await asyncio.to_thread(wait_until, lambda: service.log().count("stopped: PostgreSQL")
+                                >= 3, 30, "three failed restarts of the killed worker")
+        assert service.process.poll() is None, "the supervisor gave up with a worker serving"
+        assert second in worker_pids(service)
+        status, body = await fresh_connection("POST", service.url + "/ingest",
+                                              json={"source": "s", "metrics": {"m": 1}})
+        assert status == 503, body  # the surviving worker answers, the database is down
+        assert "starting it again in 4 s" in service.log()
+        assert "Traceback" not in service.log()
+    finally:
+        await asyncio.to_thread(postgres.cluster.start)
+    await asyncio.to_thread(wait_until, lambda: service.log().count("listening on") >= 3, 60,
+                            "the killed worker to start once the database is back")
+    status, _ = await fresh_connection("POST", service.url + "/ingest",
+                                       json={"source": "s", "metrics": {"m": 1}})
+    assert status == 200
+    service.process.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(service.process.wait, 30) == 0
+
+
 async def test_a_database_locked_from_outside_gets_503_not_500_or_a_hang(
         service_factory: Callable[..., Service]) -> None:
     service = started(service_factory)
