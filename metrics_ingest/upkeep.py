@@ -90,6 +90,7 @@ async def expiry_context(app: web.Application) -> AsyncIterator[None]:
     clock = app[CLOCK]
 
     async def sweep() -> None:
+        failing = False  # (a database down for minutes is said once, and its end once)
         while True:
             await asyncio.sleep(EXPIRY_SECONDS)
             try:
@@ -97,8 +98,14 @@ async def expiry_context(app: web.Application) -> AsyncIterator[None]:
             except Closed:
                 return
             except StorageError as exc:
-                log.warning("group expiry: %s (trying again in %.0f s)", exc, EXPIRY_SECONDS)
+                if not failing:
+                    log.warning("group expiry: %s (trying again every %.0f s)", exc,
+                                EXPIRY_SECONDS)
+                failing = True
                 continue
+            if failing:
+                log.info("group expiry: working again")
+                failing = False
             if change is not None:
                 log.info("%d series of expired push groups no longer exported",
                          len(change.series))
