@@ -1,4 +1,5 @@
-"""metrics-ingest: a push endpoint for metrics; HTTP in, SQLite inside, Prometheus and JSON out.
+"""metrics-ingest: a push endpoint for metrics; HTTP in, SQLite or PostgreSQL inside,
+Prometheus and JSON out.
 
 A push's way in, one file a step:
 1. http/intake.py: the body read within its limits, the format's parser run, the push

@@ -36,7 +36,8 @@ FLAG_NAMES = {"purge": {"retention_days": "--days"}}
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="metrics-ingest",
-        description="Push endpoint for metrics: HTTP in, SQLite inside, Prometheus and JSON out.",
+        description="Push endpoint for metrics: HTTP in, SQLite or PostgreSQL inside, Prometheus "
+                    "and JSON out.",
     )
     parser.add_argument("--version", action="version", version=f"metrics-ingest {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -48,11 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = commands.add_parser("db", help="database commands")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
-    migrate = db_commands.add_parser("migrate", help="apply the sql/ migrations (idempotent)")
-    migrate.add_argument("--db", dest="db_path", help=DB_OPTION.help)
+    about = "apply the schema migrations (sql/ for SQLite, sql/postgres/ for PostgreSQL; " \
+            "idempotent)"
+    migrate = db_commands.add_parser("migrate", help=about, description=about)
+    add_db_argument(migrate)
     query = db_commands.add_parser("query", help="run ad-hoc SQL and print the result")
     query.add_argument("sql", help='e.g. "SELECT * FROM metrics LIMIT 10"')
-    query.add_argument("--db", dest="db_path", help=DB_OPTION.help)
+    add_db_argument(query)
     query.add_argument("--json", action="store_true", help="print a JSON array of objects")
 
     commands.add_parser("push", add_help=False,
@@ -66,13 +69,19 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("--start", help="only samples at or after this time "
                         "(Unix seconds or RFC 3339)")
     delete.add_argument("--end", help="only samples at or before this time")
-    delete.add_argument("--db", dest="db_path", help=DB_OPTION.help)
+    add_db_argument(delete)
 
     purge = commands.add_parser("purge", help="delete expired samples now and print the count")
     purge.add_argument("--days", dest="retention_days", help="keep this many days "
                        "(default METRICS_RETENTION_DAYS or 7)")
-    purge.add_argument("--db", dest="db_path", help=DB_OPTION.help)
+    add_db_argument(purge)
     return parser
+
+
+def add_db_argument(parser: argparse.ArgumentParser) -> None:
+    """--db as serve spells it, for the commands that take only the database."""
+    parser.add_argument("--db", dest="db_path", metavar=DB_OPTION.env,
+                        help=f"{DB_OPTION.help} (env {DB_OPTION.env})")
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -108,9 +117,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def with_push_token(settings: Settings) -> Settings:
-    """Use the configured tokens, or the one remembered next to the database (made once)."""
+    """Use the configured tokens, or the one remembered next to the SQLite file (made once).
+    Raises ConfigError for a PostgreSQL database without one: replicas would each make
+    their own (in their own directory) and refuse each other's pushes."""
     if settings.auth_tokens or settings.tokens_file is not None:
         return settings
+    if settings.db_url is not None:
+        raise ConfigError("METRICS_AUTH_TOKEN is not set and the database is PostgreSQL: set "
+                          "METRICS_AUTH_TOKEN (the same on every replica) or "
+                          "METRICS_TOKENS_FILE")
     token, path, created = remembered_token(settings.db_path)
     log.warning("METRICS_AUTH_TOKEN is not set: %s the push token in %s",
                 "generated" if created else "using", path)
@@ -154,6 +169,10 @@ def db_query(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def format_table(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
     """A plain aligned text table, with the row count underneath."""
     if not columns:
@@ -174,9 +193,8 @@ def purge(settings: Settings, args: argparse.Namespace) -> int:
     store = open_store(settings.database)
     store.migrate()
     deleted = run(retention.purge_store(store, settings.retention_days, time.time()))
-    sys.stdout.write(
-        f"purged {deleted} samples older than {settings.retention_days} days "
-        f"from {store.location}\n")
+    sys.stdout.write(f"purged {plural(deleted, 'sample')} older than "
+                     f"{plural(settings.retention_days, 'day')} from {store.location}\n")
     return 0
 
 

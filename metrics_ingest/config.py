@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from cronsim import CronSim, CronSimError
 
+from metrics_ingest.database_url import POSTGRES_SCHEMES, checked_url
+
 LogFormat = Literal["text", "json", "journal"]
 Synchronous = Literal["full", "normal"]
 InfluxStringFields = Literal["skip", "reject"]
@@ -117,8 +119,13 @@ class DatabaseUrl(str):
 
 def _location(raw: str) -> Path | DatabaseUrl:
     text = _text(raw)
-    if text.startswith(("postgresql://", "postgres://")):
-        return DatabaseUrl(text)
+    if text.startswith(POSTGRES_SCHEMES):
+        return DatabaseUrl(checked_url(text))
+    scheme, colon, rest = text.partition(":")
+    if colon and scheme.lower() in ("postgresql", "postgres"):
+        slashes = rest[:len(rest) - len(rest.lstrip("/"))]
+        raise ValueError("must be a postgresql:// URL (two slashes, the scheme in lower case) "
+                         f"or a file path (./ before a file so named), got {scheme}:{slashes}...")
     if "://" in text:
         raise ValueError("must be a file path or a postgresql:// URL, got "
                          f"{text.partition('://')[0]}://...")
@@ -162,9 +169,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("port", "METRICS_PORT", "--port", _integer(0, 65535),
            "port to listen on (0 picks a free one, logged at start)"),
     Option("db_path", "METRICS_DB_PATH", "--db", _location,
-           "SQLite database file, or a postgresql:// URL (password also from PGPASSWORD)"),
+           "SQLite database file, or a postgresql:// URL (the password in it, in PGPASSWORD "
+           "or in ~/.pgpass; never logged)"),
     Option("auth_tokens", "METRICS_AUTH_TOKEN", "--auth-token", parse_token_list,
-           "bearer token(s) for pushes, comma-separated"),
+           "bearer token(s) for pushes, comma-separated (unset: one generated next to an "
+           "SQLite file; with PostgreSQL, set this or --tokens-file)"),
     Option("read_token", "METRICS_READ_TOKEN", "--read-token", _text,
            "bearer token required by read endpoints"),
     Option("admin_token", "METRICS_ADMIN_TOKEN", "--admin-token", _text,
@@ -201,7 +210,8 @@ OPTIONS: tuple[Option, ...] = (
            _integer(1), "most samples committed in one transaction (a bigger push is "
            "committed alone, its series made ahead in slices)"),
     Option("synchronous", "METRICS_SYNCHRONOUS", "--synchronous", _choice("full", "normal"),
-           "full: a 200 survives power loss; normal: survives a process crash only"),
+           "SQLite only (PostgreSQL's commits follow its synchronous_commit): full: a 200 "
+           "survives power loss; normal: survives a process crash only"),
     Option("keepalive_timeout", "METRICS_KEEPALIVE_TIMEOUT", "--keepalive-timeout",
            _integer(1, 86400), "seconds an idle connection stays open"),
     Option("header_timeout", "METRICS_HEADER_TIMEOUT", "--header-timeout", _integer(1, 3600),

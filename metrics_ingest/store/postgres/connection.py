@@ -7,10 +7,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
+from metrics_ingest.database_url import redact_url, scrub_url
 from metrics_ingest.store import StorageError
 
 URL_SCHEMES = ("postgresql://", "postgres://")
@@ -22,13 +22,11 @@ def is_url(location: str) -> bool:
 
 
 def redact(url: str) -> str:
-    """The URL with its password (if any) replaced by ***, for logs and messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    """The URL with its passwords (user information, `password=` and `sslpassword=` in the
+    query string) replaced by ***, the rest readable, for logs and messages. The reading is
+    database_url.py's, which the settings validate the URL with (an unencoded @ in a password
+    is refused there)."""
+    return redact_url(url)
 
 
 def connect(url: str, purpose: str) -> psycopg.Connection:
@@ -47,14 +45,12 @@ async def connect_async(url: str, purpose: str) -> psycopg.AsyncConnection:
 
 @contextmanager
 def engine_errors(url: str) -> Iterator[None]:
-    """psycopg's errors as StorageError, in PostgreSQL's words, the URL's password removed."""
+    """psycopg's errors as StorageError, in PostgreSQL's words, the URL's passwords (as
+    written, percent-decoded, or in the URL echoed whole) replaced by ***."""
     try:
         yield
     except psycopg.Error as exc:
-        text = str(exc).strip() or type(exc).__name__
-        parts = urlsplit(url)
-        if parts.password:
-            text = text.replace(parts.password, "***")
+        text = scrub_url(str(exc).strip(), url) or type(exc).__name__
         raise StorageError(f"PostgreSQL: {text}") from exc
 
 
