@@ -159,15 +159,33 @@ async def export_context(app: web.Application) -> AsyncIterator[None]:
     tasks = [asyncio.create_task(export.render_in_background(), name="export-renderer")]
     if feed is not None:
         tasks.append(asyncio.create_task(follow(feed, export), name="change-feed"))
+    for task in tasks:
+        task.add_done_callback(report_death)
     yield
     async with export.lock:  # no render is running (a thread cannot be cancelled) ...
-        for task in tasks:  # ... so the renderer waits for work, and stops there
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        died = await cancel(tasks)  # ... so the renderer waits for work, and stops there
         await asyncio.to_thread(reader.close)
         if feed is not None:
             await feed.close()
+    if died is not None:
+        raise died  # a bug, logged when it happened: the server did not stop cleanly
+
+
+def report_death(task: asyncio.Task[None]) -> None:
+    """Log a background task that ended before it was cancelled, when it happens: only a bug
+    ends one (they ride out storage errors); scrapes still render and drain themselves."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s died; the server goes on without it", task.get_name(),
+                  exc_info=task.exception())
+
+
+async def cancel(tasks: list[asyncio.Task[None]]) -> BaseException | None:
+    """Cancel the tasks and wait for them; the first error one died of, if any."""
+    for task in tasks:
+        task.cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    return next((result for result in results if isinstance(result, BaseException)
+                 and not isinstance(result, asyncio.CancelledError)), None)
 
 
 async def follow(feed: ChangeFeed, export: ExportCache) -> None:

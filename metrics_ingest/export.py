@@ -13,6 +13,7 @@ sorted, as their structure needs.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -27,7 +28,9 @@ from metrics_ingest.formats.stored import (
     render_structured,
 )
 from metrics_ingest.model import Change, FamilyMeta
-from metrics_ingest.store import ExportReader, ExportRow, GroupTimes
+from metrics_ingest.store import ExportReader, ExportRow, GroupTimes, StorageError
+
+log = logging.getLogger("metrics_ingest.export")
 
 RANGE_BITS = 10
 MAX_DIRTY = 100_000  # beyond this many dirty ranges, a scrape reads everything
@@ -114,20 +117,38 @@ class ExportCache:
 
     async def render_in_background(self) -> None:
         """Until cancelled: render changes as they come, at most every BACKGROUND_SECONDS,
-        in the formats scraped so far (text 0.0.4 before the first scrape)."""
+        in the formats scraped so far (text 0.0.4 before the first scrape). While the
+        database cannot be read, the changes stay pending (see `_catch_up`) and are tried
+        again every BACKGROUND_SECONDS: one warning when that starts, one line when it ends.
+        Any other error ends it (app.py reports that)."""
+        failing = False
         while True:
             await self.changed.wait()
             await asyncio.sleep(BACKGROUND_SECONDS)  # gather a second of changes
             self.changed.clear()
-            since = int(self.clock()) - self.window
-            async with self.lock:
-                await self._catch_up(since)
-                if not self.rendered:
-                    await self._bring_up_to_date(TEXT, since)
+            try:
+                await self._render_pending()
+            except StorageError as exc:
+                if not failing:
+                    log.warning("/metrics renderer: %s (trying again every %.0f s)", exc,
+                                BACKGROUND_SECONDS)
+                failing = True
+                self.changed.set()  # what is pending is still to render
+                continue
+            if failing:
+                log.info("/metrics renderer: the database can be read again")
+            failing = False
+
+    async def _render_pending(self) -> None:
+        since = int(self.clock()) - self.window
+        async with self.lock:
+            await self._catch_up(since)
+            if not self.rendered:
+                await self._bring_up_to_date(TEXT, since)
 
     async def _catch_up(self, since: int) -> None:
         """Apply what the change records said to every format rendered so far; the caller
-        holds the lock."""
+        holds the lock. On failure nothing is lost: the next call reads everything."""
         dirty, everything, groups_changed = self.dirty, self.everything, self.groups_changed
         self.dirty, self.everything, self.groups_changed = set(), False, False
         try:

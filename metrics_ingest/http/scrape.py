@@ -7,6 +7,7 @@ scrapes the stored series once and every replica's own metrics (README, "Replica
 from __future__ import annotations
 
 import asyncio
+import logging
 import zlib
 
 from aiohttp import hdrs, web
@@ -16,6 +17,8 @@ from metrics_ingest.http.errors import BadRequest
 from metrics_ingest.keys import CLOCK, CORS_HEADERS, EXPORT, READER, STORE, TELEMETRY, WRITER
 from metrics_ingest.model import shorten
 from metrics_ingest.store import StorageError
+
+log = logging.getLogger("metrics_ingest.http")
 
 # Bodies up to this size are sent in one piece; larger ones are written as they are handed
 # over, in writes of about this size, so a million series are never joined into one copy.
@@ -47,11 +50,14 @@ def coalesced(pieces: list[bytes]) -> list[bytes]:
 
 
 async def series_counts(app: web.Application) -> dict[str, int]:
-    """The series per source, or none while the database cannot be read (the service's own
-    metrics are still served then)."""
+    """The series per source. While the database cannot be read (the reader has already
+    tried a new connection): none, and a warning per scrape. The service's own metrics
+    matter most then, so the scrape still answers; `metrics_ingest_series` goes stale in
+    Prometheus (a gap, never a made-up count)."""
     try:
         return await app[READER].series_counts()
-    except StorageError:
+    except StorageError as exc:
+        log.warning("/metrics without metrics_ingest_series: %s", exc)
         return {}
 
 

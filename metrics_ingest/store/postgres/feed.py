@@ -18,6 +18,7 @@ from metrics_ingest.store.postgres.connection import (
     discard_async,
     engine_errors,
 )
+from metrics_ingest.store.postgres.reader import lost, reading_again
 from metrics_ingest.store.postgres.sql import LISTEN
 
 
@@ -53,11 +54,23 @@ class PostgresFeed:
         """Every change other servers committed before this call (one round trip: the
         server delivers a listener's pending notices before answering it). After the
         connection was lost, notices may have been missed: the first drain on a new one
-        says read everything. Raises StorageError while the database cannot be reached."""
+        says read everything. A connection found lost (as after a restart of PostgreSQL) is
+        replaced at once, within the call. Raises StorageError while the database cannot be
+        reached."""
         async with self._draining:
             return await self._drain()
 
     async def _drain(self) -> list[Change]:
+        usable = not broken(self.conn)
+        try:
+            return await self._drain_once()
+        except StorageError as exc:
+            if not lost(self.conn, usable):
+                raise
+            reading_again("change feed", exc)
+        return await self._drain_once()  # on a new connection: says read everything
+
+    async def _drain_once(self) -> list[Change]:
         fresh = broken(self.conn)
         if fresh:
             await discard_async(self.conn)

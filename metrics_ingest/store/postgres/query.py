@@ -1,19 +1,20 @@
 """The PostgreSQL query reader: a blocking read-only connection that PromQL evaluates from,
-on the query threads. It reconnects after a lost connection; until the database answers
-again, reads raise StorageError."""
+on the query threads. It reconnects after a lost connection, a read that finds it lost runs
+once more on a new one (reader.BlockingReader); until the database answers again, reads
+raise StorageError."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import psycopg
 
 from metrics_ingest.model import FamilyMeta
 from metrics_ingest.store import QuerySeries, SeriesSamples, samples_by_series
 from metrics_ingest.store.batch import SELECT_FAMILIES
-from metrics_ingest.store.postgres.connection import broken, connect, discard, engine_errors
+from metrics_ingest.store.postgres.connection import engine_errors
+from metrics_ingest.store.postgres.reader import BlockingReader
 from metrics_ingest.store.sample_arrays import SampleArrays, arrays_of_pairs, joined
 
 SELECT_SERIES_NAMED = (
@@ -93,50 +94,42 @@ SELECT_SAMPLE_PAIRS = (
 SET_TIMEOUT = "SELECT set_config('statement_timeout', %s, false)"
 
 
-class PostgresQueryReader:
+class PostgresQueryReader(BlockingReader):
     """The store's QueryReader (see store.QueryReader); one thread uses it at a time. A
     deadline becomes each statement's statement_timeout."""
 
+    purpose = "query"
+
     def __init__(self, url: str) -> None:
-        self.url = url
-        self.conn: psycopg.Connection | None = None
+        super().__init__(url)
         self.deadline: float | None = None
         self.timeout_ms = 0  # the statement_timeout in force on the connection
 
+    def _opened(self, conn: psycopg.Connection) -> None:
+        super()._opened(conn)
+        self.timeout_ms = 0
+
     def _connection(self) -> psycopg.Connection:
-        if broken(self.conn):
-            discard(self.conn)
-            self.conn = connect(self.url, "query")
-            self.timeout_ms = 0
-            with engine_errors(self.url):
-                self.conn.execute("SET default_transaction_read_only = on")
-        assert self.conn is not None
+        conn = super()._connection()
         wanted = 0
         if self.deadline is not None:
             wanted = max(1, int((self.deadline - time.monotonic()) * 1000))
         if wanted != self.timeout_ms:
             with engine_errors(self.url):
-                self.conn.execute(SET_TIMEOUT, (str(wanted),))
+                conn.execute(SET_TIMEOUT, (str(wanted),))
             self.timeout_ms = wanted
-        return self.conn
+        return conn
 
     def set_deadline(self, deadline: float | None) -> None:
         self.deadline = deadline
 
     def series(self, name: str | None, since: int) -> list[QuerySeries]:
-        conn = self._connection()
-        with engine_errors(self.url):
-            if name is None:
-                rows = conn.execute(SELECT_SERIES_ALL, (since,)).fetchall()
-            else:
-                rows = conn.execute(SELECT_SERIES_NAMED, (name, since)).fetchall()
+        rows = (self._rows(SELECT_SERIES_ALL, (since,)) if name is None
+                else self._rows(SELECT_SERIES_NAMED, (name, since)))
         return [QuerySeries(*row) for row in rows]
 
     def name_sources(self, since: int) -> list[tuple[str, str]]:
-        conn = self._connection()
-        with engine_errors(self.url):
-            rows = conn.execute(SELECT_NAME_SOURCES, (since,)).fetchall()
-        return [(name, source) for name, source in rows]
+        return [(name, source) for name, source in self._rows(SELECT_NAME_SOURCES, (since,))]
 
     def series_named(self, names: Sequence[str], since: int) -> list[QuerySeries]:
         return [QuerySeries(*row) for row in self._rows(SELECT_SERIES_NAMES,
@@ -163,19 +156,16 @@ class PostgresQueryReader:
     def label_names(self, since: int) -> list[str]:
         return [row[0] for row in self._rows(SELECT_LABEL_NAMES, (since,))]
 
-    def _rows(self, sql: str, params: Any) -> list[tuple[Any, ...]]:
-        conn = self._connection()
-        with engine_errors(self.url):
-            return conn.execute(sql, params).fetchall()
-
     def samples(self, ids: Sequence[int], start: int, end: int) -> dict[int, SeriesSamples]:
-        found: dict[int, SeriesSamples] = {}
         if not ids:
-            return found
-        conn = self._connection()
-        with engine_errors(self.url):
+            return {}
+
+        def read(conn: psycopg.Connection) -> dict[int, SeriesSamples]:
+            found: dict[int, SeriesSamples] = {}
             samples_by_series(conn.execute(SELECT_SAMPLES, (start, end, list(ids))), found)
-        return found
+            return found
+
+        return self._read(read)
 
     def sample_arrays(self, ids: Sequence[int], start: int, end: int) -> SampleArrays:
         if not ids:
@@ -187,20 +177,11 @@ class PostgresQueryReader:
         found: dict[int, list[int]] = {}
         if not ids:
             return found
-        conn = self._connection()
-        with engine_errors(self.url):
-            for series_id, timestamp in conn.execute(SELECT_STALE_MARKERS,
-                                                     (list(ids), start, end)).fetchall():
-                found.setdefault(series_id, []).append(timestamp)
+        for series_id, timestamp in self._rows(SELECT_STALE_MARKERS, (list(ids), start, end)):
+            found.setdefault(series_id, []).append(timestamp)
         return found
 
     def families(self) -> dict[str, FamilyMeta]:
-        conn = self._connection()
-        with engine_errors(self.url):
-            return {name: FamilyMeta(kind, text)
-                    for name, kind, text in conn.execute(SELECT_FAMILIES).fetchall()}
-
-    def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
+        return {name: FamilyMeta(kind, text)
+                for name, kind, text in self._rows(SELECT_FAMILIES)}
 

@@ -1,17 +1,20 @@
 """The PostgreSQL read sessions: an async connection for the handlers' queries and a
 blocking one that /metrics renders from on a thread. Both reconnect after a lost
-connection; until the database answers again, reads raise StorageError."""
+connection, and a read that finds its connection lost (as the first one after a restart of
+PostgreSQL does) runs once more on a new one; until the database answers again, reads
+raise StorageError."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
-from typing import cast
+import logging
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any, TypeVar, cast
 
 import psycopg
 
 from metrics_ingest.model import FamilyMeta
-from metrics_ingest.store import ExportRow, GroupTimes, StoredSample
+from metrics_ingest.store import ExportRow, GroupTimes, StorageError, StoredSample
 from metrics_ingest.store.batch import SELECT_FAMILIES
 from metrics_ingest.store.postgres.connection import (
     broken,
@@ -31,10 +34,71 @@ from metrics_ingest.store.postgres.sql import (
 )
 
 FETCH_ROWS = 4096
+READ_ONLY = "SET default_transaction_read_only = on"
+
+T = TypeVar("T")
+log = logging.getLogger("metrics_ingest.store")
+
+
+def lost(conn: psycopg.Connection | psycopg.AsyncConnection | None, usable: bool) -> bool:
+    """True when a read failed because its connection was lost: it looked usable before
+    the read and is broken now. Anything else (a statement timeout, the database down
+    when connecting, a new connection failing at once) is the read's own failure."""
+    return usable and broken(conn)
+
+
+def reading_again(purpose: str, exc: StorageError) -> None:
+    log.info("%s connection lost (%s): reading again on a new one", purpose, exc)
+
+
+class BlockingReader:
+    """A blocking read-only connection, used by one thread at a time. `_read` runs a read
+    on it, once more on a new connection when it was found lost (reads are idempotent)."""
+
+    purpose = "read"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.conn: psycopg.Connection | None = None
+
+    def _connection(self) -> psycopg.Connection:
+        if broken(self.conn):
+            discard(self.conn)
+            self.conn = connect(self.url, self.purpose)
+            self._opened(self.conn)
+        assert self.conn is not None
+        return self.conn
+
+    def _opened(self, conn: psycopg.Connection) -> None:
+        """Set up a new connection: read-only."""
+        with engine_errors(self.url):
+            conn.execute(READ_ONLY)
+
+    def _read(self, read: Callable[[psycopg.Connection], T]) -> T:
+        """`read` on the connection; StorageError when it fails on a new one too."""
+        usable = not broken(self.conn)
+        try:
+            with engine_errors(self.url):
+                return read(self._connection())
+        except StorageError as exc:
+            if not lost(self.conn, usable):
+                raise
+            reading_again(self.purpose, exc)
+        with engine_errors(self.url):
+            return read(self._connection())
+
+    def _rows(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        return self._read(lambda conn: conn.execute(sql, params).fetchall())
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
 
 
 class PostgresReader:
     """The store's ReadSession (see store.ReadSession), in read-only transactions."""
+
+    purpose = "reader"
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -49,32 +113,46 @@ class PostgresReader:
         async with self._connecting:
             if broken(self.conn):
                 await discard_async(self.conn)  # lost: closed, not left to the GC
-                self.conn = await connect_async(self.url, "reader")
+                self.conn = await connect_async(self.url, self.purpose)
                 with engine_errors(self.url):
-                    await self.conn.execute("SET default_transaction_read_only = on")
+                    await self.conn.execute(READ_ONLY)
         assert self.conn is not None
         return self.conn
+
+    async def _read(self, read: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
+        """`read` on the connection, once more on a new one when it was found lost;
+        StorageError when it fails on a new one too."""
+        before = self.conn  # what _connection returns when usable (it does not await then)
+        usable = not broken(before)
+        try:
+            with engine_errors(self.url):
+                return await read(await self._connection())
+        except StorageError as exc:
+            if not lost(before, usable):
+                raise
+            reading_again(self.purpose, exc)
+        with engine_errors(self.url):
+            return await read(await self._connection())
+
+    async def _rows(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        async def read(conn: psycopg.AsyncConnection) -> list[tuple[Any, ...]]:
+            cursor = await conn.execute(sql, params)
+            return await cursor.fetchall()
+
+        return await self._read(read)
 
     async def recent_samples(self, since: int, source: str | None, metric: str | None,
                              limit: int) -> list[StoredSample]:
         params = {"since": since, "source": source, "metric": metric, "limit": limit}
-        conn = await self._connection()
-        with engine_errors(self.url):
-            cursor = await conn.execute(SELECT_RECENT_SAMPLES, params)
-            rows = await cursor.fetchall()
+        rows = await self._rows(SELECT_RECENT_SAMPLES, params)
         return [StoredSample(*row) for row in rows]
 
     async def series_counts(self) -> dict[str, int]:
-        conn = await self._connection()
-        with engine_errors(self.url):
-            cursor = await conn.execute(SELECT_ALL_SOURCE_SERIES)
-            return {source: int(count) for source, count in await cursor.fetchall()}
+        rows = await self._rows(SELECT_ALL_SOURCE_SERIES)
+        return {source: int(count) for source, count in rows}
 
     async def active_sources(self, since: int) -> list[str]:
-        conn = await self._connection()
-        with engine_errors(self.url):
-            cursor = await conn.execute(SELECT_ACTIVE_SOURCES, (since,))
-            rows = await cursor.fetchall()
+        rows = await self._rows(SELECT_ACTIVE_SOURCES, (since,))
         return [row[0] for row in rows]
 
     async def close(self) -> None:
@@ -83,50 +161,44 @@ class PostgresReader:
                 await self.conn.close()
 
 
-class PostgresExportReader:
+class PostgresExportReader(BlockingReader):
     """The store's ExportReader (see store.ExportReader); one thread uses it at a time."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.conn: psycopg.Connection | None = None
-
-    def _connection(self) -> psycopg.Connection:
-        if broken(self.conn):
-            discard(self.conn)
-            self.conn = connect(self.url, "export")
-            with engine_errors(self.url):
-                self.conn.execute("SET default_transaction_read_only = on")
-        assert self.conn is not None
-        return self.conn
+    purpose = "export"
 
     def rows_between(self, first: int, last: int, since: int) -> Iterator[ExportRow]:
-        """Through a server-side cursor, FETCH_ROWS at a time, in one read transaction."""
+        """Through a server-side cursor, FETCH_ROWS at a time, in one read transaction; on a
+        new connection once when the connection was found lost before the first rows."""
+        usable = not broken(self.conn)
+        started = False
+        try:
+            for batch in self._batches(first, last, since):
+                started = True
+                yield from batch
+            return
+        except StorageError as exc:
+            if started or not lost(self.conn, usable):
+                raise
+            reading_again(self.purpose, exc)
+        for batch in self._batches(first, last, since):
+            yield from batch
+
+    def _batches(self, first: int, last: int, since: int) -> Iterator[list[ExportRow]]:
         conn = self._connection()
         with engine_errors(self.url), conn.transaction():
             cursor = conn.cursor(name="export_rows")
             cursor.itersize = FETCH_ROWS
             cursor.execute(SELECT_EXPORTED_BETWEEN, (first, last, since))
             while rows := cursor.fetchmany(FETCH_ROWS):
-                yield from cast(list[ExportRow], rows)
+                yield cast(list[ExportRow], rows)
             cursor.close()
 
     def rows_named(self, names: Sequence[str], since: int) -> list[ExportRow]:
-        conn = self._connection()
-        with engine_errors(self.url):
-            rows = conn.execute(SELECT_EXPORTED_NAMED, (list(names), since)).fetchall()
-        return cast(list[ExportRow], rows)
+        return cast(list[ExportRow], self._rows(SELECT_EXPORTED_NAMED, (list(names), since)))
 
     def families(self) -> dict[str, FamilyMeta]:
-        conn = self._connection()
-        with engine_errors(self.url):
-            return {name: FamilyMeta(kind, text)
-                    for name, kind, text in conn.execute(SELECT_FAMILIES).fetchall()}
+        return {name: FamilyMeta(kind, text)
+                for name, kind, text in self._rows(SELECT_FAMILIES)}
 
     def groups(self) -> list[GroupTimes]:
-        conn = self._connection()
-        with engine_errors(self.url):
-            return [GroupTimes(*row) for row in conn.execute(SELECT_GROUPS).fetchall()]
-
-    def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
+        return [GroupTimes(*row) for row in self._rows(SELECT_GROUPS)]

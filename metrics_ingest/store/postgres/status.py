@@ -1,10 +1,10 @@
-"""The PostgreSQL status reader: the query reader's read-only connection with the few reads
-the status page adds (sources, groups, one source's series)."""
+"""The PostgreSQL status reader: the query reader's read-only connection (a lost one replaced,
+its read run again) with the few reads the status page adds (sources, groups, one source's
+series)."""
 
 from __future__ import annotations
 
 from metrics_ingest.store import GroupTimes, SourceSeries
-from metrics_ingest.store.postgres.connection import engine_errors
 from metrics_ingest.store.postgres.query import PostgresQueryReader
 from metrics_ingest.store.postgres.sql import SELECT_ALL_SOURCE_SERIES, SELECT_GROUPS
 
@@ -20,24 +20,13 @@ class PostgresStatusReader(PostgresQueryReader):
     """The store's StatusReader (see store.StatusReader)."""
 
     def source_times(self) -> dict[str, int]:
-        conn = self._connection()
-        with engine_errors(self.url):
-            return {source: int(newest) for source, newest
-                    in conn.execute(SELECT_SOURCE_TIMES).fetchall()}
+        return {source: int(newest) for source, newest in self._rows(SELECT_SOURCE_TIMES)}
 
     def series_counts(self) -> dict[str, int]:
-        conn = self._connection()
-        with engine_errors(self.url):
-            return {source: int(count) for source, count
-                    in conn.execute(SELECT_ALL_SOURCE_SERIES).fetchall()}
+        return {source: int(count) for source, count in self._rows(SELECT_ALL_SOURCE_SERIES)}
 
     def groups(self) -> list[GroupTimes]:
-        conn = self._connection()
-        with engine_errors(self.url):
-            return [GroupTimes(*row) for row in conn.execute(SELECT_GROUPS).fetchall()]
+        return [GroupTimes(*row) for row in self._rows(SELECT_GROUPS)]
 
     def source_series(self, source: str, limit: int) -> list[SourceSeries]:
-        conn = self._connection()
-        with engine_errors(self.url):
-            rows = conn.execute(SELECT_SOURCE_LATEST, (source, limit)).fetchall()
-        return [SourceSeries(*row) for row in rows]
+        return [SourceSeries(*row) for row in self._rows(SELECT_SOURCE_LATEST, (source, limit))]
