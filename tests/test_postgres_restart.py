@@ -127,6 +127,11 @@ async def test_while_the_database_is_down_reads_are_503_and_own_metrics_lack_the
         response = await client.get("/api/metrics?limit=1", headers=AUTH)
         assert response.status == 503
         assert (await response.json())["error"].startswith("the database cannot be read: ")
+        # A public read's anonymous caller is told to retry, not where the database lives.
+        response = await client.get("/api/metrics?limit=1")
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "5"
+        assert (await response.json())["error"] == "the database cannot be read; retry shortly"
         text = await text_of(client, "/metrics?only=self")
         assert "metrics_ingest_series{" not in text
         assert "# TYPE metrics_ingest_queue_samples gauge\nmetrics_ingest_queue_samples 0\n" in text

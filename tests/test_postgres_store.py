@@ -18,6 +18,7 @@ from metrics_ingest import retention
 from metrics_ingest.config import Settings
 from metrics_ingest.keys import TELEMETRY, WRITER
 from metrics_ingest.store import StorageError, open_store
+from metrics_ingest.store.postgres.connection import defaults
 from tests.conftest import AUTH, TOKEN, PostgresServer, Service
 from tests.pg_cluster import PASSWORD
 
@@ -132,3 +133,25 @@ async def test_reads_and_drains_at_once_open_one_connection_each(
         await feed.close()
     assert backends(url, "reader") == 0
     assert backends(url, "change feed") == 0
+
+
+async def test_a_url_that_names_its_application_and_timeout_keeps_them(
+    make_client: Callable[[Settings], Any], postgres: PostgresServer
+) -> None:
+    """The service names its connections and gives them a 5 s connect timeout, unless the
+    URL says otherwise: a site's own application_name (to find its replicas in
+    pg_stat_activity) and connect_timeout are what the server sees."""
+    url = postgres.new_database()
+    named = f"{url}?application_name=site-a-ingest&connect_timeout=17"
+    client: Client = await make_client(Settings(auth_tokens=(TOKEN,), db_url=named))
+    response = await client.post("/ingest", headers=AUTH,
+                                 json={"source": "hpc", "metrics": {"load": 1}})
+    assert response.status == 200
+    with psycopg.connect(url, autocommit=True) as conn:
+        names = {row[0] for row in conn.execute(
+            "SELECT application_name FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid()").fetchall()}
+    assert names == {"site-a-ingest"}
+    assert defaults(named, "writer") == {}
+    assert defaults(url, "writer") == {"connect_timeout": 5,
+                                       "application_name": "metrics-ingest writer"}

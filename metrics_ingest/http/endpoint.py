@@ -89,8 +89,7 @@ def wrap(spec: Endpoint) -> Handler:
         except (ApiError, web.HTTPException) as exc:
             response = render_failure(request, exc, fields)
         except StorageError as exc:  # a read the database could not answer (it is down)
-            response = render_failure(
-                request, ServiceUnavailable(f"the database cannot be read: {exc}", 5), fields)
+            response = render_failure(request, unreadable(request, exc), fields)
         except Exception:
             log.exception("unhandled error in %s %s", request.method, request.path)
             response = error_response(500, "internal error", fields=fields)
@@ -100,6 +99,15 @@ def wrap(spec: Endpoint) -> Handler:
 
     handle.__doc__ = f"{spec.path}: {', '.join(sorted(handlers)) or 'no such endpoint'}"
     return handle
+
+
+def unreadable(request: web.Request, exc: StorageError) -> ServiceUnavailable:
+    """The 503 for a read the database could not answer. The database's own words (its host,
+    port, what failed) go to a caller with a token only: a public read's anonymous caller is
+    told to retry, not where the database lives."""
+    if PRINCIPAL in request:
+        return ServiceUnavailable(f"the database cannot be read: {exc}", 5)
+    return ServiceUnavailable("the database cannot be read; retry shortly", 5)
 
 
 def check_auth(app: web.Application, request: web.Request, access: Access,

@@ -7,8 +7,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from metrics_ingest.database_url import redact_url, scrub_url
 from metrics_ingest.store import StorageError
@@ -32,15 +34,26 @@ def redact(url: str) -> str:
 def connect(url: str, purpose: str) -> psycopg.Connection:
     """A blocking connection in autocommit mode (transactions are explicit)."""
     with engine_errors(url):
-        return psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS,
-                               application_name=f"metrics-ingest {purpose}")
+        return psycopg.connect(url, autocommit=True, **defaults(url, purpose))
 
 
 async def connect_async(url: str, purpose: str) -> psycopg.AsyncConnection:
     with engine_errors(url):
         return await psycopg.AsyncConnection.connect(
-            url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS,
-            application_name=f"metrics-ingest {purpose}")
+            url, autocommit=True, **defaults(url, purpose))
+
+
+def defaults(url: str, purpose: str) -> dict[str, Any]:
+    """What a connection is given unless the URL says otherwise: a 5 s connect timeout and an
+    `application_name` naming the service and the connection's purpose (`pg_stat_activity`
+    shows which is which). The URL's own `connect_timeout` or `application_name` wins."""
+    given = conninfo_to_dict(url)
+    chosen: dict[str, Any] = {}
+    if "connect_timeout" not in given:
+        chosen["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+    if "application_name" not in given:
+        chosen["application_name"] = f"metrics-ingest {purpose}"
+    return chosen
 
 
 @contextmanager
