@@ -68,6 +68,7 @@ class Supervisor:
             f"{settings.workers} workers listening on {settings.host}:{settings.port}")
         self.context = multiprocessing.get_context("spawn")
         self.workers: dict[int, BaseProcess] = {}
+        self.exited: set[int] = set()  # workers whose exit was said, not yet started again
         self.started: dict[int, float] = {}
         self.early_exits = 0
         self.gave_up = False
@@ -90,6 +91,7 @@ class Supervisor:
                 sock.close()
         self.workers[index] = process
         self.started[index] = time.monotonic()
+        self.exited.discard(index)
 
     def stop(self, signum: int, _frame: FrameType | None) -> None:
         if not self.stopping:
@@ -118,12 +120,15 @@ class Supervisor:
         waits longer each time while the others serve; with none serving, the supervisor
         gives up). Then wait for all; the exit code."""
         while not self.stopping:
-            alive = {process.sentinel: index for index, process in self.workers.items()}
+            alive = {process.sentinel: index for index, process in self.workers.items()
+                     if index not in self.exited}
             for sentinel in multiprocessing.connection.wait(list(alive), timeout=0.5):
                 index = alive[sentinel]  # type: ignore[index]  # a sentinel is an int
-                code = self.workers[index].exitcode
                 if self.stopping:
                     break
+                self.workers[index].join(5)  # (reaped: its exit code is known)
+                code = self.workers[index].exitcode
+                self.exited.add(index)
                 early = time.monotonic() - self.started[index] < EARLY_EXIT_SECONDS
                 self.early_exits = self.early_exits + 1 if early else 0
                 serving = any(process.is_alive() for other, process in self.workers.items()
@@ -147,15 +152,25 @@ class Supervisor:
                         self.gave_up = True
                         self.stop(signal.SIGTERM, None)
                         break
+        return 1 if self.stopped_badly() or self.gave_up else 0
+
+    def stopped_badly(self) -> int:
+        """Wait for every worker; how many ended badly. A worker whose exit was already said
+        (stopped while waiting to start again) is not counted twice, nor one that a stop's
+        SIGTERM ended before it could drain (it had not started serving)."""
         failed = 0
         deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
-        for process in self.workers.values():
+        for index, process in self.workers.items():
+            if index in self.exited:
+                continue
             process.join(max(0.1, deadline - time.monotonic()))
             if process.is_alive():
+                log.error("worker %d did not stop within %.0f s; killed", index,
+                          SHUTDOWN_GRACE_SECONDS)
                 process.kill()
                 process.join(5)
-            failed += process.exitcode != 0
-        return 1 if failed or self.gave_up else 0
+            failed += process.exitcode not in (0, -signal.SIGTERM)
+        return failed
 
 
 def serve_workers(settings: Settings, notifier: Notifier | None = None) -> int:

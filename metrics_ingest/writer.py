@@ -25,6 +25,7 @@ from metrics_ingest.inbox import (
     resolve,
 )
 from metrics_ingest.model import EVERYTHING, Change, Push, PushRefused
+from metrics_ingest.outages import OutageLog
 from metrics_ingest.store import StorageError, Store, StoreLost, WriteSession
 from metrics_ingest.telemetry import Telemetry
 
@@ -66,6 +67,7 @@ class Writer:
         self.alive = False
         self.in_flight = 0  # samples in the transaction being committed now
         self.last_error: str | None = None
+        self.outage = OutageLog(log, "writer")  # failed batches: the first logged, then counted
         self.lost: str | None = None  # the store is gone underneath: refuse, until restart
         self._thread: threading.Thread | None = None
         self._stopped: asyncio.Future[None] = self.loop.create_future()
@@ -190,10 +192,15 @@ class Writer:
         inbox = self.inbox
         while True:
             inbox.wait_for_work()
-            with session.turn():  # (what arrives while this writer waits joins the batch)
+            try:
+                with session.turn():  # (what arrives while this writer waits joins the batch)
+                    pushes = inbox.take(self.batch_max_samples)
+                    if pushes:
+                        self._commit(session, pushes)
+            except StorageError as exc:  # the turn not had in time: the waiting batch fails
                 pushes = inbox.take(self.batch_max_samples)
                 if pushes:
-                    self._commit(session, pushes)
+                    self.committer.answer(self._failed, pushes, exc)
             command = inbox.next_command()
             if command is not None:
                 self._run(session, command)
@@ -253,6 +260,8 @@ class Writer:
     def _committed(self, pushes: list[Push], seconds: float, change: Change) -> None:
         self.healthy = True
         self.last_error = None
+        if self.outage.failures:
+            self.outage.working()
         self.publish(change)
         self.telemetry.record_batch(pushes, seconds)
         for push in pushes:
@@ -277,7 +286,7 @@ class Writer:
         if isinstance(exc, StoreLost):
             self._lose(exc)
         self.publish(EVERYTHING)  # the session may have reloaded its index meanwhile
-        log.error("flush failed, %d pushes answered 503: %s", len(pushes), exc)
+        self.outage.failed("a batch failed, its %d pushes answered 503: %s", len(pushes), exc)
         for push in pushes:
             reject(push.done, StorageFailed(f"the database refused the write: {exc}"))
 
@@ -302,6 +311,8 @@ class Writer:
             else:
                 reject(item.done, Closed("the writer stopped before this finished"))
         if error is not None:
+            log.critical("the writer stopped: every push is answered 503 until the service "
+                         "is restarted", exc_info=error)
             reject(self._stopped, error)
         else:
             resolve(self._stopped, None)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import signal
 import socket
@@ -125,6 +126,25 @@ async def test_a_sigkilled_worker_loses_nothing_and_is_started_again(
           f"unknown outcome {len(load.dropped)}")
 
 
+@pytest.mark.parametrize("moment", ["waiting to start it again", "as it starts again"])
+def test_a_stop_while_a_worker_is_being_replaced_exits_0(
+        service_factory: Callable[..., Service], moment: str) -> None:
+    """`systemctl stop` while a dead worker waits out its restart delay, or while its
+    replacement is still starting, is an ordinary stop: exit 0 (it was 1, failing the unit),
+    and the exit said with its signal, not 'code None'."""
+    service = started(service_factory)
+    first, second = worker_pids(service)
+    os.kill(first, signal.SIGKILL)
+    wait_until(lambda: "starting it again" in service.log(), 10, "the exit noticed")
+    if moment == "as it starts again":
+        wait_until(lambda: len(set(worker_pids(service)) - {first, second}) == 1, 10,
+                   "the replacement process")
+    service.process.send_signal(signal.SIGTERM)
+    assert service.process.wait(40) == 0, service.log()
+    assert "exited (code -9); starting it again" in service.log()
+    assert "code None" not in service.log()
+
+
 async def test_a_worker_that_cannot_start_while_postgres_is_down_does_not_stop_the_other(
         service_factory: Callable[..., Service], postgres: PostgresServer) -> None:
     service = started(service_factory, db=postgres.new_database())
@@ -179,6 +199,37 @@ async def test_a_database_locked_from_outside_gets_503_not_500_or_a_hang(
         await asyncio.sleep(0.2)
     await asyncio.to_thread(service.process.send_signal, signal.SIGTERM)
     assert await asyncio.to_thread(service.process.wait, 40) == 0
+
+
+async def test_a_worker_kept_from_its_turn_to_commit_answers_503_and_goes_on_serving(
+        service_factory: Callable[..., Service]) -> None:
+    """The turn to commit (`<db>.commit`) held past its 5 s wait, as by a worker stuck on a
+    lock: the pushes waiting get 503 naming it, and every worker then serves again (the
+    writer that timed out used to die, leaving its worker answering 503 until restarted)."""
+    service = started(service_factory)
+    status, _ = await fresh_connection("POST", service.url + "/ingest",
+                                       json={"source": "a", "metrics": {"m": 1}})
+    assert status == 200
+    turn = os.open(f"{service.db_path}.commit", os.O_RDWR)
+    fcntl.flock(turn, fcntl.LOCK_EX)
+    try:
+        answers = await asyncio.gather(*(
+            fresh_connection("POST", service.url + "/ingest",
+                             json={"source": "a", "metrics": {"m": 2 + n}})
+            for n in range(6)))
+    finally:
+        fcntl.flock(turn, fcntl.LOCK_UN)
+        os.close(turn)
+    for status, text in answers:
+        assert status == 503, text
+        assert "turn to commit" in text
+    for n in range(20):  # each on a connection of its own: both workers answer some
+        status, text = await fresh_connection("POST", service.url + "/ingest",
+                                              json={"source": "a", "metrics": {"m": 10 + n}})
+        assert status == 200, text
+    await asyncio.to_thread(service.process.send_signal, signal.SIGTERM)
+    assert await asyncio.to_thread(service.process.wait, 40) == 0
+    assert "Traceback" not in service.log()
 
 
 def test_workers_stop_when_their_supervisor_is_sigkilled(
