@@ -42,6 +42,7 @@ from metrics_ingest.keys import (
     QUERIES,
     READER,
     READINESS,
+    SERIES_OUTAGE,
     SETTINGS,
     STORE,
     TELEMETRY,
@@ -50,6 +51,7 @@ from metrics_ingest.keys import (
     Lifecycle,
 )
 from metrics_ingest.logs import AccessLogSink, access_log_class
+from metrics_ingest.outages import OutageLog
 from metrics_ingest.parsing import ParsePool
 from metrics_ingest.query_pool import QueryActivity
 from metrics_ingest.store import ChangeFeed, StorageError, open_store
@@ -259,6 +261,8 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time,
         app[ACCESS_LOG] = AccessLogSink(settings.log_format)
     app[CLOCK] = clock
     app[TELEMETRY] = Telemetry()
+    app[SERIES_OUTAGE] = OutageLog(logging.getLogger("metrics_ingest.http"),
+                                   "/metrics without metrics_ingest_series", logging.WARNING)
     app[LIFECYCLE] = Lifecycle()
     app[READINESS] = Readiness()
     app[QUERIES] = QueryActivity()

@@ -13,6 +13,7 @@ from metrics_ingest.auth import AuthPolicy
 from metrics_ingest.config import Settings
 from metrics_ingest.export import ExportCache
 from metrics_ingest.logs import AccessLogSink
+from metrics_ingest.outages import OutageLog
 from metrics_ingest.parsing import ParsePool
 from metrics_ingest.query_pool import QueryActivity
 from metrics_ingest.store import ReadSession, Store
@@ -43,5 +44,7 @@ QUERIES = web.AppKey("queries", QueryActivity)
 PARSERS = web.AppKey("parsers", ParsePool)
 READINESS: web.AppKey[Any] = web.AppKey("readiness")  # http.health.Readiness
 CLAIMED = web.AppKey("claimed", bool)  # the supervisor of `serve --workers` holds the claim
+# Scrapes that found the series counts unreadable (http/scrape.py): said once an outage.
+SERIES_OUTAGE = web.AppKey("series_outage", OutageLog)
 TLS = web.AppKey("tls", Certificates)  # when serving HTTPS
 PRINCIPAL = tokens.PRINCIPAL  # on a request: its token's Principal

@@ -18,7 +18,7 @@ from metrics_ingest import retention
 from metrics_ingest.config import Settings
 from metrics_ingest.keys import TELEMETRY, WRITER
 from metrics_ingest.store import StorageError, open_store
-from metrics_ingest.store.postgres.connection import defaults
+from metrics_ingest.store.postgres.connection import KEEPALIVES, bounded_waits, defaults
 from tests.conftest import AUTH, TOKEN, PostgresServer, Service
 from tests.pg_cluster import PASSWORD
 
@@ -152,6 +152,11 @@ async def test_a_url_that_names_its_application_and_timeout_keeps_them(
             "SELECT application_name FROM pg_stat_activity WHERE datname = current_database()"
             " AND pid <> pg_backend_pid()").fetchall()}
     assert names == {"site-a-ingest"}
-    assert defaults(named, "writer") == {}
+    assert defaults(named, "writer") == KEEPALIVES
     assert defaults(url, "writer") == {"connect_timeout": 5,
-                                       "application_name": "metrics-ingest writer"}
+                                       "application_name": "metrics-ingest writer",
+                                       **KEEPALIVES}
+    # The waits' bounds, less those the URL's options set (tests/test_postgres_waits.py).
+    assert bounded_waits(f"{url}?options=-c%20lock_timeout%3D10s", writes=True) == [
+        "SET statement_timeout = '60s'"]
+    assert bounded_waits(url, writes=False) == ["SET lock_timeout = '5s'"]

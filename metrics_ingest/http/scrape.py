@@ -7,18 +7,24 @@ scrapes the stored series once and every replica's own metrics (README, "Replica
 from __future__ import annotations
 
 import asyncio
-import logging
 import zlib
 
 from aiohttp import hdrs, web
 
 from metrics_ingest.formats.exposition import TEXT, accepts_text, negotiate, render_telemetry
 from metrics_ingest.http.errors import BadRequest
-from metrics_ingest.keys import CLOCK, CORS_HEADERS, EXPORT, READER, STORE, TELEMETRY, WRITER
+from metrics_ingest.keys import (
+    CLOCK,
+    CORS_HEADERS,
+    EXPORT,
+    READER,
+    SERIES_OUTAGE,
+    STORE,
+    TELEMETRY,
+    WRITER,
+)
 from metrics_ingest.model import shorten
 from metrics_ingest.store import StorageError
-
-log = logging.getLogger("metrics_ingest.http")
 
 # Bodies up to this size are sent in one piece; larger ones are written as they are handed
 # over, in writes of about this size, so a million series are never joined into one copy.
@@ -51,14 +57,18 @@ def coalesced(pieces: list[bytes]) -> list[bytes]:
 
 async def series_counts(app: web.Application) -> dict[str, int]:
     """The series per source. While the database cannot be read (the reader has already
-    tried a new connection): none, and a warning per scrape. The service's own metrics
+    tried a new connection): none, and a warning once an outage. The service's own metrics
     matter most then, so the scrape still answers; `metrics_ingest_series` goes stale in
     Prometheus (a gap, never a made-up count)."""
+    outage = app[SERIES_OUTAGE]
     try:
-        return await app[READER].series_counts()
+        counts = await app[READER].series_counts()
     except StorageError as exc:
-        log.warning("/metrics without metrics_ingest_series: %s", exc)
+        outage.failed("%s", exc)
         return {}
+    if outage.failing:
+        outage.working()
+    return counts
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:

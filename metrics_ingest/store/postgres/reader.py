@@ -17,6 +17,7 @@ from metrics_ingest.model import FamilyMeta
 from metrics_ingest.store import ExportRow, GroupTimes, StorageError, StoredSample
 from metrics_ingest.store.batch import SELECT_FAMILIES
 from metrics_ingest.store.postgres.connection import (
+    bounded_waits,
     broken,
     connect,
     connect_async,
@@ -72,7 +73,8 @@ class BlockingReader:
     def _opened(self, conn: psycopg.Connection) -> None:
         """Set up a new connection: read-only."""
         with engine_errors(self.url):
-            conn.execute(READ_ONLY)
+            for statement in (READ_ONLY, *bounded_waits(self.url, writes=False)):
+                conn.execute(statement)
 
     def _read(self, read: Callable[[psycopg.Connection], T]) -> T:
         """`read` on the connection; StorageError when it fails on a new one too."""
@@ -115,7 +117,8 @@ class PostgresReader:
                 await discard_async(self.conn)  # lost: closed, not left to the GC
                 self.conn = await connect_async(self.url, self.purpose)
                 with engine_errors(self.url):
-                    await self.conn.execute(READ_ONLY)
+                    for statement in (READ_ONLY, *bounded_waits(self.url, writes=False)):
+                        await self.conn.execute(statement)
         assert self.conn is not None
         return self.conn
 

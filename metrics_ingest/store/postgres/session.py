@@ -19,7 +19,7 @@ from metrics_ingest.store.batch import SELECT_FAMILIES, checked, load_registry, 
 from metrics_ingest.store.budgets import SeriesLimits
 from metrics_ingest.store.changes import encode_change
 from metrics_ingest.store.postgres import partitions, upkeep
-from metrics_ingest.store.postgres.connection import engine_errors
+from metrics_ingest.store.postgres.connection import bounded_waits, engine_errors
 from metrics_ingest.store.postgres.rows import copy_samples, upsert_rows, write_latest
 from metrics_ingest.store.postgres.series import PostgresSeriesTable
 from metrics_ingest.store.postgres.sql import (
@@ -92,6 +92,8 @@ class PostgresWriteSession:
     def _opened(self, conn: psycopg.Connection) -> None:
         self.epoch = self.families_version = -1  # read everything again
         with engine_errors(self.url):
+            for statement in bounded_waits(self.url, writes=True):
+                conn.execute(statement)
             self.days = partitions.days_of(conn)
 
     def _connection(self) -> psycopg.Connection:
