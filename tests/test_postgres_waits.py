@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from metrics_ingest.config import Settings
+from metrics_ingest.keys import READER
 from tests.conftest import AUTH, TOKEN, PostgresServer
 
 
@@ -52,3 +53,25 @@ async def test_a_table_locked_from_outside_gets_503_after_5_s_and_recovers(
                                  "PostgreSQL: canceling statement due to lock timeout")
     assert "\n" not in said[0][1]
     assert said[1][1] == "writer: working again after 2 failures"
+
+
+async def test_reads_are_planned_for_their_values_every_time(
+        make_client: Any, postgres: PostgresServer, tmp_path: Any) -> None:
+    """/api/metrics?source= ran in 0.03 s for 10 calls, then 5-9 s from the 11th on (9,000
+    series of the source among 24,000): psycopg prepared the statement, and PostgreSQL then
+    chose one generic plan for every value of its optional filters. Every read connection
+    now asks for a plan for each call's values, and bounds its lock waits."""
+    url = postgres.new_database()
+    client = await make_client(Settings(db_path=tmp_path / "unused.db", auth_tokens=(TOKEN,),
+                                        db_url=url))
+    push = {"source": "rack7", "metrics": {"node_load1": 1.0}}
+    assert (await client.post("/ingest", json=push, headers=AUTH)).status == 200
+    for _ in range(12):
+        response = await client.get("/api/metrics?source=rack7&limit=5", headers=AUTH)
+        assert response.status == 200
+    conn = client.app[READER].conn
+    assert conn is not None
+    for setting, value in (("plan_cache_mode", "force_custom_plan"), ("lock_timeout", "5s"),
+                           ("default_transaction_read_only", "on")):
+        row = await (await conn.execute(f"SHOW {setting}")).fetchone()
+        assert row == (value,), setting
