@@ -18,6 +18,7 @@ from metrics_ingest.config import OPTIONS, ConfigError, Settings, load_settings
 from metrics_ingest.deleting import EVER, delete_offline
 from metrics_ingest.http.admin import parse_time
 from metrics_ingest.http.errors import ApiError
+from metrics_ingest.inbox import StorageFailed
 from metrics_ingest.logs import configure_logging
 from metrics_ingest.sdnotify import Notifier
 from metrics_ingest.selectors import parse_selector
@@ -105,7 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"metrics-ingest: error: {exc}\n")
         return 2
-    except (StorageError, OSError, ValueError) as exc:
+    except (StorageError, StorageFailed, OSError, ValueError) as exc:
+        # (StorageFailed: a purge whose chunk the database refused, in the writer's words)
         sys.stderr.write(f"metrics-ingest: error: {exc}\n")
         return 1
     except ApiError as exc:  # a bad --start or --end, in the API's words

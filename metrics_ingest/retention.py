@@ -6,9 +6,10 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 
 import aiocron
+from cronsim import CronSim
 
 from metrics_ingest.inbox import Closed
 from metrics_ingest.store import Store
@@ -36,6 +37,21 @@ async def purge(writer: Writer, telemetry: Telemetry, retention_days: int, now: 
     return deleted
 
 
+def due_slot(spec: str, now: float) -> int:
+    """The run a schedule fired for: its occurrence nearest `now`, in seconds since the
+    epoch, so every server sharing the database claims the same one. A schedule fires a
+    few ms either side of its time and servers' clocks differ (aiocron's timer also drifts
+    from the wall clock over weeks); a minute number read off the clock as each server fired
+    gave two servers firing 1 ms apart at 14:18:00 the slots of 14:17 and 14:18, and gave a
+    sub-minute schedule one slot for all its runs in a minute."""
+    moment = datetime.fromtimestamp(now, UTC)
+    # (CronSim steps strictly past its start either way: from a second on, its own
+    # occurrence is found stepping back from a second later)
+    candidates = [next(CronSim(spec, moment + timedelta(seconds=1), reverse=True)),
+                  next(CronSim(spec, moment))]
+    return int(min((abs(each.timestamp() - now), each.timestamp()) for each in candidates)[1])
+
+
 @asynccontextmanager
 async def scheduled_purge(
     spec: str, writer: Writer, telemetry: Telemetry, retention_days: int
@@ -44,7 +60,7 @@ async def scheduled_purge(
 
     async def run_once() -> None:
         now = time.time()
-        slot = int(now // 60)
+        slot = due_slot(spec, now)
         try:
             if not await writer.call(lambda session: session.claim_purge(slot)):
                 log.info("scheduled purge: another server sharing the database runs this one")

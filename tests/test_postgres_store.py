@@ -5,6 +5,8 @@ reaches a log line or an error message."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +21,7 @@ from metrics_ingest.config import Settings
 from metrics_ingest.keys import TELEMETRY, WRITER
 from metrics_ingest.store import StorageError, open_store
 from metrics_ingest.store.postgres.connection import KEEPALIVES, bounded_waits, defaults
+from metrics_ingest.store.postgres.sql import PARTITION_LOCK
 from tests.conftest import AUTH, TOKEN, PostgresServer, Service
 from tests.pg_cluster import PASSWORD
 
@@ -160,3 +163,51 @@ async def test_a_url_that_names_its_application_and_timeout_keeps_them(
     assert bounded_waits(f"{url}?options=-c%20lock_timeout%3D10s", writes=True) == [
         "SET statement_timeout = '60s'"]
     assert bounded_waits(url, writes=False) == ["SET lock_timeout = '5s'"]
+
+
+
+async def test_two_purges_at_once_share_the_work_without_failing(
+    make_client: Callable[[Settings], Any], postgres: PostgresServer
+) -> None:
+    """`metrics-ingest purge` beside the scheduled one (or two servers'): each drops whole
+    days and deletes the boundary chunks under the partition lock, so neither names a
+    partition the other dropped ('relation "samples_d20788" does not exist', exit 1)."""
+    url = postgres.new_database()
+    client: Client = await make_client(Settings(auth_tokens=(TOKEN,), db_url=url))
+    now = int(time.time())
+    for age in range(8, 68):  # 60 expired days, a partition each, two samples a day
+        response = await client.post("/ingest", headers=AUTH, json={
+            "source": "hpc", "timestamp": now - age * DAY, "metrics": {"a": age, "b": age}})
+        assert response.status == 200
+    assert len(partitions(url)) >= 60
+    deleted = await asyncio.gather(retention.purge_store(open_store(url), 7, now),
+                                   retention.purge_store(open_store(url), 7, now))
+    assert sum(deleted) == 120
+    assert not [name for name in partitions(url)
+                if name != "samples_default" and int(name[9:]) * DAY < now - 7 * DAY]
+
+
+async def test_a_purge_the_database_refuses_says_so_in_one_line(
+    postgres: PostgresServer,
+) -> None:
+    """`metrics-ingest purge` kept waiting past the lock timeout: exit 1 and
+    one line naming what PostgreSQL said (a traceback before: the writer's StorageFailed
+    went uncaught)."""
+    url = postgres.new_database()
+    blocker = await asyncio.to_thread(psycopg.connect, url)
+    try:
+        # The partition lock, as a server adding a day's partition holds it: the purge's
+        # first chunk waits for it.
+        await asyncio.to_thread(blocker.execute, "SELECT pg_advisory_xact_lock(%s)",
+                                (PARTITION_LOCK,))
+        done = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "metrics_ingest", "purge", "--days", "7",
+                             "--db", url], capture_output=True, text=True, timeout=120)
+    finally:
+        await asyncio.to_thread(blocker.close)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
+    assert errors[-1].startswith("metrics-ingest: error: purge failed: ")
+    assert "lock timeout" in errors[-1]
+    assert PASSWORD not in done.stderr

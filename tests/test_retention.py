@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -151,3 +151,23 @@ async def test_a_group_older_than_retention_is_still_exported(client: Client,
     # A second purge, from the CLI beside the server, keeps it too.
     assert await retention.purge_store(open_store(settings.database), 7, NOW) == 0
     assert "weekly_last_success{" in await (await client.get("/metrics")).text()
+
+
+@pytest.mark.parametrize(("spec", "fired", "due"), [
+    ("* * * * *", "14:17:59.999", "14:18:00"),  # a server firing a moment early...
+    ("* * * * *", "14:18:00.001", "14:18:00"),  # ...and one a moment late: one run
+    ("* * * * *", "14:18:00", "14:18:00"),
+    ("* * * * *", "14:18:20", "14:18:00"),      # aiocron's timer drifted 20 s
+    ("*/15 * * * * *", "14:18:15.2", "14:18:15"),  # each run of a sub-minute schedule
+    ("*/15 * * * * *", "14:18:29.9", "14:18:30"),  # is a run of its own
+    ("0 3 * * *", "03:00:00.4", "03:00:00"),
+])
+def test_servers_firing_either_side_of_a_run_claim_the_same_slot(spec: str, fired: str,
+                                                                   due: str) -> None:
+    """Two servers' schedules fired 1 ms apart at 14:18:00 once claimed the runs of 14:17
+    and 14:18 (a minute read off each clock) and both purged; a sub-minute schedule's later
+    runs in a minute were all refused."""
+    def at(clock: str) -> float:
+        return datetime.fromisoformat(f"2026-12-03T{clock}").replace(tzinfo=UTC).timestamp()
+
+    assert retention.due_slot(spec, at(fired)) == at(due)

@@ -256,8 +256,7 @@ class PostgresWriteSession:
         the default partition; the finishing call forgets expired series."""
         with engine_errors(self.url):
             conn = self._connection()
-            self.days = partitions.days_of(conn)
-            done = upkeep.purge_chunk(conn, self.origin, self.days, cutoff)
+            done = upkeep.purge_chunk(conn, self.origin, cutoff)
             self.days = partitions.days_of(conn)
             return done
 

@@ -29,6 +29,7 @@ from metrics_ingest.store.postgres.sql import (
     GROUPS,
     GROW_PROBE,
     NOTIFY,
+    PARTITION_LOCK,
     PROBE_GROWTH_BYTES,
     SERIES_LOCK,
     WRITE_PROBE,
@@ -37,16 +38,20 @@ from metrics_ingest.store.postgres.sql import (
 PURGE_CHUNK_ROWS = 5000
 
 
-def purge_chunk(conn: psycopg.Connection, origin: str, days: set[int], cutoff: int
+def purge_chunk(conn: psycopg.Connection, origin: str, cutoff: int
                 ) -> tuple[int, bool, Change]:
-    """One step of the purge (WriteSession.purge_chunk) over the partitions of `days`: the
-    oldest expired day dropped whole, else a chunk of the boundary days and the default
-    partition, else (finishing) expired series, groups, markers and sources forgotten."""
+    """One step of the purge (WriteSession.purge_chunk): the oldest expired day dropped
+    whole, else a chunk of the boundary days and the default partition, else (finishing)
+    expired series, groups, markers and sources forgotten. The partitions are read under
+    the partition lock, so a purge beside another (the CLI's beside the schedule's, two
+    servers') never names one the other dropped."""
     dropped = partitions.drop_oldest(conn, cutoff)
     if dropped is not None:
         return dropped, False, Change([])
-    boundary = [f"samples_d{day}" for day in sorted(days) if day * partitions.DAY < cutoff]
     with conn.transaction():
+        conn.execute(ADVISORY_LOCK, (PARTITION_LOCK,))
+        boundary = [f"samples_d{day}" for day in sorted(partitions.days_of(conn))
+                    if day * partitions.DAY < cutoff]
         deleted = sum(partitions.delete_chunk(conn, table, cutoff, PURGE_CHUNK_ROWS)
                       for table in [*boundary, "samples_default"])
     if deleted:
