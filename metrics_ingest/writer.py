@@ -25,9 +25,9 @@ from metrics_ingest.inbox import (
     resolve,
 )
 from metrics_ingest.model import EVERYTHING, Change, Push, PushRefused
-from metrics_ingest.outages import OutageLog
-from metrics_ingest.store import StorageError, Store, StoreLost, WriteSession
+from metrics_ingest.store import StorageError, Store, WriteSession
 from metrics_ingest.telemetry import Telemetry
+from metrics_ingest.writer_health import WriterHealth
 
 log = logging.getLogger("metrics_ingest.writer")
 
@@ -63,12 +63,9 @@ class Writer:
         # method, bound once: this runs for every push.)
         self.submit: Callable[[Push], None] = self.inbox.put
         self.subscribers: list[Callable[[Change], None]] = []
-        self.healthy = True
+        self.health = WriterHealth()
         self.alive = False
         self.in_flight = 0  # samples in the transaction being committed now
-        self.last_error: str | None = None
-        self.outage = OutageLog(log, "writer")  # failed batches: the first logged, then counted
-        self.lost: str | None = None  # the store is gone underneath: refuse, until restart
         self._thread: threading.Thread | None = None
         self._stopped: asyncio.Future[None] = self.loop.create_future()
         self._in_hand: list[Push] = []  # a batch whose transaction died of a bug
@@ -127,33 +124,24 @@ class Writer:
         try:
             await self.call(lambda session: session.probe(int(time.time())))
         except StorageError as exc:
-            self.healthy = False
-            self.last_error = str(exc)
+            self.health.bad(exc)
             raise StorageFailed(f"the database refused a probe write: {exc}") from None
         except Closed as exc:
             raise StorageFailed(str(exc)) from None
-        self.healthy = True
-        self.last_error = None
+        self.health.good()
 
     async def watch(self, interval: float) -> None:
         """Until cancelled: every `interval` seconds, make sure the store is still the one
         opened and answers (a database file deleted or replaced underneath, or a database
         server gone, is noticed within seconds)."""
-        while self.lost is None:
+        while self.health.lost is None:
             await asyncio.sleep(interval)
             try:
                 await self.call(lambda session: session.check())
             except StorageError:
-                pass  # (the writer is marked unhealthy, or lost, by _refused)
+                pass  # (the writer is marked unhealthy, or lost, by health.bad)
             except Closed:
                 return
-
-    def _lose(self, exc: StoreLost) -> None:
-        if self.lost is None:
-            log.error("%s", exc)
-        self.lost = str(exc)
-        self.healthy = False
-        self.last_error = str(exc)
 
     async def sync(self) -> None:
         """Publish a change for everything if another process wrote to the store since the
@@ -232,7 +220,7 @@ class Writer:
             result = command.fn(session)
         except Exception as exc:  # noqa: BLE001 - the caller handles it; the writer goes on
             if isinstance(exc, StorageError):
-                self.loop.call_soon_threadsafe(self._refused, exc)
+                self.loop.call_soon_threadsafe(self.health.bad, exc)
             self.loop.call_soon_threadsafe(reject, command.done, exc)
         else:
             self.loop.call_soon_threadsafe(resolve, command.done, result)
@@ -258,10 +246,7 @@ class Writer:
     # -- back on the event loop --------------------------------------------------------------
 
     def _committed(self, pushes: list[Push], seconds: float, change: Change) -> None:
-        self.healthy = True
-        self.last_error = None
-        if self.outage.failures:
-            self.outage.working()
+        self.health.good()
         self.publish(change)
         self.telemetry.record_batch(pushes, seconds)
         for push in pushes:
@@ -272,21 +257,11 @@ class Writer:
             elif not push.done.done():
                 push.done.set_result(None)
 
-    def _refused(self, exc: StorageError) -> None:
-        """A command met a database that refuses work: unhealthy (/readyz probes) until a
-        probe or a batch succeeds."""
-        self.healthy = False
-        self.last_error = str(exc)
-        if isinstance(exc, StoreLost):
-            self._lose(exc)
-
     def _failed(self, pushes: list[Push], exc: StorageError) -> None:
-        self.healthy = False
-        self.last_error = str(exc)
-        if isinstance(exc, StoreLost):
-            self._lose(exc)
+        self.health.bad(exc)
         self.publish(EVERYTHING)  # the session may have reloaded its index meanwhile
-        self.outage.failed("a batch failed, its %d pushes answered 503: %s", len(pushes), exc)
+        self.health.outage.failed("a batch failed, its %d pushes answered 503: %s",
+                                  len(pushes), exc)
         for push in pushes:
             reject(push.done, StorageFailed(f"the database refused the write: {exc}"))
 

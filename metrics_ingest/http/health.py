@@ -40,7 +40,7 @@ class Readiness:
                     self.error = None
                 except (StorageFailed, TimeoutError) as exc:
                     self.error = str(exc) or "the probe write timed out"
-            return None if writer.healthy else self.error or writer.last_error
+            return None if writer.health.healthy else self.error or writer.health.last_error
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -65,14 +65,14 @@ async def readyz(request: web.Request) -> web.Response:
         return error_response(503, "shutting down")
     if not writer.alive:
         return error_response(503, "the writer task has stopped")
-    if writer.lost is not None:
-        detail = f": {writer.lost}" if may_see_details(request) else ""
+    if writer.health.lost is not None:
+        detail = f": {writer.health.lost}" if may_see_details(request) else ""
         return error_response(503, "the database file was deleted or replaced underneath the "
                                    f"server; restart it{detail}")
     if queued >= OVERLOAD_SHARE * limit:
         return error_response(
             503, f"overloaded: {queued} of {limit} queued samples")
-    if not writer.healthy:
+    if not writer.health.healthy:
         error = await app[READINESS].probe(request)
         if error is not None:
             detail = f": {error}" if may_see_details(request) else ""

@@ -211,8 +211,9 @@ def new_push(app: web.Application, parsed: Parsed, now: float) -> Push | None:
     if not app[LIFECYCLE].accepting:
         raise ServiceUnavailable("the service is shutting down; retry against its successor")
     writer = app[WRITER]
-    if writer.lost is not None:
-        raise StorageUnavailable(writer.lost)
+    lost = writer.health.lost
+    if lost is not None:
+        raise StorageUnavailable(lost)
     count = len(groups[0].names) if len(groups) == 1 else sum(len(g.names) for g in groups)
     if count > writer.inbox.max_samples:
         raise PayloadTooLarge(

@@ -139,10 +139,11 @@ def service_state(app: web.Application, unsourced: dict[str, int], now: float) -
     writer = app[WRITER]
     telemetry = app[TELEMETRY]
     next_purge = next(CronSim(settings.purge_cron, datetime.fromtimestamp(now, UTC)))
+    health = writer.health
     return ServiceState(
         __version__, "PostgreSQL" if settings.db_url is not None else "SQLite",
         app[STORE].size_bytes(), writer.queued_samples, writer.inbox.max_samples,
-        None if writer.healthy else writer.last_error or "the database refuses writes",
+        None if health.healthy else health.last_error or "the database refuses writes",
         telemetry.last_purge, next_purge.timestamp(), app[STATUS].activity.started,
         settings.workers, unsourced)
 

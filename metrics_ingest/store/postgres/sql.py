@@ -33,9 +33,10 @@ SELECT_SERIES_BY_KEYS = (
     " JOIN series s ON s.metric_name = k.metric_name AND s.source = k.source"
     " AND s.labels = k.labels"
 )
-# Sorted by key in the caller, so two writers creating the same series wait on each other
-# in one order (never a deadlock); a series another writer created meanwhile is skipped
-# here and found by SELECT_SERIES_BY_KEYS after.
+# In the batch's order (series.py: neighbouring ids for a push's series; two writers
+# creating the same new series in different orders can deadlock, and PostgreSQL aborts one,
+# whose batch is tried again); a series another writer created meanwhile is skipped here
+# and found by SELECT_SERIES_BY_KEYS after.
 INSERT_SERIES = (
     "INSERT INTO series (metric_name, source, labels, block)"
     " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[])"
