@@ -34,7 +34,11 @@ def bind_listeners(host: str, port: int, listen: bool = True) -> list[socket.soc
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             if port == 0 and len(sockets) > 1:
                 address = (address[0], bound_port(sockets[0]), *address[2:])
-            sock.bind(address)
+            try:
+                sock.bind(address)
+            except OSError as exc:  # (the errno's words alone do not say which address)
+                raise OSError(exc.errno, f"cannot listen on {host} port {port}: "
+                              f"{exc.strerror}") from exc
             if listen:
                 sock.listen(BACKLOG)
     except BaseException:

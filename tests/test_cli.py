@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
 import stat
 import subprocess
@@ -198,3 +199,24 @@ def test_request_log_lines(service_factory: Callable[..., Service]) -> None:
     assert access[0]["method"] == "POST"
     assert access[0]["status"] == 200
     assert "duration_ms" in access[0]
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_on_a_port_taken_exits_1_naming_the_address(tmp_path: Path, workers: str) -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        done = cli("serve", "--host", "127.0.0.1", "--port", str(port), "--workers", workers,
+                   "--db", str(tmp_path / "m.db"), cwd=tmp_path,
+                   env={"METRICS_AUTH_TOKEN": TOKEN})
+    finally:
+        taken.close()
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("metrics-ingest: error: ")
+    assert "127.0.0.1" in last
+    assert str(port) in last
+    assert "in use" in last.lower()
+    assert "Traceback" not in done.stderr
