@@ -17,10 +17,6 @@ class OutageLog:
         self.level = level
         self.failures = 0
 
-    @property
-    def failing(self) -> bool:
-        return self.failures > 0
-
     def failed(self, message: str, *args: object) -> None:
         """A failure; logged only when it starts an outage (`message % args`, after `what`)."""
         self.failures += 1

@@ -20,6 +20,7 @@ from metrics_ingest import slices
 from metrics_ingest.inbox import Closed
 from metrics_ingest.keys import AUTH, CLOCK, QUERIES, SETTINGS, STORE, TELEMETRY, TLS, WRITER
 from metrics_ingest.model import Change
+from metrics_ingest.outages import OutageLog
 from metrics_ingest.store import StorageError, WriteSession
 from metrics_ingest.store.sample_arrays import GRACE_SECONDS, Plan, Slice
 from metrics_ingest.tokens import TokensFileError
@@ -90,7 +91,7 @@ async def expiry_context(app: web.Application) -> AsyncIterator[None]:
     clock = app[CLOCK]
 
     async def sweep() -> None:
-        failing = False  # (a database down for minutes is said once, and its end once)
+        outage = OutageLog(log, "group expiry", logging.WARNING)  # (said once, its end once)
         while True:
             await asyncio.sleep(EXPIRY_SECONDS)
             try:
@@ -98,14 +99,9 @@ async def expiry_context(app: web.Application) -> AsyncIterator[None]:
             except Closed:
                 return
             except StorageError as exc:
-                if not failing:
-                    log.warning("group expiry: %s (trying again every %.0f s)", exc,
-                                EXPIRY_SECONDS)
-                failing = True
+                outage.failed("%s (trying again every %.0f s)", exc, EXPIRY_SECONDS)
                 continue
-            if failing:
-                log.info("group expiry: working again")
-                failing = False
+            outage.working()
             if change is not None:
                 log.info("%d series of expired push groups no longer exported",
                          len(change.series))

@@ -25,8 +25,7 @@ class WriterHealth:
         """A commit or probe went through: healthy, and an outage's end said."""
         self.healthy = True
         self.last_error = None
-        if self.outage.failures:
-            self.outage.working()
+        self.outage.working()
 
     def bad(self, exc: Exception) -> None:
         """The store refused work: unhealthy (/readyz probes) until a probe or batch succeeds;

@@ -66,8 +66,7 @@ async def series_counts(app: web.Application) -> dict[str, int]:
     except StorageError as exc:
         outage.failed("%s", exc)
         return {}
-    if outage.failing:
-        outage.working()
+    outage.working()
     return counts
 
 
