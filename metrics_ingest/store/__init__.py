@@ -42,6 +42,11 @@ class StoreLost(StorageError):
     from now on would be kept, so nothing is, until the server is restarted."""
 
 
+# What `db query` says, on either engine, to text holding more than one statement (none of
+# them is run).
+ONE_STATEMENT = "db query runs one statement at a time: give each its own db query"
+
+
 class StoredSample(NamedTuple):
     source: str
     timestamp: int
@@ -252,7 +257,8 @@ class Store(Protocol):
     def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]], int | None]:
         """Run one ad-hoc statement for `db query`; returns (columns, rows, rows changed by a
         statement that returns none, else None). A running server notices the change at its
-        next read or write."""
+        next read or write. Text holding several statements runs none of them: StorageError
+        (ONE_STATEMENT)."""
         ...
 
 

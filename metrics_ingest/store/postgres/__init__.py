@@ -8,11 +8,12 @@ import threading
 import time
 from typing import Any
 
+import psycopg
 from psycopg.sql import SQL
 
 from metrics_ingest.config import Synchronous
 from metrics_ingest.model import EVERYTHING
-from metrics_ingest.store import StorageError
+from metrics_ingest.store import ONE_STATEMENT, StorageError
 from metrics_ingest.store.budgets import SeriesLimits
 from metrics_ingest.store.changes import encode_change
 from metrics_ingest.store.postgres import migrations
@@ -111,7 +112,15 @@ class PostgresStore:
         conn = connect(self.url, "db query")
         try:
             with engine_errors(self.url):
-                cursor = conn.execute(SQL(sql))  # the operator's own statement
+                try:
+                    # Prepared (the extended protocol), PostgreSQL refuses several statements
+                    # before running any, as SQLite does; the simple protocol would run them
+                    # all and show the first one's result.
+                    cursor = conn.execute(SQL(sql), prepare=True)  # the operator's own
+                except psycopg.errors.SyntaxError as exc:
+                    if "multiple commands" in str(exc):
+                        raise StorageError(ONE_STATEMENT) from None
+                    raise
                 columns = [column.name for column in cursor.description or ()]
                 rows = cursor.fetchall() if cursor.description is not None else []
                 changed = None if cursor.description is not None else max(cursor.rowcount, 0)

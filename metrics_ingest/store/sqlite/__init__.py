@@ -12,7 +12,7 @@ from typing import Any
 
 from metrics_ingest.config import Synchronous
 from metrics_ingest.model import EVERYTHING
-from metrics_ingest.store import StorageError
+from metrics_ingest.store import ONE_STATEMENT, StorageError
 from metrics_ingest.store.budgets import SeriesLimits
 from metrics_ingest.store.changes import encode_change
 from metrics_ingest.store.sqlite import migrations
@@ -107,7 +107,12 @@ class SQLiteStore:
         conn = sqlite3.connect(f"file:{self.db_path}?mode=rw", uri=True, isolation_level=None)
         try:
             before = view_deletes(conn)
-            cursor = conn.execute(sql)
+            try:
+                cursor = conn.execute(sql)
+            except sqlite3.ProgrammingError as exc:
+                if "one statement at a time" in str(exc):
+                    raise StorageError(ONE_STATEMENT) from None
+                raise
             columns = [column[0] for column in cursor.description or ()]
             rows = cursor.fetchall()
             changed: int | None = None
