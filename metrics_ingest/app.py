@@ -8,6 +8,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -15,7 +16,7 @@ from aiohttp import web
 from metrics_ingest import retention
 from metrics_ingest.auth import AuthPolicy
 from metrics_ingest.config import Settings
-from metrics_ingest.export import ExportCache
+from metrics_ingest.export_context import export_context
 from metrics_ingest.http import influx as influx_handlers
 from metrics_ingest.http import pushgateway as pushgateway_handlers
 from metrics_ingest.http import remote_write as remote_write_handlers
@@ -28,21 +29,20 @@ from metrics_ingest.http.prom_api import PROMETHEUS_ENDPOINTS
 from metrics_ingest.http.prom_errors import prometheus_error_fields
 from metrics_ingest.http.query_service import query_context
 from metrics_ingest.http.scrape import metrics
-from metrics_ingest.http.status_page import STATUS_ENDPOINTS, status_context
-from metrics_ingest.inbox import Closed
+from metrics_ingest.http.status_page import FORMAT_NAMES, STATUS_ENDPOINTS, status_context
 from metrics_ingest.keys import (
     ACCESS_LOG,
     AUTH,
     CLAIMED,
     CLOCK,
     CORS_HEADERS,
-    EXPORT,
     LIFECYCLE,
     PARSERS,
     QUERIES,
     READER,
     READINESS,
     SERIES_OUTAGE,
+    SERVICE_TELEMETRY,
     SETTINGS,
     STORE,
     TELEMETRY,
@@ -54,7 +54,7 @@ from metrics_ingest.logs import AccessLogSink, access_log_class
 from metrics_ingest.outages import OutageLog
 from metrics_ingest.parsing import ParsePool
 from metrics_ingest.query_pool import QueryActivity
-from metrics_ingest.store import ChangeFeed, StorageError, open_store
+from metrics_ingest.store import open_store
 from metrics_ingest.store.budgets import SeriesLimits
 from metrics_ingest.telemetry import Telemetry
 from metrics_ingest.tls import Certificates
@@ -64,6 +64,7 @@ from metrics_ingest.upkeep import (
     label_index_context,
     tokens_context,
 )
+from metrics_ingest.worker_telemetry import ServiceTelemetry
 from metrics_ingest.writer import Writer
 
 log = logging.getLogger("metrics_ingest.app")
@@ -72,7 +73,6 @@ log = logging.getLogger("metrics_ingest.app")
 # writer and close the database inside SPEC's 10 s.
 SHUTDOWN_TIMEOUT = 5.0
 WATCH_SECONDS = 2.0  # how often the writer checks its database is still the file at the path
-FEED_SECONDS = 1.0  # how often other servers' changes are taken in between scrapes
 
 ENDPOINTS = (
     Endpoint("ingest", "/ingest", "push", {"POST": ingest}),
@@ -140,74 +140,14 @@ async def writer_context(app: web.Application) -> AsyncIterator[None]:
     await writer.stop()
 
 
-async def export_context(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    writer = app[WRITER]
-
-    feed = app[STORE].open_feed()
-
-    async def sync() -> None:
-        """Before a scrape: what this server's writer and every other server committed."""
-        with contextlib.suppress(Closed):  # a dead writer cannot say; serve what is stored
-            await writer.sync()
-        if feed is not None:
-            for change in await feed.drain():
-                export.apply(change)
-
-    reader = await asyncio.to_thread(app[STORE].open_export_reader)
-    app[EXPORT] = export = ExportCache(reader, sync, settings.export_window,
-                                       settings.export_timestamps, app[CLOCK])
-    writer.subscribers.append(export.apply)
-    tasks = [asyncio.create_task(export.render_in_background(), name="export-renderer")]
-    if feed is not None:
-        tasks.append(asyncio.create_task(follow(feed, export), name="change-feed"))
-    for task in tasks:
-        task.add_done_callback(report_death)
+async def telemetry_context(app: web.Application) -> AsyncIterator[None]:
+    """Under `serve --workers`: this worker's counts written for the others every second,
+    and once more after the writer drained (this context is left after the writer's)."""
+    task = asyncio.create_task(app[SERVICE_TELEMETRY].publish_every(), name="telemetry")
     yield
-    async with export.lock:  # no render is running (a thread cannot be cancelled) ...
-        died = await cancel(tasks)  # ... so the renderer waits for work, and stops there
-        await asyncio.to_thread(reader.close)
-        if feed is not None:
-            await feed.close()
-    if died is not None:
-        raise died  # a bug, logged when it happened: the server did not stop cleanly
-
-
-def report_death(task: asyncio.Task[None]) -> None:
-    """Log a background task that ended before it was cancelled, when it happens: only a bug
-    ends one (they ride out storage errors); scrapes still render and drain themselves."""
-    if not task.cancelled() and task.exception() is not None:
-        log.error("%s died; the server goes on without it", task.get_name(),
-                  exc_info=task.exception())
-
-
-async def cancel(tasks: list[asyncio.Task[None]]) -> BaseException | None:
-    """Cancel the tasks and wait for them; the first error one died of, if any."""
-    for task in tasks:
-        task.cancel()
-    results = await asyncio.gather(*tasks, return_exceptions=True)
-    return next((result for result in results if isinstance(result, BaseException)
-                 and not isinstance(result, asyncio.CancelledError)), None)
-
-
-async def follow(feed: ChangeFeed, export: ExportCache) -> None:
-    """Until cancelled: other servers' changes into the cache every FEED_SECONDS, so the
-    background renderer keeps up with them too (a scrape drains the feed itself first)."""
-    failing = False
-    while True:
-        await asyncio.sleep(FEED_SECONDS)
-        try:
-            changes = await feed.drain()
-        except StorageError as exc:
-            if not failing:
-                log.warning("change feed: %s (retrying every %.0f s)", exc, FEED_SECONDS)
-            failing = True
-            continue
-        if failing:
-            log.info("change feed: connected again")
-        failing = False
-        for change in changes:
-            export.apply(change)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def parsers_context(app: web.Application) -> AsyncIterator[None]:
@@ -237,9 +177,11 @@ async def stop_accepting(app: web.Application) -> None:
 
 
 def create_app(settings: Settings, clock: Callable[[], float] = time.time,
-               claimed: bool = False) -> web.Application:
-    """The whole object graph; `clock` is injectable so tests can move time. `claimed`: the
-    caller (the supervisor of `serve --workers`) holds the store's claim for this server."""
+               worker: int | None = None, telemetry_dir: Path | None = None
+               ) -> web.Application:
+    """The whole object graph; `clock` is injectable so tests can move time. `worker`: this
+    server is that worker of `serve --workers`, whose supervisor holds the store's claim
+    and made `telemetry_dir` for every worker's counts (worker_telemetry.py)."""
     if not settings.auth_tokens and settings.tokens_file is None:
         raise ValueError("create_app needs a push token or a tokens file "
                          "(see auth.remembered_token)")
@@ -248,7 +190,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time,
     app[STORE] = open_store(settings.database, shared=settings.workers > 1,
                             limits=SeriesLimits(settings.max_series_per_source,
                                                 settings.max_series))
-    app[CLAIMED] = claimed
+    app[CLAIMED] = worker is not None
     app[AUTH] = AuthPolicy(settings.auth_tokens, settings.read_token, settings.admin_token,
                            settings.tokens_file)
     cors = {"Access-Control-Allow-Origin": settings.allowed_origin}
@@ -261,6 +203,10 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time,
         app[ACCESS_LOG] = AccessLogSink(settings.log_format)
     app[CLOCK] = clock
     app[TELEMETRY] = Telemetry()
+    app[SERVICE_TELEMETRY] = ServiceTelemetry(
+        app[TELEMETRY], lambda: app[WRITER].queued_samples if WRITER in app else 0,
+        FORMAT_NAMES, telemetry_dir, worker or 0)
+    app[SERVICE_TELEMETRY].take_over()
     app[SERIES_OUTAGE] = OutageLog(logging.getLogger("metrics_ingest.http"),
                                    "/metrics without metrics_ingest_series", logging.WARNING)
     app[LIFECYCLE] = Lifecycle()
@@ -271,8 +217,9 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time,
     # Everything else: SPEC's JSON 404, with CORS, through the same wrapper.
     app.router.add_route("*", "/{path:[\\s\\S]*}", wrap(Endpoint("unmatched", "", "open", {})),
                          name="unmatched")
-    app.cleanup_ctx.extend([access_log_context, tokens_context, parsers_context, store_context,
-                            query_context, writer_context, export_context, status_context,
+    app.cleanup_ctx.extend([access_log_context, telemetry_context, tokens_context,
+                            parsers_context, store_context, query_context, writer_context,
+                            export_context, status_context,
                             expiry_context, label_index_context, blocks_context,
                             purge_context])
     app.on_shutdown.append(stop_accepting)

@@ -19,6 +19,7 @@ from metrics_ingest.query_pool import QueryActivity
 from metrics_ingest.store import ReadSession, Store
 from metrics_ingest.telemetry import Telemetry
 from metrics_ingest.tls import Certificates
+from metrics_ingest.worker_telemetry import ServiceTelemetry
 from metrics_ingest.writer import Writer
 
 
@@ -31,7 +32,9 @@ class Lifecycle:
 
 SETTINGS = web.AppKey("settings", Settings)
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
-TELEMETRY = web.AppKey("telemetry", Telemetry)
+TELEMETRY = web.AppKey("telemetry", Telemetry)  # this process's counters
+# What /metrics and the status page show: the service's (every worker's under --workers).
+SERVICE_TELEMETRY = web.AppKey("service_telemetry", ServiceTelemetry)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 STORE: web.AppKey[Store] = web.AppKey("store")
 READER: web.AppKey[ReadSession] = web.AppKey("reader")

@@ -11,6 +11,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -37,14 +38,16 @@ SHUTDOWN_GRACE_SECONDS = 30.0
 
 async def serve_until_signalled(settings: Settings, worker: int | None = None,
                                 notifier: Notifier | None = None,
-                                sockets: Sequence[socket.socket] = ()) -> None:
+                                sockets: Sequence[socket.socket] = (),
+                                telemetry_dir: Path | None = None) -> None:
     """Serve until signalled. `worker`: this is worker number `worker` of `serve --workers`,
-    whose supervisor claimed the store and bound `sockets` for it (listeners.py); alone, the
-    server binds settings.host and port itself.
+    whose supervisor claimed the store, bound `sockets` for it (listeners.py) and made
+    `telemetry_dir` (worker_telemetry.py); alone, the server binds settings.host and port
+    itself.
     `notifier` (systemd, or the supervisor's relay) hears READY=1 once the socket listens and
     STOPPING=1 at the signal."""
     notifier = notifier or Notifier(None)
-    app = create_app(settings, claimed=worker is not None)
+    app = create_app(settings, worker=worker, telemetry_dir=telemetry_dir)
     files = raise_file_limit()
     guard = ConnectionGuard(connection_bound(settings.max_connections, files),
                             settings.header_timeout)

@@ -9,11 +9,14 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 import time
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from types import FrameType
 
 from metrics_ingest.config import Settings
@@ -29,13 +32,16 @@ log = logging.getLogger("metrics_ingest.supervisor")
 RESTART_DELAY_SECONDS = 1.0
 LONGEST_RESTART_DELAY_SECONDS = 30.0  # (doubling from RESTART_DELAY_SECONDS per early exit)
 EARLY_EXIT_SECONDS = 10.0  # a worker that dies this soon after starting failed to start
+TELEMETRY_PREFIX = "metrics-ingest-workers-"  # (then the supervisor's PID)
 EARLY_EXITS_ALLOWED = 3  # in a row, with no other worker serving, before the supervisor gives up
 
 
 def worker_main(settings: Settings, index: int, sockets: list[socket.socket],
-                notify: str | None = None, supervisor: int | None = None) -> None:
+                notify: str | None = None, supervisor: int | None = None,
+                telemetry_dir: Path | None = None) -> None:
     """A worker process: one server on `sockets` (listeners.py); it tells the supervisor's
-    relay at `notify` when it serves."""
+    relay at `notify` when it serves, and keeps its counts for the others in
+    `telemetry_dir` (worker_telemetry.py)."""
     configure_logging(settings.log_format, settings.log_level)
     # The supervisor's PID as it gave it: os.getppid() would be init's if it died before
     # this line ran, and the worker would then watch init forever.
@@ -44,7 +50,8 @@ def worker_main(settings: Settings, index: int, sockets: list[socket.socket],
                      name="stop-with-supervisor").start()
     notifier = Notifier(notify, {"WORKER": str(index)})
     try:
-        run(serve_until_signalled(settings, worker=index, notifier=notifier, sockets=sockets))
+        run(serve_until_signalled(settings, worker=index, notifier=notifier, sockets=sockets,
+                                  telemetry_dir=telemetry_dir))
     except StorageError as exc:  # (the database unreachable as it starts, say): one line
         log.error("worker %d stopped: %s", index, exc)
         raise SystemExit(1) from None
@@ -58,9 +65,26 @@ def stop_with_supervisor(supervisor: int) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
+def sweep_leftovers() -> None:
+    """Remove the counts directories of supervisors that were killed (a SIGKILL leaves its
+    own behind), told by the PID in their names."""
+    for path in Path(tempfile.gettempdir()).glob(f"{TELEMETRY_PREFIX}*"):
+        pid = path.name.removeprefix(TELEMETRY_PREFIX).split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:  # (another user's supervisor, alive)
+            pass
+
+
 class Supervisor:
-    def __init__(self, settings: Settings, notifier: Notifier | None = None) -> None:
+    def __init__(self, settings: Settings, notifier: Notifier | None = None,
+                 telemetry_dir: Path | None = None) -> None:
         self.settings = settings
+        self.telemetry_dir = telemetry_dir
         # Under systemd this process is the main PID: it says READY=1 once every worker does.
         self.notifier = notifier or Notifier(None)
         self.relay = None if self.notifier.address is None else ReadinessRelay(
@@ -82,7 +106,8 @@ class Supervisor:
         sockets = sockets or bind_listeners(self.settings.host, self.settings.port,
                                             listen=False)
         process = self.context.Process(target=worker_main,
-                                       args=(self.settings, index, sockets, notify, os.getpid()),
+                                       args=(self.settings, index, sockets, notify, os.getpid(),
+                                             self.telemetry_dir),
                                        name=f"metrics-ingest-worker-{index}")
         try:
             process.start()
@@ -176,6 +201,9 @@ class Supervisor:
 def serve_workers(settings: Settings, notifier: Notifier | None = None) -> int:
     store = open_store(settings.database)
     store.claim()
+    # Every worker's counts, so that any one shows the service's (worker_telemetry.py).
+    sweep_leftovers()
+    telemetry_dir = Path(tempfile.mkdtemp(prefix=f"{TELEMETRY_PREFIX}{os.getpid()}-"))
     try:
         applied = store.migrate()
         if applied:
@@ -185,7 +213,7 @@ def serve_workers(settings: Settings, notifier: Notifier | None = None) -> int:
         port = bound_port(first[0])
         ahead = [first] + [bind_listeners(settings.host, port)
                            for _ in range(settings.workers - 1)]
-        supervisor = Supervisor(settings.replace(port=port), notifier)
+        supervisor = Supervisor(settings.replace(port=port), notifier, telemetry_dir)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, supervisor.stop)
         signal.signal(signal.SIGHUP, supervisor.reload)
@@ -198,4 +226,5 @@ def serve_workers(settings: Settings, notifier: Notifier | None = None) -> int:
         log.info("stopped: every worker exited%s", "" if code == 0 else ", one or more failed")
         return code
     finally:
+        shutil.rmtree(telemetry_dir, ignore_errors=True)
         store.release()

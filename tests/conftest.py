@@ -277,11 +277,14 @@ def start_service(tmp_path: Path, env: dict[str, str] | None = None,
     db_path = tmp_path / "data" / "metrics.db"
     port = port or free_port()
     log_path = tmp_path / f"serve-{port}.log"
+    temporary = tmp_path / "tmp"  # (TMPDIR: what the server leaves there is the test's)
+    temporary.mkdir(exist_ok=True)
     if clean_env is not None:
-        full_env = {**clean_env, **(env or {})}
+        full_env = {"TMPDIR": str(temporary), **clean_env, **(env or {})}
         full_env = {key: value for key, value in full_env.items() if value}
     else:
-        full_env = {**os.environ, "METRICS_AUTH_TOKEN": TOKEN, **(env or {})}
+        full_env = {**os.environ, "METRICS_AUTH_TOKEN": TOKEN, "TMPDIR": str(temporary),
+                    **(env or {})}
     with log_path.open("w") as log:
         def limits() -> None:
             if limit_files is not None:

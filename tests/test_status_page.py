@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient
 
 from metrics_ingest.config import Settings
 from metrics_ingest.http.status_page import STATUS
+from metrics_ingest.keys import TELEMETRY
 from metrics_ingest.model import FamilyMeta
 from metrics_ingest.status.activity import MIN_STALE_SECONDS, Activity, Rolling
 from metrics_ingest.status.figures import plan_families
@@ -75,17 +76,17 @@ def test_push_intervals_come_from_last_push_and_set_the_stale_threshold() -> Non
     activity = Activity(telemetry, 1000.0)
     for pushed in (1000.0, 1600.0, 2200.0, 2800.0):  # every 10 min
         telemetry.last_push["cron"] = pushed
-        activity.tick(pushed + 1)
-        activity.tick(pushed + 16)  # the same push seen again is no interval
+        activity.tick(pushed + 1, telemetry)
+        activity.tick(pushed + 16, telemetry)  # the same push seen again is no interval
     telemetry.last_push["cron"] = 2700.0  # committed out of order: moved back, not a push
-    activity.note_pushes()
+    activity.note_pushes(telemetry)
     assert list(activity.intervals["cron"]) == [600.0, 600.0, 600.0]
     assert activity.stale_after("cron", None) == 1200.0
     assert activity.stale_after("never-seen", None) == MIN_STALE_SECONDS
     telemetry.last_push["fast"] = 10.0
-    activity.note_pushes()
+    activity.note_pushes(telemetry)
     telemetry.last_push["fast"] = 25.0
-    activity.note_pushes()
+    activity.note_pushes(telemetry)
     assert activity.stale_after("fast", None) == MIN_STALE_SECONDS  # 2 x 15 s, at least 5 min
     assert activity.stale_after("cron", 90) == 90.0  # METRICS_STALE_AFTER wins
 
@@ -173,7 +174,7 @@ async def test_by_default_the_threshold_is_twice_the_median_interval(
     for step in range(5):  # every 10 min, the last one 10 min ago: not stale before 20
         clock.pinned = start + step * 600
         assert await push(client, {"source": "cron", "metrics": {"a": step}}) == 200
-        activity.note_pushes()
+        activity.note_pushes(client.app[TELEMETRY])
     clock.pinned = None
     rows = source_rows(await page(client))
     assert rows["cron"][0] == "ok"

@@ -19,9 +19,8 @@ from metrics_ingest.keys import (
     EXPORT,
     READER,
     SERIES_OUTAGE,
+    SERVICE_TELEMETRY,
     STORE,
-    TELEMETRY,
-    WRITER,
 )
 from metrics_ingest.model import shorten
 from metrics_ingest.store import StorageError
@@ -81,9 +80,11 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     pieces: list[bytes] = []
     if only != "self":
         pieces, fmt = await app[EXPORT].pieces(fmt, app[CLOCK](), fallback)
-    own = (render_telemetry(app[TELEMETRY], app[WRITER].queued_samples,
-                            app[STORE].size_bytes(), fmt, await series_counts(app))
-           if only != "stored" else [])
+    own: list[str] = []
+    if only != "stored":
+        telemetry, queued = app[SERVICE_TELEMETRY].read()
+        own = render_telemetry(telemetry, queued, app[STORE].size_bytes(), fmt,
+                               await series_counts(app))
     pieces.append(("".join(line + "\n" for line in own) + fmt.trailer).encode())
     headers = {"Content-Type": fmt.content_type}
     size = sum(map(len, pieces))

@@ -33,7 +33,15 @@ from metrics_ingest.http.status_actions import (
     logout,
     page_credentials,
 )
-from metrics_ingest.keys import AUTH, CLOCK, PRINCIPAL, SETTINGS, STORE, TELEMETRY, WRITER
+from metrics_ingest.keys import (
+    AUTH,
+    CLOCK,
+    PRINCIPAL,
+    SERVICE_TELEMETRY,
+    SETTINGS,
+    STORE,
+    WRITER,
+)
 from metrics_ingest.model import SOURCE_RE
 from metrics_ingest.status.activity import TICK_SECONDS, Activity
 from metrics_ingest.status.figures import (
@@ -50,6 +58,7 @@ from metrics_ingest.status.layout import COOKIE, message_page, sign_in_page
 from metrics_ingest.status.overview_page import Viewer, render_overview
 from metrics_ingest.status.source_page import render_source
 from metrics_ingest.store import StatusReader, StorageError, Store
+from metrics_ingest.telemetry import Telemetry
 
 T = TypeVar("T")
 
@@ -91,12 +100,13 @@ STATUS = web.AppKey("status", StatusService)
 
 async def status_context(app: web.Application) -> AsyncIterator[None]:
     clock = app[CLOCK]
-    app[STATUS] = service = StatusService(app[STORE], Activity(app[TELEMETRY], clock()))
+    counts = app[SERVICE_TELEMETRY]
+    app[STATUS] = service = StatusService(app[STORE], Activity(counts.read()[0], clock()))
 
     async def ticks() -> None:
         while True:
             await asyncio.sleep(TICK_SECONDS)
-            service.activity.tick(clock())
+            service.activity.tick(clock(), counts.read()[0])
 
     task = asyncio.create_task(ticks(), name="status-ticks")
     yield
@@ -134,26 +144,26 @@ def refused(request: web.Request, exc: ApiError) -> web.Response:
     return html(message_page(exc.status, exc.message), exc.status, exc.headers)
 
 
-def service_state(app: web.Application, unsourced: dict[str, int], now: float) -> ServiceState:
+def service_state(app: web.Application, telemetry: Telemetry, queued: int,
+                  unsourced: dict[str, int], now: float) -> ServiceState:
+    """`telemetry`, `queued`: the service's (worker_telemetry.py)."""
     settings = app[SETTINGS]
     writer = app[WRITER]
-    telemetry = app[TELEMETRY]
     next_purge = next(CronSim(settings.purge_cron, datetime.fromtimestamp(now, UTC)))
     health = writer.health
     return ServiceState(
         __version__, "PostgreSQL" if settings.db_url is not None else "SQLite",
-        app[STORE].size_bytes(), writer.queued_samples, writer.inbox.max_samples,
+        app[STORE].size_bytes(), queued, writer.inbox.max_samples * settings.workers,
         None if health.healthy else health.last_error or "the database refuses writes",
         telemetry.last_purge, next_purge.timestamp(), app[STATUS].activity.started,
         settings.workers, unsourced)
 
 
-def rows_for(app: web.Application, stored: dict[str, int], series: dict[str, int],
-             now: float, only: str | None = None) -> list[SourceRow]:
+def rows_for(app: web.Application, telemetry: Telemetry, stored: dict[str, int],
+             series: dict[str, int], now: float, only: str | None = None) -> list[SourceRow]:
     activity = app[STATUS].activity
-    telemetry = app[TELEMETRY]
-    activity.note_pushes()
-    hour = activity.hour(now)
+    activity.note_pushes(telemetry)
+    hour = activity.hour(now, telemetry)
     last_push = telemetry.last_push
     if only is not None:
         stored = {only: stored[only]} if only in stored else {}
@@ -178,13 +188,15 @@ async def overview(request: web.Request) -> web.Response:
     except StorageError as exc:
         stored, series, groups = {}, {}, []
         problem = f"The database cannot be read: {exc}"
-    rows = rows_for(app, stored, series, now)
-    hour = app[STATUS].activity.hour(now)
+    telemetry, queued = app[SERVICE_TELEMETRY].read()
+    rows = rows_for(app, telemetry, stored, series, now)
+    hour = app[STATUS].activity.hour(now, telemetry)
     _, unsourced = hour.rejected_by_source()
     # The figures are taken here, on the loop that changes them; the HTML (25 ms for 1,000
     # sources) is written on a thread, so pushes are answered meanwhile.
     text = await asyncio.to_thread(render_overview, rows, group_rows(groups),
-                                   service_state(app, unsourced, now), hour.covers,
+                                   service_state(app, telemetry, queued, unsourced, now),
+                                   hour.covers,
                                    viewer_of(request), now, problem)
     return compressed(html(text))
 
@@ -225,7 +237,7 @@ async def source(request: web.Request) -> web.Response:
     except StorageError as exc:
         return html(message_page(503, f"The database cannot be read: {exc}"), 503,
                     {"Retry-After": "5"})
-    found = rows_for(app, stored, series, now, only=name)
+    found = rows_for(app, app[SERVICE_TELEMETRY].read()[0], stored, series, now, only=name)
     if not found:
         return html(message_page(404, f"No source named {name!r} is stored or has pushed "
                                       "to this server."), 404)

@@ -9,8 +9,8 @@ intervals are seen as about TICK_SECONDS, which does not matter: a source is sta
 twice its median interval but never sooner than MIN_STALE_SECONDS (5 min), so only
 intervals above 2.5 min need to be right.
 
-The figures are this process's: with `--workers N` or replicas, each server counts what it
-received, and after a restart the hour starts again.
+The figures are the service's on one box (under `--workers N`, every worker's); replicas
+each count what they received, and after a restart the hour starts again.
 """
 
 from __future__ import annotations
@@ -77,10 +77,11 @@ class Rolling(Generic[K]):
 
 class Activity:
     """What the status page knows of each source's last hour; one per app, ticked on the
-    event loop (where Telemetry's counters change)."""
+    event loop (where Telemetry's counters change) with the service's counters as they are
+    then (worker_telemetry.py: every worker's under `serve --workers`). `telemetry`: the
+    counters at the start, before the hour."""
 
     def __init__(self, telemetry: Telemetry, now: float) -> None:
-        self.telemetry = telemetry
         self.started = now
         self.samples: Rolling[str] = Rolling(telemetry.samples_received)
         self.rejected: Rolling[LabelPairs] = Rolling(telemetry.rejected_pushes)
@@ -89,22 +90,21 @@ class Activity:
         self.seen: dict[str, float] = {}  # source -> the last receipt time looked at
         self.intervals: dict[str, deque[float]] = {}
 
-    def tick(self, now: float) -> None:
+    def tick(self, now: float, telemetry: Telemetry) -> None:
         """Every TICK_SECONDS: note new pushes; at a new minute, read the counters."""
-        self.note_pushes()
+        self.note_pushes(telemetry)
         minute = int(now // 60)
         if minute != self.minute:
             self.minute = minute
-            telemetry = self.telemetry
             self.samples.advance(minute, telemetry.samples_received)
             self.rejected.advance(minute, telemetry.rejected_pushes)
             self.skipped.advance(minute, telemetry.skipped_samples)
 
-    def note_pushes(self) -> None:
+    def note_pushes(self, telemetry: Telemetry) -> None:
         """The interval to each source's newest push, if it is one not seen yet. (Pushes
         committed out of their arrival order can move last_push back: not an interval.)"""
         seen = self.seen
-        for source, pushed in self.telemetry.last_push.items():
+        for source, pushed in telemetry.last_push.items():
             before = seen.get(source)
             if before is None or pushed > before:
                 seen[source] = pushed
@@ -130,9 +130,8 @@ class Activity:
         """The seconds the hour's figures span: less while the process is younger."""
         return min(now - self.started, WINDOW_MINUTES * 60.0)
 
-    def hour(self, now: float) -> HourFigures:
+    def hour(self, now: float, telemetry: Telemetry) -> HourFigures:
         minute = int(now // 60)
-        telemetry = self.telemetry
         return HourFigures(self.samples.totals(minute, telemetry.samples_received),
                            self.rejected.totals(minute, telemetry.rejected_pushes),
                            self.skipped.totals(minute, telemetry.skipped_samples),
