@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from metrics_ingest.telemetry import Telemetry
 from metrics_ingest.worker_telemetry import ServiceTelemetry
 from tests.conftest import Service, wait_until
+from tests.prometheus_server import running_prometheus
 from tests.test_status_page import ROW_RE
 from tests.test_workers import fresh_connection, started, worker_pids
 
@@ -161,6 +162,33 @@ def test_a_killed_supervisor_s_counts_are_swept_by_the_next(
     [now] = (tmp_path / "tmp").glob("metrics-ingest-workers-*")
     assert now != left
 
+
+PROMETHEUS_CONFIG = """
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+scrape_configs:
+  - job_name: metrics-ingest-self
+    params: {only: [self]}
+    static_configs: [{targets: ["127.0.0.1:INGEST_PORT"]}]
+"""
+
+
+@pytest.mark.slow
+async def test_prometheus_reads_the_whole_service_on_the_one_port(
+        service_factory: Callable[..., Service], tmp_path: Path) -> None:
+    service = started(service_factory)
+    await push_each_on_its_own_connection(service, PUSHES)
+    config = PROMETHEUS_CONFIG.replace("INGEST_PORT", service.url.rsplit(":", 1)[1])
+    with running_prometheus(tmp_path / "prometheus", config) as prometheus:
+        pushes = 'metrics_ingest_requests_total{route="ingest",code="200"} == '
+        await asyncio.to_thread(prometheus.wait_for, pushes + str(PUSHES), 30)
+        await push_each_on_its_own_connection(service, 10, first=PUSHES)
+        await asyncio.to_thread(prometheus.wait_for, pushes + str(PUSHES + 10), 30)
+        [resets] = await asyncio.to_thread(
+            prometheus.query, "resets(metrics_ingest_requests_total"
+            '{route="ingest",code="200"}[5m])')
+        assert resets["value"][1] == "0"
 
 # -- snapshots and their sums, without a server ------------------------------------------
 
