@@ -9,10 +9,8 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
-import shutil
 import signal
 import socket
-import tempfile
 import threading
 import time
 from multiprocessing.process import BaseProcess
@@ -20,6 +18,7 @@ from pathlib import Path
 from types import FrameType
 
 from metrics_ingest.config import Settings
+from metrics_ingest.counts_directory import CountsDirectory
 from metrics_ingest.listeners import bind_listeners, bound_port
 from metrics_ingest.logs import configure_logging
 from metrics_ingest.processes import wait_for_exit
@@ -32,7 +31,6 @@ log = logging.getLogger("metrics_ingest.supervisor")
 RESTART_DELAY_SECONDS = 1.0
 LONGEST_RESTART_DELAY_SECONDS = 30.0  # (doubling from RESTART_DELAY_SECONDS per early exit)
 EARLY_EXIT_SECONDS = 10.0  # a worker that dies this soon after starting failed to start
-TELEMETRY_PREFIX = "metrics-ingest-workers-"  # (then the supervisor's PID)
 EARLY_EXITS_ALLOWED = 3  # in a row, with no other worker serving, before the supervisor gives up
 
 
@@ -63,21 +61,6 @@ def stop_with_supervisor(supervisor: int) -> None:
     wait_for_exit(supervisor)
     log.warning("the supervisor (PID %d) is gone: stopping", supervisor)
     os.kill(os.getpid(), signal.SIGTERM)
-
-
-def sweep_leftovers() -> None:
-    """Remove the counts directories of supervisors that were killed (a SIGKILL leaves its
-    own behind), told by the PID in their names."""
-    for path in Path(tempfile.gettempdir()).glob(f"{TELEMETRY_PREFIX}*"):
-        pid = path.name.removeprefix(TELEMETRY_PREFIX).split("-", 1)[0]
-        if not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            shutil.rmtree(path, ignore_errors=True)
-        except PermissionError:  # (another user's supervisor, alive)
-            pass
 
 
 class Supervisor:
@@ -201,10 +184,10 @@ class Supervisor:
 def serve_workers(settings: Settings, notifier: Notifier | None = None) -> int:
     store = open_store(settings.database)
     store.claim()
-    # Every worker's counts, so that any one shows the service's (worker_telemetry.py).
-    sweep_leftovers()
-    telemetry_dir = Path(tempfile.mkdtemp(prefix=f"{TELEMETRY_PREFIX}{os.getpid()}-"))
+    counts = None
     try:
+        # Every worker's counts, so that any one shows the service's (worker_telemetry.py).
+        counts = CountsDirectory.make()
         applied = store.migrate()
         if applied:
             log.info("database %s: applied migrations %s", store.location, ", ".join(applied))
@@ -213,7 +196,8 @@ def serve_workers(settings: Settings, notifier: Notifier | None = None) -> int:
         port = bound_port(first[0])
         ahead = [first] + [bind_listeners(settings.host, port)
                            for _ in range(settings.workers - 1)]
-        supervisor = Supervisor(settings.replace(port=port), notifier, telemetry_dir)
+        supervisor = Supervisor(settings.replace(port=port), notifier,
+                                None if counts is None else counts.path)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, supervisor.stop)
         signal.signal(signal.SIGHUP, supervisor.reload)
@@ -226,5 +210,6 @@ def serve_workers(settings: Settings, notifier: Notifier | None = None) -> int:
         log.info("stopped: every worker exited%s", "" if code == 0 else ", one or more failed")
         return code
     finally:
-        shutil.rmtree(telemetry_dir, ignore_errors=True)
+        if counts is not None:
+            counts.remove()
         store.release()

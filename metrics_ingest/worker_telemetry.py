@@ -9,8 +9,9 @@ each scrape (a fall it would take for a counter reset).
 
 The sums never fall between two scrapes, whichever workers answer them: the answering worker
 writes its own snapshot before it reads the others', so each snapshot read is at least as
-new as any read before. A worker started in a dead one's place takes over that worker's
-snapshot and counts on from it.
+new as any read before; a snapshot that cannot be read counts as the last one that could
+(and its directory, if it went, is made again). A worker started in a dead one's place
+takes over that worker's snapshot and counts on from it.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class ServiceTelemetry:
         self.path = None if directory is None else directory / f"worker-{index}.json"
         self.writing = OutageLog(log, f"worker {index}'s counts for the others",
                                  logging.WARNING)
+        self.last_good: dict[Path, dict[str, Any]] = {}  # the other workers' snapshots
+        self.unreadable: set[Path] = set()
 
     def take_over(self) -> None:
         """Count on from the snapshot a dead worker of this index left, if any."""
@@ -61,32 +64,42 @@ class ServiceTelemetry:
 
     def read(self) -> tuple[Telemetry, int]:
         """(the service's telemetry, samples queued for its writers)."""
-        if self.directory is None:
+        if self.directory is None or self.path is None:
             return self.telemetry, self.queued()
-        self.publish()
+        own = self.publish()
         whole = Telemetry()
-        queued = 0
-        for path in sorted(self.directory.glob("worker-*.json")):
+        add(whole, own, self.formats)
+        queued = int(own["queued"])
+        others = (set(self.directory.glob("worker-*.json")) | set(self.last_good)) - {self.path}
+        for path in sorted(others):
             snapshot = self.read_snapshot(path)
+            if snapshot is None:
+                snapshot = self.last_good.get(path)
+            else:
+                self.last_good[path] = snapshot
             if snapshot is not None:
                 add(whole, snapshot, self.formats)
                 queued += int(snapshot.get("queued", 0))
         return whole, queued
 
-    def publish(self) -> None:
-        """Write this worker's snapshot (replacing the last one whole)."""
+    def publish(self) -> dict[str, Any]:
+        """Write this worker's snapshot (replacing the last one whole); the snapshot."""
+        snapshot = {**snapshot_of(self.telemetry, self.names), "queued": self.queued()}
         if self.path is None:
-            return
-        body = orjson.dumps({**snapshot_of(self.telemetry, self.names),
-                             "queued": self.queued()})
+            return snapshot
         partial = self.path.with_suffix(".partial")
         try:
-            partial.write_bytes(body)
+            try:
+                partial.write_bytes(orjson.dumps(snapshot))
+            except FileNotFoundError:  # (the directory removed from outside: made again)
+                self.path.parent.mkdir(mode=0o700, exist_ok=True)
+                partial.write_bytes(orjson.dumps(snapshot))
             os.replace(partial, self.path)
-        except OSError as exc:  # (the directory gone: the others' figures lack this one's)
+        except OSError as exc:
             self.writing.failed("cannot write %s: %s", self.path, exc)
-            return
+            return snapshot
         self.writing.working()
+        return snapshot
 
     async def publish_every(self, seconds: float = PUBLISH_SECONDS) -> None:
         """Until cancelled, then once more (what the drain committed)."""
@@ -99,18 +112,23 @@ class ServiceTelemetry:
         finally:
             self.publish()
 
-    @staticmethod
-    def read_snapshot(path: Path) -> dict[str, Any] | None:
+    def read_snapshot(self, path: Path) -> dict[str, Any] | None:
         """The snapshot at `path`; None when there is none (a worker yet to write one) or
-        it cannot be read (said in the log)."""
+        it cannot be read (said once until it can)."""
         try:
             found = orjson.loads(path.read_bytes())
+            if not isinstance(found, dict):
+                raise ValueError("not a JSON object")
         except FileNotFoundError:
             return None
-        except (OSError, orjson.JSONDecodeError) as exc:
-            log.warning("cannot read %s: %s", path, exc)
+        except (OSError, ValueError) as exc:  # (orjson.JSONDecodeError is a ValueError)
+            if path not in self.unreadable:
+                self.unreadable.add(path)
+                log.warning("cannot read %s: %s (its last figures stand until it can be "
+                            "read)", path, exc)
             return None
-        return found if isinstance(found, dict) else None
+        self.unreadable.discard(path)
+        return found
 
 
 def snapshot_of(telemetry: Telemetry, names: Mapping[object, str]) -> dict[str, Any]:

@@ -83,3 +83,16 @@ async def test_the_engine_s_error_is_one_line(client: Client, settings: Settings
     assert missing.returncode == 1
     assert missing.stderr.count("\n") == 1
     assert "no_such_table" in missing.stderr
+
+
+async def test_maintenance_statements_run(client: Client, settings: Settings) -> None:
+    """What runs only outside a transaction block runs (VACUUM; on PostgreSQL an index built
+    CONCURRENTLY), and a % in a statement is the statement's own."""
+    statements = ["VACUUM"] if settings.db_url is None else [
+        "VACUUM latest", "CREATE INDEX CONCURRENTLY scratch_index ON sources (newest)",
+        "DROP INDEX CONCURRENTLY scratch_index", "SET work_mem = '8MB'"]
+    for statement in statements:
+        done = await db_query(settings, statement)
+        assert done.returncode == 0, (statement, done.stderr)
+    percent = await db_query(settings, "SELECT '100%' AS share", "--json")
+    assert json.loads(percent.stdout) == [{"share": "100%"}], percent.stderr

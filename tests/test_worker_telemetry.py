@@ -6,16 +6,20 @@ again in a killed one's place counts on from it."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
+import shutil
 import signal
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from metrics_ingest.counts_directory import PREFIX, CountsDirectory, sweep
 from metrics_ingest.telemetry import Telemetry
 from metrics_ingest.worker_telemetry import ServiceTelemetry
 from tests.conftest import Service, wait_until
@@ -69,6 +73,25 @@ async def scraped_until(service: Service, pushes: int) -> Metrics:
         await asyncio.sleep(0.1)  # (polling: the next scrape, not a synchronisation)
 
 
+def worker_counts(tmp_path: Path, route: str) -> dict[int, int]:
+    """worker -> its own count of 200s on `route`, from the snapshots it wrote (to check
+    that both workers did take part)."""
+    counts = {}
+    for path in (tmp_path / "tmp").glob("metrics-ingest-workers-*/worker-*.json"):
+        snapshot = json.loads(path.read_text())
+        counts[int(path.stem.removeprefix("worker-"))] = sum(
+            n for name, code, n in snapshot["requests"] if (name, code) == (route, "200"))
+    return counts
+
+
+def answered_pushes(tmp_path: Path) -> dict[int, int]:
+    return worker_counts(tmp_path, "ingest")
+
+
+def answered_scrapes(tmp_path: Path) -> list[int]:
+    return sorted(worker for worker, n in worker_counts(tmp_path, "metrics").items() if n)
+
+
 async def push_each_on_its_own_connection(service: Service, count: int, first: int = 0) -> None:
     for i in range(first, first + count):
         status, _ = await fresh_connection(
@@ -79,7 +102,7 @@ async def push_each_on_its_own_connection(service: Service, count: int, first: i
 
 @pytest.mark.slow
 async def test_every_scrape_shows_both_workers_counts_and_none_falls_back(
-        service_factory: Callable[..., Service]) -> None:
+        service_factory: Callable[..., Service], tmp_path: Path) -> None:
     service = started(service_factory)
     await push_each_on_its_own_connection(service, PUSHES)
     metrics = await scraped_until(service, PUSHES)
@@ -98,6 +121,7 @@ async def test_every_scrape_shows_both_workers_counts_and_none_falls_back(
                   if name == "metrics_ingest_last_push_timestamp_seconds"}
         assert pushed == {f"node{i}" for i in range(PUSHES)}
     assert "metrics_ingest.workers" not in service.log()  # (no snapshot went unread)
+    assert all(answered_pushes(tmp_path).values()), "one worker took every push"
 
 
 @pytest.mark.slow
@@ -163,9 +187,11 @@ def test_a_killed_supervisor_s_counts_are_swept_by_the_next(
     assert now != left
 
 
+# Scrapes 2 s apart, the server closing connections idle 1 s: each scrape on a connection
+# of its own, so Prometheus's scrapes land on either worker.
 PROMETHEUS_CONFIG = """
 global:
-  scrape_interval: 1s
+  scrape_interval: 2s
   scrape_timeout: 1s
 scrape_configs:
   - job_name: metrics-ingest-self
@@ -177,12 +203,14 @@ scrape_configs:
 @pytest.mark.slow
 async def test_prometheus_reads_the_whole_service_on_the_one_port(
         service_factory: Callable[..., Service], tmp_path: Path) -> None:
-    service = started(service_factory)
+    service = started(service_factory, env={"METRICS_KEEPALIVE_TIMEOUT": "1"})
     await push_each_on_its_own_connection(service, PUSHES)
     config = PROMETHEUS_CONFIG.replace("INGEST_PORT", service.url.rsplit(":", 1)[1])
     with running_prometheus(tmp_path / "prometheus", config) as prometheus:
         pushes = 'metrics_ingest_requests_total{route="ingest",code="200"} == '
         await asyncio.to_thread(prometheus.wait_for, pushes + str(PUSHES), 30)
+        await asyncio.to_thread(wait_until, lambda: answered_scrapes(tmp_path) == [1, 2], 60,
+                                "scrapes answered by both workers")
         await push_each_on_its_own_connection(service, 10, first=PUSHES)
         await asyncio.to_thread(prometheus.wait_for, pushes + str(PUSHES + 10), 30)
         [resets] = await asyncio.to_thread(
@@ -266,22 +294,90 @@ def test_a_worker_in_a_dead_one_s_place_counts_on(tmp_path: Path,
     assert not list(tmp_path.glob("*.partial"))
 
 
-def test_an_unreadable_snapshot_is_left_out_and_said(
+def test_an_unreadable_snapshot_counts_as_its_last_readable_one(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    one = shared(tmp_path, 1, counted("hpc", 1000.0))
+    two = shared(tmp_path, 2, counted("hpc", 1000.0))
+    two.publish()
+    assert one.read()[0].requests == {("ingest", "200"): 2}
     (tmp_path / "worker-2.json").write_text("{not json")
-    whole, _ = shared(tmp_path, 1, counted("hpc", 1000.0)).read()
-    assert whole.requests == {("ingest", "200"): 1}
-    assert "cannot read" in caplog.text
+    for _ in range(2):  # the sum does not fall; said once
+        assert one.read()[0].requests == {("ingest", "200"): 2}
+    assert caplog.text.count("cannot read") == 1
     assert "worker-2.json" in caplog.text
+    (tmp_path / "worker-3.json").write_text("[]")  # never readable: left out
+    assert one.read()[0].requests == {("ingest", "200"): 2}
+    assert caplog.text.count("cannot read") == 2
+    two.telemetry.count_request("ingest", 200)
+    two.publish()
+    assert one.read()[0].requests == {("ingest", "200"): 3}
 
 
 def test_a_lost_directory_is_said_once(tmp_path: Path, caplog: pytest.LogCaptureFixture
                                        ) -> None:
     caplog.set_level(logging.INFO)
-    share = shared(tmp_path / "gone", 1, counted("hpc", 1000.0))
+    share = shared(tmp_path / "gone" / "deeper", 1, counted("hpc", 1000.0))
     for _ in range(3):
         share.publish()
     assert caplog.text.count("cannot write") == 1
     (tmp_path / "gone").mkdir()
-    share.publish()
+    share.publish()  # (its own directory it makes again, not the one above)
     assert "working again after 3 failures" in caplog.text
+    assert share.read()[0].requests == {("ingest", "200"): 1}
+
+
+def test_a_directory_removed_from_outside_is_made_again(tmp_path: Path) -> None:
+    directory = tmp_path / "counts"
+    directory.mkdir()
+    one = shared(directory, 1, counted("hpc", 1000.0))
+    two = shared(directory, 2, counted("hpc", 1000.0))
+    two.publish()
+    assert one.read()[0].requests == {("ingest", "200"): 2}
+    shutil.rmtree(directory)
+    assert one.read()[0].requests == {("ingest", "200"): 2}  # worker 2's last figures stand
+    assert (directory / "worker-1.json").exists()
+
+
+# -- the counts directory ------------------------------------------------------------------
+
+
+@pytest.fixture
+def temporary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """TMPDIR for the supervisor's directory: this test's."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    return tmp_path
+
+
+def test_a_directory_whose_supervisor_is_gone_is_swept(temporary: Path) -> None:
+    live = CountsDirectory.make()
+    assert live is not None
+    gone = CountsDirectory.make()
+    assert gone is not None
+    os.close(gone.lock)  # (as its process's death would: the lock is free)
+    being_made = temporary / f"{PREFIX}1-new"
+    being_made.mkdir()
+    forsaken = temporary / f"{PREFIX}2-old"
+    forsaken.mkdir()
+    os.utime(forsaken, (0, 0))  # no lock file, made long ago
+    (temporary / "elsewhere").mkdir()
+    (temporary / f"{PREFIX}link").symlink_to(temporary / "elsewhere")
+    (temporary / f"{PREFIX}file").write_text("")
+    sweep()
+    assert live.path.exists()
+    assert being_made.exists()
+    assert not gone.path.exists()
+    assert not forsaken.exists()
+    assert (temporary / f"{PREFIX}link").is_symlink()
+    assert (temporary / "elsewhere").exists()
+    live.remove()
+    assert not live.path.exists()
+
+
+def test_a_tmpdir_that_takes_no_directory_is_said(
+        temporary: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    (temporary / "a-file").write_text("")
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary / "a-file"))
+    assert CountsDirectory.make() is None
+    assert "cannot make a directory for the workers' counts" in caplog.text
+    assert "each worker's /metrics shows its own counts only" in caplog.text

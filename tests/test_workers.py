@@ -44,8 +44,9 @@ def worker_pids(service: Service) -> list[int]:
     return sorted(pids)
 
 
-def started(service_factory: Callable[..., Service], db: str | None = None) -> Service:
-    service = service_factory(args=("--workers", "2"), db=db)
+def started(service_factory: Callable[..., Service], db: str | None = None,
+            env: dict[str, str] | None = None) -> Service:
+    service = service_factory(args=("--workers", "2"), db=db, env=env)
     wait_until(lambda: service.log().count("listening on") >= 2, 30, "both workers")
     return service
 

@@ -113,12 +113,14 @@ class PostgresStore:
         try:
             with engine_errors(self.url):
                 try:
-                    # Prepared (the extended protocol), PostgreSQL refuses several statements
-                    # before running any, as SQLite does; the simple protocol would run them
-                    # all and show the first one's result.
-                    cursor = conn.execute(SQL(sql), prepare=True)  # the operator's own
+                    # In a pipeline the statement goes by the extended protocol, unnamed (as
+                    # a pooler in transaction mode passes it): PostgreSQL refuses several
+                    # statements before running any, as SQLite does, where the simple
+                    # protocol would run them all and show the first one's result.
+                    with conn.pipeline():
+                        cursor = conn.execute(SQL(sql))  # the operator's own statement
                 except psycopg.errors.SyntaxError as exc:
-                    if "multiple commands" in str(exc):
+                    if exc.diag.source_function == "exec_parse_message":  # (any language)
                         raise StorageError(ONE_STATEMENT) from None
                     raise
                 columns = [column.name for column in cursor.description or ()]
