@@ -35,7 +35,9 @@ class CountsDirectory:
         will not take one."""
         sweep()
         path = None
+        where = os.environ.get("TMPDIR") or "the temporary directory"
         try:
+            where = tempfile.gettempdir()  # (raises when no directory takes a file)
             path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
             # Locked under another name, then renamed: a sweep never finds the lock file
             # unlocked while it is being taken.
@@ -47,8 +49,7 @@ class CountsDirectory:
             if path is not None:
                 shutil.rmtree(path, ignore_errors=True)
             log.warning("cannot make a directory for the workers' counts in %s: %s; each "
-                        "worker's /metrics shows its own counts only", tempfile.gettempdir(),
-                        exc)
+                        "worker's /metrics shows its own counts only", where, exc)
             return None
         return cls(path, lock)
 

@@ -346,3 +346,22 @@ def rows_of(db: Path, sql: str) -> int:
         count = int(conn.execute(sql).fetchone()[0])
     conn.close()
     return count
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+async def test_a_stopped_server_leaves_its_database_in_the_one_file(
+        service_factory: Callable[..., Service], tmp_path: Path, workers: str) -> None:
+    """README, "Stopping": the WAL checkpointed, so a copy of metrics.db alone has every
+    sample acknowledged."""
+    service = service_factory(args=("--workers", workers))
+    for i in range(30):
+        status, _ = await fresh_connection(
+            "POST", service.url + "/ingest", json={"source": f"node{i}", "metrics": {"a": i}})
+        assert status == 200
+    os.kill(service.process.pid, signal.SIGTERM)
+    assert await asyncio.to_thread(service.process.wait, 30) == 0
+    wal = service.db_path.with_name(service.db_path.name + "-wal")
+    assert not wal.exists() or wal.stat().st_size == 0
+    copy = tmp_path / "copy.db"
+    copy.write_bytes(service.db_path.read_bytes())
+    assert rows_of(copy, "SELECT count(*) FROM samples") == 30

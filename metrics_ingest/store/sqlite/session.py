@@ -292,6 +292,12 @@ class SQLiteWriteSession:
             return True
 
     def close(self) -> None:
+        """Checkpoint the WAL into the file and truncate it (waiting at most a second for
+        another worker's readers or commit; what stays in the WAL is as safe there), so a
+        stopped server's database is the one file; then close."""
+        with contextlib.suppress(sqlite3.Error):
+            self.db.execute("PRAGMA busy_timeout=1000")
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         self.db.close()
         if self.shared is not None:
             self.shared.close()
