@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -139,6 +140,9 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     notifier = Notifier.from_environ(os.environ)  # systemd's, with Type=notify
     if settings.workers > 1:
         return supervisor.serve_workers(settings, notifier)
+    # A reload asked for while the server starts is ignored until its handler is set
+    # (it reads the files as it starts), rather than kill it.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     run(serve_until_signalled(settings, notifier=notifier))
     return 0
 

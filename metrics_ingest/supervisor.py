@@ -17,6 +17,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import FrameType
 
+from metrics_ingest.auth import AuthPolicy
 from metrics_ingest.config import Settings
 from metrics_ingest.counts_directory import CountsDirectory
 from metrics_ingest.listeners import bind_listeners, bound_port
@@ -25,13 +26,14 @@ from metrics_ingest.processes import wait_for_exit
 from metrics_ingest.sdnotify import Notifier, ReadinessRelay
 from metrics_ingest.serve import SHUTDOWN_GRACE_SECONDS, run, serve_until_signalled
 from metrics_ingest.store import StorageError, open_store
+from metrics_ingest.tls import Certificates
 
 log = logging.getLogger("metrics_ingest.supervisor")
 
 RESTART_DELAY_SECONDS = 1.0
 LONGEST_RESTART_DELAY_SECONDS = 30.0  # (doubling from RESTART_DELAY_SECONDS per early exit)
 EARLY_EXIT_SECONDS = 10.0  # a worker that dies this soon after starting failed to start
-EARLY_EXITS_ALLOWED = 3  # in a row, with no other worker serving, before the supervisor gives up
+EARLY_EXITS_ALLOWED = 3  # of one worker in a row, none other serving: the supervisor gives up
 
 
 def worker_main(settings: Settings, index: int, sockets: list[socket.socket],
@@ -40,6 +42,10 @@ def worker_main(settings: Settings, index: int, sockets: list[socket.socket],
     """A worker process: one server on `sockets` (listeners.py); it tells the supervisor's
     relay at `notify` when it serves, and keeps its counts for the others in
     `telemetry_dir` (worker_telemetry.py)."""
+    # Started with SIGHUP blocked (Supervisor.start): ignored until the server's own
+    # handler takes over, so a reload asked for while this worker starts cannot kill it.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
     configure_logging(settings.log_format, settings.log_level)
     # The supervisor's PID as it gave it: os.getppid() would be init's if it died before
     # this line ran, and the worker would then watch init forever.
@@ -76,8 +82,9 @@ class Supervisor:
         self.context = multiprocessing.get_context("spawn")
         self.workers: dict[int, BaseProcess] = {}
         self.exited: set[int] = set()  # workers whose exit was said, not yet started again
+        self.due: dict[int, float] = {}  # of those, when each is started again (monotonic)
         self.started: dict[int, float] = {}
-        self.early_exits = 0
+        self.failing: dict[int, int] = {}  # worker -> its exits in a row right after starting
         self.gave_up = False
         self.stopping = False
 
@@ -92,9 +99,11 @@ class Supervisor:
                                        args=(self.settings, index, sockets, notify, os.getpid(),
                                              self.telemetry_dir),
                                        name=f"metrics-ingest-worker-{index}")
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})  # (worker_main)
         try:
             process.start()
         finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
             for sock in sockets:
                 sock.close()
         self.workers[index] = process
@@ -117,50 +126,60 @@ class Supervisor:
             if process.is_alive() and process.pid is not None:
                 os.kill(process.pid, signal.SIGHUP)
 
-    def pause(self, seconds: float) -> None:
-        """Sleep up to `seconds`, ended early by a stop (a signal handler sets `stopping`)."""
-        deadline = time.monotonic() + seconds
-        while not self.stopping and time.monotonic() < deadline:
-            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
-
     def watch(self) -> int:
-        """Until stopped: restart workers that die (a worker that keeps failing to start
-        waits longer each time while the others serve; with none serving, the supervisor
-        gives up). Then wait for all; the exit code."""
+        """Until stopped: restart workers that die, each on its own schedule (a worker that
+        keeps failing to start waits longer each time while the others serve and are
+        restarted as they die; with none serving, the supervisor gives up). Then wait for
+        all; the exit code."""
         while not self.stopping:
+            self.start_due()
             alive = {process.sentinel: index for index, process in self.workers.items()
                      if index not in self.exited}
-            for sentinel in multiprocessing.connection.wait(list(alive), timeout=0.5):
-                index = alive[sentinel]  # type: ignore[index]  # a sentinel is an int
+            now = time.monotonic()
+            timeout = min([0.5, *(max(0.0, at - now) for at in self.due.values())])
+            for sentinel in multiprocessing.connection.wait(list(alive), timeout=timeout):
                 if self.stopping:
                     break
-                self.workers[index].join(5)  # (reaped: its exit code is known)
-                code = self.workers[index].exitcode
-                self.exited.add(index)
-                early = time.monotonic() - self.started[index] < EARLY_EXIT_SECONDS
-                self.early_exits = self.early_exits + 1 if early else 0
-                serving = any(process.is_alive() for other, process in self.workers.items()
-                              if other != index)
-                if self.early_exits >= EARLY_EXITS_ALLOWED and not serving:
-                    log.error("worker %d exited (code %s) %d times right after starting; "
-                              "stopping", index, code, self.early_exits)
-                    self.gave_up = True
-                    self.stop(signal.SIGTERM, None)
-                    break
-                delay = min(RESTART_DELAY_SECONDS * 2 ** max(0, self.early_exits - 1),
-                            LONGEST_RESTART_DELAY_SECONDS)
-                log.error("worker %d exited (code %s); starting it again in %.0f s", index,
-                          code, delay)
-                self.pause(delay)
-                if not self.stopping:
-                    try:
-                        self.start(index)
-                    except OSError as exc:  # its port taken meanwhile: nothing to serve on
-                        log.error("worker %d cannot listen again: %s; stopping", index, exc)
-                        self.gave_up = True
-                        self.stop(signal.SIGTERM, None)
-                        break
+                self.ended(alive[sentinel])  # type: ignore[index]  # a sentinel is an int
         return 1 if self.stopped_badly() or self.gave_up else 0
+
+    def ended(self, index: int) -> None:
+        """Worker `index` exited: schedule its restart, or give up."""
+        self.workers[index].join(5)  # (reaped: its exit code is known)
+        code = self.workers[index].exitcode
+        now = time.monotonic()
+        self.exited.add(index)
+        early = now - self.started[index] < EARLY_EXIT_SECONDS
+        failing = self.failing[index] = self.failing.get(index, 0) + 1 if early else 0
+        # Serving: alive in a life that did not follow a failed start (one that failed to
+        # start, now trying again, may be about to fail the same way).
+        serving = any(process.is_alive() and not self.failing.get(other, 0)
+                      for other, process in self.workers.items() if other != index)
+        if failing >= EARLY_EXITS_ALLOWED and not serving:
+            log.error("worker %d exited (code %s) %d times right after starting; stopping",
+                      index, code, failing)
+            self.gave_up = True
+            self.stop(signal.SIGTERM, None)
+            return
+        delay = min(RESTART_DELAY_SECONDS * 2 ** max(0, failing - 1),
+                    LONGEST_RESTART_DELAY_SECONDS)
+        log.error("worker %d exited (code %s); starting it again in %.0f s", index, code,
+                  delay)
+        self.due[index] = now + delay
+
+    def start_due(self) -> None:
+        now = time.monotonic()
+        for index, at in sorted(self.due.items()):
+            if at > now or self.stopping:
+                continue
+            del self.due[index]
+            try:
+                self.start(index)
+            except OSError as exc:  # its port taken meanwhile: nothing to serve on
+                log.error("worker %d cannot listen again: %s; stopping", index, exc)
+                self.gave_up = True
+                self.stop(signal.SIGTERM, None)
+                return
 
     def stopped_badly(self) -> int:
         """Wait for every worker; how many ended badly. A worker whose exit was already said
@@ -181,7 +200,20 @@ class Supervisor:
         return failed
 
 
+def check_files(settings: Settings) -> None:
+    """What every worker would fail to start on, said once here (ValueError or OSError, one
+    line from the CLI): the tokens file and the TLS certificate, read as a worker reads
+    them."""
+    AuthPolicy(settings.auth_tokens, settings.read_token, settings.admin_token,
+               settings.tokens_file)
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        Certificates(settings.tls_cert, settings.tls_key)
+
+
 def serve_workers(settings: Settings, notifier: Notifier | None = None) -> int:
+    # A reload asked for before the handler below is set waits for it, rather than kill.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+    check_files(settings)
     store = open_store(settings.database)
     store.claim()
     counts = None
@@ -201,6 +233,7 @@ def serve_workers(settings: Settings, notifier: Notifier | None = None) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, supervisor.stop)
         signal.signal(signal.SIGHUP, supervisor.reload)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
         for index, sockets in enumerate(ahead, start=1):
             supervisor.start(index, sockets)
         log.info("started %d workers on http://%s:%d", settings.workers, settings.host, port)

@@ -381,3 +381,14 @@ def test_a_tmpdir_that_takes_no_directory_is_said(
     assert CountsDirectory.make() is None
     assert "cannot make a directory for the workers' counts" in caplog.text
     assert "each worker's /metrics shows its own counts only" in caplog.text
+
+
+def test_no_usable_temporary_directory_is_said(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    def none_usable() -> str:
+        raise FileNotFoundError("No usable temporary directory found in ['/tmp']")
+
+    monkeypatch.setattr(tempfile, "gettempdir", none_usable)
+    monkeypatch.setenv("TMPDIR", "/nonexistent")
+    assert CountsDirectory.make() is None
+    assert "in /nonexistent: No usable temporary directory found" in caplog.text

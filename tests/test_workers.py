@@ -12,6 +12,8 @@ import os
 import signal
 import socket
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -163,10 +165,20 @@ async def test_a_worker_that_cannot_start_while_postgres_is_down_does_not_stop_t
         assert status == 503, body  # the surviving worker answers, the database is down
         assert "starting it again in 4 s" in service.log()
         assert "Traceback" not in service.log()
+        await asyncio.to_thread(wait_until, lambda: "starting it again in 8 s" in service.log(),
+                                30, "a fourth failed restart")
     finally:
         await asyncio.to_thread(postgres.cluster.start)
-    await asyncio.to_thread(wait_until, lambda: service.log().count("listening on") >= 3, 60,
-                            "the killed worker to start once the database is back")
+    # The other worker dies while the first waits out its 8 s: it is started again at once,
+    # on its own schedule, not after the first's wait.
+    os.kill(second, signal.SIGKILL)
+    killed = time.monotonic()
+    await asyncio.to_thread(wait_until, lambda: "worker 2 exited" in service.log()
+                            or "worker 1 exited (code -9)" in service.log(), 30,
+                            "the second kill to be seen")
+    assert time.monotonic() - killed < 4, "a dead worker waited for the other's restart"
+    await asyncio.to_thread(wait_until, lambda: service.log().count("listening on") >= 4, 60,
+                            "both workers to start once the database is back")
     status, _ = await fresh_connection("POST", service.url + "/ingest",
                                        json={"source": "s", "metrics": {"m": 1}})
     assert status == 200
@@ -365,3 +377,54 @@ async def test_a_stopped_server_leaves_its_database_in_the_one_file(
     copy = tmp_path / "copy.db"
     copy.write_bytes(service.db_path.read_bytes())
     assert rows_of(copy, "SELECT count(*) FROM samples") == 30
+
+
+async def test_workers_that_cannot_start_again_with_none_serving_end_the_supervisor(
+        service_factory: Callable[..., Service], postgres: PostgresServer) -> None:
+    service = started(service_factory, db=postgres.new_database())
+    await asyncio.to_thread(postgres.cluster.stop, "fast")
+    try:
+        for pid in worker_pids(service):
+            os.kill(pid, signal.SIGKILL)
+        code = await asyncio.to_thread(service.process.wait, 60)
+    finally:
+        await asyncio.to_thread(postgres.cluster.start)
+    assert code == 1
+    assert "3 times right after starting; stopping" in service.log()
+    assert "Traceback" not in service.log()
+
+
+def test_a_bad_tokens_file_stops_the_supervisor_in_one_line(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.toml"
+    tokens.write_text('[[token]]\nname = "ci"\ntoken = "short"\n')
+    tokens.chmod(0o600)
+    result = subprocess.run(
+        [sys.executable, "-m", "metrics_ingest", "serve", "--workers", "2", "--port",
+         str(free_port()), "--db", str(tmp_path / "m.db"), "--tokens-file", str(tokens)],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        env={key: value for key, value in os.environ.items()
+             if not key.startswith("METRICS_")})
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"metrics-ingest: error: {tokens}: token 'ci': `token` must be a string of at least "
+        "16 characters")
+    assert "worker" not in result.stderr
+
+
+def test_a_reload_asked_for_as_workers_start_kills_none(
+        service_factory: Callable[..., Service]) -> None:
+    service = service_factory(args=("--workers", "2"))  # (returns once one listens)
+    for _ in range(40):  # SIGHUP every 25 ms while the workers start, then while they serve
+        service.process.send_signal(signal.SIGHUP)
+        time.sleep(0.025)  # (the pace of the signals, not a synchronisation)
+    wait_until(lambda: service.log().count("listening on") >= 2, 30, "both workers")
+    first, _ = worker_pids(service)
+    os.kill(first, signal.SIGKILL)
+    wait_until(lambda: "worker 1 exited" in service.log() or "worker 2 exited" in service.log(),
+               30, "the kill to be seen")
+    for _ in range(80):  # ... and while the killed one starts again
+        service.process.send_signal(signal.SIGHUP)
+        time.sleep(0.025)
+    wait_until(lambda: service.log().count("listening on") >= 3, 30, "the worker started again")
+    assert service.log().count("exited (code") == 1, service.log()
+    assert service.process.poll() is None
