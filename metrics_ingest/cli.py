@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -135,7 +136,26 @@ def with_push_token(settings: Settings) -> Settings:
     return settings.replace(auth_tokens=(token,))
 
 
+# The parser and query processes' forkserver listens on <TMPDIR>/pymp-XXXXXXXX/listener-
+# XXXXXXXX, and a Unix socket's path holds at most 107 bytes.
+SOCKET_PATH_BYTES = 107
+FORKSERVER_SUFFIX = len("/pymp-XXXXXXXX/listener-XXXXXXXX")
+
+
+def check_temporary_directory() -> None:
+    """ConfigError for a TMPDIR too long to hold the worker processes' sockets (every big
+    body and PromQL query would fail with a 500)."""
+    where = tempfile.gettempdir()
+    if len(os.fsencode(where)) + FORKSERVER_SUFFIX > SOCKET_PATH_BYTES:
+        raise ConfigError(
+            f"TMPDIR {where} is {len(os.fsencode(where))} bytes long: the sockets of the "
+            f"parser and query processes there would pass the {SOCKET_PATH_BYTES} bytes a "
+            f"Unix socket path may hold; give a directory of at most "
+            f"{SOCKET_PATH_BYTES - FORKSERVER_SUFFIX} bytes")
+
+
 def serve(settings: Settings, args: argparse.Namespace) -> int:
+    check_temporary_directory()
     settings = with_push_token(settings)
     notifier = Notifier.from_environ(os.environ)  # systemd's, with Type=notify
     if settings.workers > 1:

@@ -220,3 +220,18 @@ def test_serve_on_a_port_taken_exits_1_naming_the_address(tmp_path: Path, worker
     assert str(port) in last
     assert "in use" in last.lower()
     assert "Traceback" not in done.stderr
+
+
+def test_a_tmpdir_too_long_for_a_unix_socket_stops_serve_in_one_line(tmp_path: Path) -> None:
+    long = tmp_path / ("t" * 40) / ("m" * 40)
+    long.mkdir(parents=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "metrics_ingest", "serve", "--port", "0", "--db",
+         str(tmp_path / "m.db")], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        env={**{key: value for key, value in os.environ.items()
+                if not key.startswith("METRICS_")}, "TMPDIR": str(long)})
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"metrics-ingest: error: TMPDIR {long} is {len(str(long))} bytes long: the sockets "
+        "of the parser and query processes there would pass the 107 bytes a Unix socket "
+        "path may hold; give a directory of at most 75 bytes\n")
