@@ -180,6 +180,8 @@ def db_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def db_query(settings: Settings, args: argparse.Namespace) -> int:
+    if not args.sql.strip(" \t\n;"):
+        raise ConfigError("db query needs a statement, got none")
     columns, rows, changed = open_store(settings.database).query(args.sql)
     if changed is not None:
         if args.json:

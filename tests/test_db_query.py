@@ -68,6 +68,10 @@ async def test_several_statements_run_none(client: Client, settings: Settings) -
         assert refused.returncode == 1
         assert refused.stderr == f"metrics-ingest: error: {ONE_STATEMENT}\n"
     assert rows(settings, "SELECT count(*) FROM metrics") == [(1,)]
+    for text in ("", " ;\n"):
+        empty = await db_query(settings, text)
+        assert (empty.returncode, empty.stderr) == (
+            2, "metrics-ingest: error: db query needs a statement, got none\n")
     # One statement with a trailing semicolon is one statement.
     counted = await db_query(settings, "SELECT count(*) AS n FROM metrics; ", "--json")
     assert json.loads(counted.stdout) == [{"n": 1}], counted.stderr
