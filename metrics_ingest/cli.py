@@ -22,6 +22,7 @@ from metrics_ingest.http.admin import parse_time
 from metrics_ingest.http.errors import ApiError
 from metrics_ingest.inbox import StorageFailed
 from metrics_ingest.logs import configure_logging
+from metrics_ingest.parsing import LONGEST_TMPDIR_BYTES, SOCKET_PATH_BYTES, holds_sockets
 from metrics_ingest.sdnotify import Notifier
 from metrics_ingest.selectors import parse_selector
 from metrics_ingest.serve import run, serve_until_signalled
@@ -136,22 +137,16 @@ def with_push_token(settings: Settings) -> Settings:
     return settings.replace(auth_tokens=(token,))
 
 
-# The parser and query processes' forkserver listens on <TMPDIR>/pymp-XXXXXXXX/listener-
-# XXXXXXXX, and a Unix socket's path holds at most 107 bytes.
-SOCKET_PATH_BYTES = 107
-FORKSERVER_SUFFIX = len("/pymp-XXXXXXXX/listener-XXXXXXXX")
-
-
 def check_temporary_directory() -> None:
     """ConfigError for a TMPDIR too long to hold the worker processes' sockets (every big
     body and PromQL query would fail with a 500)."""
     where = tempfile.gettempdir()
-    if len(os.fsencode(where)) + FORKSERVER_SUFFIX > SOCKET_PATH_BYTES:
+    if not holds_sockets(where):
         raise ConfigError(
             f"TMPDIR {where} is {len(os.fsencode(where))} bytes long: the sockets of the "
             f"parser and query processes there would pass the {SOCKET_PATH_BYTES} bytes a "
             f"Unix socket path may hold; give a directory of at most "
-            f"{SOCKET_PATH_BYTES - FORKSERVER_SUFFIX} bytes")
+            f"{LONGEST_TMPDIR_BYTES} bytes")
 
 
 def serve(settings: Settings, args: argparse.Namespace) -> int:

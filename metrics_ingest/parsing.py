@@ -70,6 +70,19 @@ def exit_with(pid: int) -> None:
     os._exit(0)
 
 
+# The forkserver (here and in query_pool.py) listens on <TMPDIR>/pymp-XXXXXXXX/listener-
+# XXXXXXXX, and a Unix socket's path holds at most 107 bytes (measured: a 75-byte TMPDIR
+# works, 76 fails).
+SOCKET_PATH_BYTES = 107
+FORKSERVER_SUFFIX = len("/pymp-XXXXXXXX/listener-XXXXXXXX")
+LONGEST_TMPDIR_BYTES = SOCKET_PATH_BYTES - FORKSERVER_SUFFIX
+
+
+def holds_sockets(directory: str) -> bool:
+    """Whether the forkserver can listen in `directory` as its TMPDIR."""
+    return len(os.fsencode(directory)) <= LONGEST_TMPDIR_BYTES
+
+
 class ParsePool:
     """Worker processes for big bodies, one per core but one (that core is the event loop's),
     at a lower priority, started on first use (forkserver: they do not inherit the server's

@@ -11,6 +11,7 @@ import multiprocessing.connection
 import os
 import signal
 import socket
+import tempfile
 import threading
 import time
 from multiprocessing.process import BaseProcess
@@ -22,6 +23,7 @@ from metrics_ingest.config import Settings
 from metrics_ingest.counts_directory import CountsDirectory
 from metrics_ingest.listeners import bind_listeners, bound_port
 from metrics_ingest.logs import configure_logging
+from metrics_ingest.parsing import holds_sockets
 from metrics_ingest.processes import wait_for_exit
 from metrics_ingest.sdnotify import Notifier, ReadinessRelay
 from metrics_ingest.serve import SHUTDOWN_GRACE_SECONDS, run, serve_until_signalled
@@ -47,6 +49,10 @@ def worker_main(settings: Settings, index: int, sockets: list[socket.socket],
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
     configure_logging(settings.log_format, settings.log_level)
+    if telemetry_dir is not None and holds_sockets(str(telemetry_dir)):
+        # This worker's temporary files (its forkserver's) go with the supervisor's
+        # directory, so the supervisor removes them even when this worker is SIGKILLed.
+        tempfile.tempdir = str(telemetry_dir)
     # The supervisor's PID as it gave it: os.getppid() would be init's if it died before
     # this line ran, and the worker would then watch init forever.
     threading.Thread(target=stop_with_supervisor, args=(supervisor or os.getppid(),),
