@@ -157,9 +157,10 @@ class Supervisor:
         self.exited.add(index)
         early = now - self.started[index] < EARLY_EXIT_SECONDS
         failing = self.failing[index] = self.failing.get(index, 0) + 1 if early else 0
-        # Serving: alive in a life that did not follow a failed start (one that failed to
-        # start, now trying again, may be about to fail the same way).
-        serving = any(process.is_alive() and not self.failing.get(other, 0)
+        # Serving: alive, in a life that followed no failed start or has outlived one (one
+        # that failed to start, trying again, may be about to fail the same way).
+        serving = any(process.is_alive() and (not self.failing.get(other, 0)
+                                              or now - self.started[other] >= EARLY_EXIT_SECONDS)
                       for other, process in self.workers.items() if other != index)
         if failing >= EARLY_EXITS_ALLOWED and not serving:
             log.error("worker %d exited (code %s) %d times right after starting; stopping",

@@ -428,3 +428,38 @@ def test_a_reload_asked_for_as_workers_start_kills_none(
     wait_until(lambda: service.log().count("listening on") >= 3, 30, "the worker started again")
     assert service.log().count("exited (code") == 1, service.log()
     assert service.process.poll() is None
+
+
+class Exited:
+    """What Supervisor.ended reads of a worker process: its exit, and whether it lives."""
+
+    def __init__(self, alive: bool) -> None:
+        self.alive = alive
+        self.exitcode = None if alive else 1
+
+    def join(self, timeout: float) -> None:
+        pass
+
+    def is_alive(self) -> bool:
+        return self.alive
+
+
+@pytest.mark.parametrize(("other_failing", "other_age", "gives_up"), [
+    (0, 1.0, False),   # the other in its first life (starting or serving)
+    (2, 60.0, False),  # the other started again after failing, serving for a minute since
+    (2, 1.0, True),    # the other started again after failing, a second ago: not serving
+])
+def test_the_supervisor_gives_up_only_with_none_serving(
+        tmp_path: Path, other_failing: int, other_age: float, gives_up: bool) -> None:
+    from metrics_ingest.config import Settings
+    from metrics_ingest.supervisor import EARLY_EXITS_ALLOWED, Supervisor
+
+    supervisor = Supervisor(Settings(db_path=tmp_path / "m.db", auth_tokens=("t" * 16,)))
+    supervisor.stop = lambda signum, frame: None  # type: ignore[method-assign]
+    now = time.monotonic()
+    supervisor.workers = {1: Exited(alive=False), 2: Exited(alive=True)}  # type: ignore[dict-item]
+    supervisor.started = {1: now, 2: now - other_age}
+    supervisor.failing = {1: EARLY_EXITS_ALLOWED - 1, 2: other_failing}
+    supervisor.ended(1)
+    assert supervisor.gave_up is gives_up
+    assert (1 in supervisor.due) is not gives_up
