@@ -88,12 +88,13 @@ class ServiceTelemetry:
         if self.path is None:
             return snapshot
         partial = self.path.with_suffix(".partial")
+        body = orjson.dumps(snapshot)
         try:
             try:
-                partial.write_bytes(orjson.dumps(snapshot))
+                partial.write_bytes(body)
             except FileNotFoundError:  # (the directory removed from outside: made again)
                 self.path.parent.mkdir(mode=0o700, exist_ok=True)
-                partial.write_bytes(orjson.dumps(snapshot))
+                partial.write_bytes(body)
             os.replace(partial, self.path)
         except OSError as exc:
             self.writing.failed("cannot write %s: %s", self.path, exc)
